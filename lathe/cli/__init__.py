@@ -1,0 +1,34 @@
+"""The ``lathe`` command line.
+
+    lathe up | down | status [--json]
+    lathe models list | versions NAME | register PATH --name NAME | promote NAME --version N
+    lathe chat "Hello"
+
+Every command turns a ``LatheError`` into one line on stderr and a non-zero exit.
+Heavy imports (MLflow, torch) happen inside the commands that need them, so
+``lathe --help`` answers at once.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import typer
+
+from lathe.cli import chat, models, platform
+from lathe.cli.output import run_guarded
+
+app = typer.Typer(
+    name="lathe",
+    help="Lathe: curate, train, register, serve and watch language models — on a laptop or a cluster.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+platform.register(app)
+app.add_typer(models.app, name="models")
+chat.register(app)
+
+
+def main() -> None:
+    run_guarded(app, sys.argv[1:])

@@ -1,0 +1,84 @@
+"""``lathe chat "…"``: one chat completion from the served model, streamed to the terminal."""
+
+from __future__ import annotations
+
+import typer
+
+from lathe.cli.output import console, print_json, settings
+
+
+def register(app: typer.Typer) -> None:
+    app.command("chat")(chat)
+
+
+def chat(
+    message: str = typer.Argument(..., help="What to ask the model."),
+    system: str | None = typer.Option(None, "--system", help="A system prompt."),
+    max_tokens: int = typer.Option(128, "--max-tokens", min=1, max=4096, help="Most tokens to generate."),
+    temperature: float = typer.Option(0.2, "--temperature", min=0.0, max=2.0, help="Sampling temperature."),
+    url: str | None = typer.Option(None, "--url", help="OpenAI-compatible base URL (default: the local platform)."),
+    json_output: bool = typer.Option(False, "--json", help="Print the answer, model, version and usage as JSON."),
+) -> None:
+    """Ask the served model one question through the OpenAI API and stream the answer."""
+    import httpx
+    import openai
+
+    from lathe.errors import EngineUnavailableError, InvalidRequestError, UpstreamError
+
+    if not message.strip():
+        raise InvalidRequestError("the message is empty", param="message")
+    s = settings()
+    base = (url or s.inference.base_url).rstrip("/")
+    client = openai.OpenAI(base_url=f"{base}/v1", api_key="unused-locally", max_retries=0, timeout=120)
+    messages = ([{"role": "system", "content": system}] if system else []) + [{"role": "user", "content": message}]
+    version = _served_version(base)
+    try:
+        if json_output:
+            response = client.chat.completions.create(
+                model=s.inference.model_name, messages=messages, max_tokens=max_tokens, temperature=temperature
+            )
+            print_json(
+                {
+                    "answer": response.choices[0].message.content,
+                    "model": s.inference.model_name,
+                    "version": version,
+                    "finish_reason": response.choices[0].finish_reason,
+                    "usage": response.usage.model_dump() if response.usage else None,
+                }
+            )
+            return
+        stream = client.chat.completions.create(
+            model=s.inference.model_name,
+            messages=messages,
+            max_tokens=max_tokens,
+            temperature=temperature,
+            stream=True,
+        )
+        tag = f"{s.inference.model_name} v{version}" if version else s.inference.model_name
+        console.print(f"[bold cyan]{tag}[/]: ", end="")
+        for chunk in stream:
+            if chunk.choices and chunk.choices[0].delta.content:
+                console.print(chunk.choices[0].delta.content, end="", highlight=False, markup=False)
+        console.print()
+    except openai.APIConnectionError:
+        raise EngineUnavailableError(f"nothing answers at {base}", hint="start the platform with `lathe up`") from None
+    except openai.APIStatusError as exc:
+        raise UpstreamError(f"{base} answered {exc.status_code}: {_error_message(exc)}") from None
+    except httpx.HTTPError as exc:
+        raise UpstreamError(f"{base} failed: {type(exc).__name__}") from None
+
+
+def _served_version(base: str) -> str | None:
+    import httpx
+
+    try:
+        return httpx.get(f"{base}/health", timeout=3).json().get("version")
+    except (httpx.HTTPError, ValueError, AttributeError):
+        return None
+
+
+def _error_message(exc) -> str:
+    body = getattr(exc, "body", None)
+    if isinstance(body, dict):
+        return str(body.get("message") or body.get("error", {}).get("message") or body)
+    return str(exc)

@@ -1,0 +1,325 @@
+"""The components ``lathe up`` runs on a laptop, one class each.
+
+A component knows how to start itself as a background process, how to tell whether
+it is healthy, and how to stop. ``LocalPlatform`` (``lathe.platform.local``) runs them
+in order and rolls back what it started when one fails.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from abc import ABC, abstractmethod
+import shutil
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Protocol
+
+import httpx
+
+from lathe.errors import PlatformError
+from lathe.platform.processes import ProcessState, StateStore, require_free_port, spawn, stop_pid, wait_healthy
+from lathe.settings import LatheSettings
+
+OnWait = Callable[[float, str], None]
+
+
+class Component(Protocol):
+    name: str
+    description: str
+
+    def available(self) -> str | None:
+        """None when it can start here, else why not (shown in ``lathe status``)."""
+
+    def url(self) -> str: ...
+
+    def health_url(self) -> str: ...
+
+    def start(self, on_wait: OnWait) -> ProcessState: ...
+
+    def stop(self, state: ProcessState) -> None: ...
+
+    def health_headers(self) -> dict[str, str]: ...
+
+
+class _ServerComponent(ABC):
+    """A process started with ``spawn`` that answers an HTTP health check."""
+
+    name = ""
+    description = ""
+    port_env = ""
+    start_timeout_s = 120.0
+
+    def __init__(self, settings: LatheSettings, store: StateStore) -> None:
+        self.settings = settings
+        self.store = store
+
+    @property
+    @abstractmethod
+    def port(self) -> int:
+        """The port it listens on (checked free before starting)."""
+
+    def available(self) -> str | None:
+        return None
+
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def health_url(self) -> str:
+        return self.url() + "/health"
+
+    def health_headers(self) -> dict[str, str]:
+        return {}
+
+    @abstractmethod
+    def argv(self) -> list[str]:
+        """The command line that starts it."""
+
+    def env(self) -> dict[str, str]:
+        return {}
+
+    def prepare(self) -> None:
+        """Create folders and config files before the first start."""
+
+    @property
+    def log_file(self) -> Path:
+        return self.settings.log_dir / f"{self.name}.log"
+
+    def start(self, on_wait: OnWait) -> ProcessState:
+        require_free_port(self.port, self.name, self.port_env)
+        self.prepare()
+        argv = self.argv()
+        process = spawn(self.name, argv, log_file=self.log_file, env=self.env())
+        state = ProcessState(self.name, process.pid, self.port, self.url(), str(self.log_file), argv)
+        self.store.save(state)
+        try:
+            wait_healthy(
+                self.health_url(),
+                timeout_s=self.start_timeout_s,
+                process=process,
+                log_file=self.log_file,
+                on_wait=on_wait,
+                headers=self.health_headers(),
+            )
+        except BaseException:
+            self.stop(state)
+            self.store.remove(self.name)
+            raise
+        return state
+
+    def stop(self, state: ProcessState) -> None:
+        stop_pid(state.pid)
+
+
+class MlflowComponent(_ServerComponent):
+    name = "mlflow"
+    description = "MLflow tracking server and model registry (SQLite)"
+    port_env = "LATHE_MLFLOW_PORT"
+
+    @property
+    def port(self) -> int:
+        return self.settings.mlflow.port
+
+    def url(self) -> str:
+        return f"http://{self.settings.mlflow.host}:{self.port}"
+
+    def prepare(self) -> None:
+        for sub in ("artifacts", "prometheus"):
+            (self.settings.mlflow_dir / sub).mkdir(parents=True, exist_ok=True)
+
+    def argv(self) -> list[str]:
+        root = self.settings.mlflow_dir
+        return [
+            sys.executable, "-m", "mlflow", "server",
+            "--host", self.settings.mlflow.host,
+            "--port", str(self.port),
+            "--workers", str(self.settings.mlflow.workers),
+            "--backend-store-uri", f"sqlite:///{root / 'mlflow.db'}",
+            # Artifacts go through the server, under .lathe/ and never ./mlruns.
+            "--artifacts-destination", str(root / "artifacts"),
+            "--expose-prometheus", str(root / "prometheus"),
+        ]  # fmt: skip
+
+    def env(self) -> dict[str, str]:
+        return {"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
+
+
+class RayComponent(_ServerComponent):
+    """A Ray head with token authentication; its token lives under ``.lathe/ray``."""
+
+    name = "ray"
+    description = "Ray head (Jobs API on the dashboard port)"
+    port_env = "LATHE_RAY_DASHBOARD_PORT"
+    start_timeout_s = 90.0
+
+    @property
+    def port(self) -> int:
+        return self.settings.ray.dashboard_port
+
+    @property
+    def token_path(self) -> Path:
+        return self.settings.home / "ray" / "auth_token"
+
+    def health_url(self) -> str:
+        return self.url() + "/api/version"
+
+    def health_headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.token()}"} if self.token_path.exists() else {}
+
+    def token(self) -> str:
+        return self.token_path.read_text().strip()
+
+    def prepare(self) -> None:
+        require_free_port(self.settings.ray.port, "ray (GCS)", "LATHE_RAY_PORT")
+        self.token_path.parent.mkdir(parents=True, exist_ok=True)
+        if not self.token_path.exists():
+            fd = os.open(self.token_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "w") as handle:
+                handle.write(secrets.token_hex(32))
+
+    def ray_env(self) -> dict[str, str]:
+        """What any Ray client of this head needs (``lathe`` sets it for submissions)."""
+        return {"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN_PATH": str(self.token_path)}
+
+    def env(self) -> dict[str, str]:
+        return {**self.ray_env(), "RAY_USAGE_STATS_ENABLED": "0"}
+
+    def argv(self) -> list[str]:
+        ray_bin = Path(sys.executable).with_name("ray")
+        argv = [
+            str(ray_bin), "start", "--head", "--block",
+            "--port", str(self.settings.ray.port),
+            "--dashboard-host", "127.0.0.1",
+            "--dashboard-port", str(self.port),
+            "--temp-dir", str(self.settings.home / "ray" / "tmp"),
+            "--disable-usage-stats",
+        ]  # fmt: skip
+        if self.settings.ray.num_cpus:
+            argv += ["--num-cpus", str(self.settings.ray.num_cpus)]
+        return argv
+
+    def stop(self, state: ProcessState) -> None:
+        # `ray stop` shuts the head down in order; signalling the PID alone leaves raylet
+        # and GCS behind. The group kill then catches anything that outlived it.
+        ray_bin = Path(sys.executable).with_name("ray")
+        subprocess.run(
+            [str(ray_bin), "stop"], env={**os.environ, **self.env()}, capture_output=True, timeout=60, check=False
+        )
+        stop_pid(state.pid, timeout_s=10)
+
+
+class InferenceComponent(_ServerComponent):
+    name = "inference"
+    description = "inference service (vLLM behind a registry-aware proxy)"
+    port_env = "LATHE_INFERENCE_PORT"
+    start_timeout_s = 600.0
+
+    @property
+    def port(self) -> int:
+        return self.settings.inference.port
+
+    def url(self) -> str:
+        return f"http://{self.settings.inference.host}:{self.port}"
+
+    def health_url(self) -> str:
+        return self.url() + "/health"
+
+    def available(self) -> str | None:
+        engine_python = os.environ.get("LATHE_INFERENCE_ENGINE_PYTHON") or str(default_engine_python())
+        if not Path(engine_python).exists():
+            return f"vLLM environment not found ({engine_python}): run `make install`"
+        return None
+
+    def argv(self) -> list[str]:
+        return [sys.executable, "-m", "services.inference"]
+
+    def env(self) -> dict[str, str]:
+        return {
+            "LATHE_HOME": str(self.settings.home),
+            "LATHE_MLFLOW_TRACKING_URI": self.settings.mlflow.uri,
+        }
+
+
+class PrometheusComponent(_ServerComponent):
+    name = "prometheus"
+    description = "Prometheus scraping every component"
+    port_env = "LATHE_PROMETHEUS_PORT"
+    start_timeout_s = 60.0
+
+    @property
+    def port(self) -> int:
+        return self.settings.prometheus.port
+
+    def health_url(self) -> str:
+        return self.url() + "/-/ready"
+
+    def binary(self) -> str | None:
+        return shutil.which(self.settings.prometheus.binary)
+
+    def available(self) -> str | None:
+        if not self.settings.prometheus.enabled:
+            return "disabled (LATHE_PROMETHEUS_ENABLED=false)"
+        if self.binary() is None:
+            return "prometheus binary not installed (apt-get install prometheus)"
+        return None
+
+    @property
+    def config_path(self) -> Path:
+        return self.settings.home / "prometheus" / "prometheus.yml"
+
+    def prepare(self) -> None:
+        self.config_path.parent.mkdir(parents=True, exist_ok=True)
+        self.config_path.write_text(render_prometheus_config(self.settings))
+
+    def argv(self) -> list[str]:
+        return [
+            str(self.binary()),
+            f"--config.file={self.config_path}",
+            f"--storage.tsdb.path={self.settings.home / 'prometheus' / 'data'}",
+            f"--web.listen-address=127.0.0.1:{self.port}",
+            "--storage.tsdb.retention.time=2d",
+        ]
+
+
+def default_engine_python() -> Path:
+    """The vLLM environment that ``make install`` builds beside the main one."""
+    return Path(sys.prefix).parent / ".venv-vllm" / "bin" / "python"
+
+
+def scrape_targets(settings: LatheSettings) -> dict[str, str]:
+    """Every component's metrics endpoint, as ``job -> host:port`` (path ``/metrics``)."""
+    return {
+        "lathe-inference": f"127.0.0.1:{settings.inference.port}",
+        "lathe-mlflow": f"127.0.0.1:{settings.mlflow.port}",
+        "prometheus": f"127.0.0.1:{settings.prometheus.port}",
+    }
+
+
+def render_prometheus_config(settings: LatheSettings) -> str:
+    interval = f"{settings.prometheus.scrape_interval_s}s"
+    lines = ["global:", f"  scrape_interval: {interval}", f"  evaluation_interval: {interval}", "scrape_configs:"]
+    for job, target in scrape_targets(settings).items():
+        lines += [f"  - job_name: {job}", "    static_configs:", f"      - targets: ['{target}']"]
+    return "\n".join(lines) + "\n"
+
+
+def prometheus_targets_health(settings: LatheSettings) -> dict[str, str]:
+    """Ask a running Prometheus how each scrape target is doing (job -> up/down/unknown)."""
+    try:
+        response = httpx.get(f"http://127.0.0.1:{settings.prometheus.port}/api/v1/targets", timeout=3)
+        active = response.json()["data"]["activeTargets"]
+    except (httpx.HTTPError, ValueError, KeyError) as exc:
+        raise PlatformError(f"cannot read Prometheus targets: {exc}") from None
+    return {t["labels"]["job"]: t["health"] for t in active}
+
+
+def all_components(settings: LatheSettings, store: StateStore) -> list[_ServerComponent]:
+    """In start order; ``down`` stops them in reverse."""
+    return [
+        MlflowComponent(settings, store),
+        RayComponent(settings, store),
+        InferenceComponent(settings, store),
+        PrometheusComponent(settings, store),
+    ]

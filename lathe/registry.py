@@ -1,0 +1,292 @@
+"""The model registry: MLflow is the one hand-over between pipelines and serving.
+
+A registered version is a Hugging Face folder (weights, config, tokenizer) stored as
+the artifacts of an MLflow run; an alias (``champion``) names the version to serve.
+
+    registry = ModelRegistry("http://127.0.0.1:5000")
+    v = registry.register_folder(Path("out/model"), "my-model", alias="candidate")
+    registry.set_alias("my-model", "champion", v.version)
+    path = registry.download("my-model", "champion", Path("/tmp/models"))
+
+MLflow is imported on first use (it costs seconds), and every call first checks the
+server's health with a short timeout so a registry that is down fails in one line
+instead of MLflow's minutes of retries.
+"""
+
+from __future__ import annotations
+
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from lathe.errors import AliasNotFoundError, InvalidRequestError, ModelNotFoundError, RegistryUnavailableError
+
+MODEL_ARTIFACT_PATH = "model"
+FORMAT_TAG = "lathe.format"
+
+
+@dataclass(frozen=True)
+class ModelVersionInfo:
+    name: str
+    version: str
+    run_id: str | None
+    source: str
+    aliases: tuple[str, ...] = ()
+    tags: dict[str, str] = field(default_factory=dict)
+    created_at: float = 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "version": self.version,
+            "run_id": self.run_id,
+            "source": self.source,
+            "aliases": list(self.aliases),
+            "tags": dict(self.tags),
+            "created_at": self.created_at,
+        }
+
+
+@dataclass(frozen=True)
+class RegisteredModelInfo:
+    name: str
+    aliases: dict[str, str]
+    latest_version: str | None
+    description: str = ""
+
+
+def _is_not_found(exc: Exception) -> bool:
+    code = getattr(exc, "error_code", "")
+    return code in ("RESOURCE_DOES_NOT_EXIST", "NOT_FOUND") or "not found" in str(exc).lower()
+
+
+class ModelRegistry:
+    def __init__(self, tracking_uri: str, timeout_s: float = 5.0) -> None:
+        self.tracking_uri = tracking_uri.rstrip("/")
+        self.timeout_s = timeout_s
+        self._client: Any = None
+
+    # -- plumbing -------------------------------------------------------------------
+    def ping(self) -> None:
+        """Raise ``RegistryUnavailableError`` unless the server answers its health check."""
+        if not self.tracking_uri.startswith(("http://", "https://")):
+            return  # a file or database store needs no server
+        try:
+            response = httpx.get(f"{self.tracking_uri}/health", timeout=self.timeout_s)
+        except httpx.HTTPError as exc:
+            raise RegistryUnavailableError(
+                f"model registry at {self.tracking_uri} is unreachable ({type(exc).__name__})",
+                hint="start it with `lathe up` or set LATHE_MLFLOW_TRACKING_URI",
+            ) from None
+        if response.status_code != 200:
+            raise RegistryUnavailableError(
+                f"model registry at {self.tracking_uri} answered {response.status_code} to its health check"
+            )
+
+    @property
+    def client(self) -> Any:
+        if self._client is None:
+            import mlflow
+            from mlflow import MlflowClient
+
+            mlflow.set_tracking_uri(self.tracking_uri)
+            mlflow.set_registry_uri(self.tracking_uri)
+            self._client = MlflowClient(tracking_uri=self.tracking_uri, registry_uri=self.tracking_uri)
+        return self._client
+
+    def _version_info(self, mv: Any) -> ModelVersionInfo:
+        return ModelVersionInfo(
+            name=mv.name,
+            version=str(mv.version),
+            run_id=mv.run_id,
+            source=mv.source,
+            aliases=tuple(getattr(mv, "aliases", []) or []),
+            tags=dict(mv.tags or {}),
+            created_at=(mv.creation_timestamp or 0) / 1000.0,
+        )
+
+    # -- writing --------------------------------------------------------------------
+    def register_folder(
+        self,
+        folder: Path,
+        name: str,
+        *,
+        alias: str | None = None,
+        description: str = "",
+        tags: dict[str, str] | None = None,
+        experiment: str = "lathe-models",
+        run_id: str | None = None,
+    ) -> ModelVersionInfo:
+        """Upload a Hugging Face folder as run artifacts and register it as a new version.
+
+        With ``run_id`` the folder is attached to an existing run (a training run);
+        otherwise a short run named ``register-<name>`` is created for it.
+        """
+        folder = Path(folder)
+        if not (folder / "config.json").is_file():
+            raise InvalidRequestError(f"{folder} is not a model folder (no config.json)", param="path")
+        self.ping()
+        import mlflow
+
+        client = self.client
+        if run_id is None:
+            experiment_id = self._experiment_id(experiment)
+            run = client.create_run(experiment_id, run_name=f"register-{name}")
+            run_id = run.info.run_id
+            owns_run = True
+        else:
+            owns_run = False
+        try:
+            client.log_artifacts(run_id, str(folder), artifact_path=MODEL_ARTIFACT_PATH)
+            artifact_uri = client.get_run(run_id).info.artifact_uri
+            try:
+                client.get_registered_model(name)
+            except mlflow.exceptions.MlflowException as exc:
+                if not _is_not_found(exc):
+                    raise
+                client.create_registered_model(name, description=description or None)
+            all_tags = {FORMAT_TAG: "hf", **(tags or {})}
+            mv = client.create_model_version(
+                name, source=f"{artifact_uri}/{MODEL_ARTIFACT_PATH}", run_id=run_id, tags=all_tags
+            )
+            mv = self._wait_ready(name, str(mv.version))
+        except BaseException:
+            if owns_run:
+                client.set_terminated(run_id, status="FAILED")
+            raise
+        if owns_run:
+            client.set_terminated(run_id, status="FINISHED")
+        if alias:
+            self.set_alias(name, alias, mv.version)
+            mv = client.get_model_version(name, mv.version)
+        return self._version_info(mv)
+
+    def _experiment_id(self, name: str) -> str:
+        experiment = self.client.get_experiment_by_name(name)
+        if experiment is not None:
+            return experiment.experiment_id
+        return self.client.create_experiment(name)
+
+    def _wait_ready(self, name: str, version: str, timeout_s: float = 60.0) -> Any:
+        deadline = time.monotonic() + timeout_s
+        while True:
+            mv = self.client.get_model_version(name, version)
+            if mv.status != "PENDING_REGISTRATION" or time.monotonic() > deadline:
+                return mv
+            time.sleep(0.2)
+
+    def set_alias(self, name: str, alias: str, version: str | int) -> ModelVersionInfo:
+        self.ping()
+        self.get_version(name, str(version))  # names a missing model or version clearly
+        self.client.set_registered_model_alias(name, alias, str(version))
+        return self.get_version(name, str(version))
+
+    def delete_alias(self, name: str, alias: str) -> None:
+        self.ping()
+        self.resolve(name, alias)
+        self.client.delete_registered_model_alias(name, alias)
+
+    # -- reading --------------------------------------------------------------------
+    def get_version(self, name: str, version: str) -> ModelVersionInfo:
+        self.ping()
+        import mlflow
+
+        try:
+            return self._version_info(self.client.get_model_version(name, str(version)))
+        except mlflow.exceptions.MlflowException as exc:
+            if not _is_not_found(exc):
+                raise
+            self._require_model(name)
+            raise ModelNotFoundError(f"model {name!r} has no version {version}", param="version") from None
+
+    def resolve(self, name: str, alias: str) -> ModelVersionInfo:
+        """The version an alias points at, or ``AliasNotFoundError`` naming what exists."""
+        self.ping()
+        import mlflow
+
+        try:
+            return self._version_info(self.client.get_model_version_by_alias(name, alias))
+        except mlflow.exceptions.MlflowException as exc:
+            if not _is_not_found(exc):
+                raise
+            model = self._require_model(name)
+            known = ", ".join(sorted(model.aliases)) or "none"
+            raise AliasNotFoundError(
+                f"model {name!r} has no alias {alias!r} (aliases: {known})", param="alias"
+            ) from None
+
+    def _require_model(self, name: str) -> RegisteredModelInfo:
+        import mlflow
+
+        try:
+            rm = self.client.get_registered_model(name)
+        except mlflow.exceptions.MlflowException as exc:
+            if not _is_not_found(exc):
+                raise
+            names = ", ".join(m.name for m in self.list_models()) or "none"
+            raise ModelNotFoundError(
+                f"no registered model named {name!r} (registered: {names})", param="model"
+            ) from None
+        return RegisteredModelInfo(name=rm.name, aliases=dict(rm.aliases or {}), latest_version=None)
+
+    def list_models(self) -> list[RegisteredModelInfo]:
+        self.ping()
+        models = []
+        for rm in self.client.search_registered_models(max_results=1000):
+            versions = [int(v.version) for v in (rm.latest_versions or [])]
+            models.append(
+                RegisteredModelInfo(
+                    name=rm.name,
+                    aliases=dict(rm.aliases or {}),
+                    latest_version=str(max(versions)) if versions else None,
+                    description=rm.description or "",
+                )
+            )
+        return sorted(models, key=lambda m: m.name)
+
+    def list_versions(self, name: str) -> list[ModelVersionInfo]:
+        self._require_model(name)
+        found = self.client.search_model_versions(f"name = '{name}'", max_results=1000)
+        aliases = self._require_model(name).aliases
+        by_version: dict[str, list[str]] = {}
+        for alias, version in aliases.items():
+            by_version.setdefault(str(version), []).append(alias)
+        infos = []
+        for mv in found:
+            info = self._version_info(mv)
+            infos.append(
+                ModelVersionInfo(
+                    **{**info.__dict__, "aliases": tuple(sorted(by_version.get(info.version, [])))}
+                )
+            )
+        return sorted(infos, key=lambda v: int(v.version))
+
+    def download(self, name: str, version: str, dest_root: Path) -> Path:
+        """Download a version's folder once into ``dest_root/<name>/<version>`` and return it."""
+        info = self.get_version(name, version)
+        target = Path(dest_root) / name / info.version
+        marker = target.with_name(f".{info.version}.complete")
+        if marker.exists() and target.is_dir():
+            return target
+        import mlflow
+
+        staging = target.with_name(f".{info.version}.partial")
+        shutil.rmtree(staging, ignore_errors=True)
+        staging.mkdir(parents=True)
+        try:
+            local = mlflow.artifacts.download_artifacts(
+                artifact_uri=info.source, dst_path=str(staging), tracking_uri=self.tracking_uri
+            )
+            local_path = Path(local)
+            if not (local_path / "config.json").is_file():
+                raise InvalidRequestError(f"{name} version {info.version} is not a Hugging Face model folder")
+            shutil.rmtree(target, ignore_errors=True)
+            local_path.rename(target)
+            marker.write_text(info.source + "\n")
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+        return target

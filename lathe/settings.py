@@ -1,0 +1,202 @@
+"""One settings tree for the whole platform.
+
+Every section reads its own environment prefix, so a service's variables are
+named for the service (``LATHE_INFERENCE_PORT``, ``LATHE_MLFLOW_PORT``) and the
+root adds the few that span everything (``LATHE_PROFILE``, ``LATHE_HOME``).
+
+    from lathe.settings import load_settings
+    settings = load_settings()           # raises ConfigError naming the variable
+
+Profiles: ``local`` runs everything on loopback under ``LATHE_HOME`` (``.lathe``);
+``k8s`` expects the addresses of in-cluster services and refuses loopback ones.
+Nothing here touches the disk or the network: paths are computed, not created.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from lathe.errors import ConfigError
+
+Profile = Literal["local", "k8s"]
+Port = int  # validated by ``_check_port`` below; a plain alias keeps signatures readable
+
+
+def _check_port(value: int) -> int:
+    if not 1 <= value <= 65535:
+        raise ValueError("must be a TCP port between 1 and 65535")
+    return value
+
+
+class _Section(BaseSettings):
+    """Base of every section: unknown variables are ignored, bad ones are named."""
+
+    model_config = SettingsConfigDict(extra="ignore", validate_default=True)
+
+
+class MlflowSettings(_Section):
+    """The MLflow tracking server and model registry."""
+
+    model_config = SettingsConfigDict(env_prefix="LATHE_MLFLOW_")
+
+    host: str = "127.0.0.1"
+    port: Port = 5000
+    # Set in the cluster (``http://lathe-mlflow:5000``); locally derived from host and port.
+    tracking_uri: str | None = None
+    # One worker and no job runner: 2 processes and ~0.5 GiB instead of 15 and 3.2 GiB.
+    workers: int = Field(default=1, ge=1, le=16)
+    request_timeout_s: float = Field(default=10.0, gt=0)
+
+    _port = field_validator("port")(_check_port)
+
+    @property
+    def uri(self) -> str:
+        return self.tracking_uri or f"http://{self.host}:{self.port}"
+
+
+class RaySettings(_Section):
+    """The Ray head that runs pipelines (local head, or a KubeRay cluster's)."""
+
+    model_config = SettingsConfigDict(env_prefix="LATHE_RAY_")
+
+    port: Port = 6380
+    dashboard_port: Port = 8265
+    num_cpus: int | None = Field(default=None, ge=1)
+    # Address of a remote cluster's dashboard (Jobs API); locally derived.
+    address: str | None = None
+
+    _ports = field_validator("port", "dashboard_port")(_check_port)
+
+    @property
+    def jobs_address(self) -> str:
+        return self.address or f"http://127.0.0.1:{self.dashboard_port}"
+
+
+class InferenceSettings(_Section):
+    """Where the inference service listens and which registered model it serves.
+
+    The service adds its engine knobs on top (``services.inference.settings``).
+    """
+
+    model_config = SettingsConfigDict(env_prefix="LATHE_INFERENCE_")
+
+    host: str = "127.0.0.1"
+    port: Port = 8100
+    model_name: str = Field(default="smollm2-135m-instruct", min_length=1, pattern=r"^[A-Za-z0-9][\w.\-]*$")
+    alias: str = Field(default="champion", min_length=1, pattern=r"^[A-Za-z][\w\-]*$")
+    url: str | None = None  # set when the service runs elsewhere (the cluster)
+
+    _port = field_validator("port")(_check_port)
+
+    @property
+    def base_url(self) -> str:
+        return self.url or f"http://{self.host}:{self.port}"
+
+    @property
+    def model_uri(self) -> str:
+        return f"models:/{self.model_name}@{self.alias}"
+
+
+class PrometheusSettings(_Section):
+    """The local Prometheus, started only when its binary is installed."""
+
+    model_config = SettingsConfigDict(env_prefix="LATHE_PROMETHEUS_")
+
+    enabled: bool = True
+    port: Port = 9090
+    binary: str = "prometheus"
+    scrape_interval_s: int = Field(default=5, ge=1, le=300)
+
+    _port = field_validator("port")(_check_port)
+
+
+class LatheSettings(_Section):
+    """The root of the tree."""
+
+    model_config = SettingsConfigDict(env_prefix="LATHE_")
+
+    profile: Profile = "local"
+    home: Path = Path(".lathe")
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+
+    mlflow: MlflowSettings = Field(default_factory=MlflowSettings)
+    ray: RaySettings = Field(default_factory=RaySettings)
+    inference: InferenceSettings = Field(default_factory=InferenceSettings)
+    prometheus: PrometheusSettings = Field(default_factory=PrometheusSettings)
+
+    @field_validator("home")
+    @classmethod
+    def _absolute_home(cls, value: Path) -> Path:
+        # Processes started by ``lathe up`` run from other directories; they need one answer.
+        return value.expanduser().resolve()
+
+    @model_validator(mode="after")
+    def _profile_rules(self) -> LatheSettings:
+        if self.profile == "k8s":
+            if not self.mlflow.tracking_uri:
+                raise ValueError("LATHE_MLFLOW_TRACKING_URI must be set in the k8s profile")
+            if not self.inference.url:
+                raise ValueError("LATHE_INFERENCE_URL must be set in the k8s profile")
+        return self
+
+    # Paths under home. Computed here so every component agrees on them.
+    @property
+    def run_dir(self) -> Path:
+        return self.home / "run"
+
+    @property
+    def log_dir(self) -> Path:
+        return self.home / "logs"
+
+    @property
+    def assets_dir(self) -> Path:
+        return self.home / "assets"
+
+    @property
+    def mlflow_dir(self) -> Path:
+        return self.home / "mlflow"
+
+
+_SECTION_PREFIX = {
+    "mlflow": "LATHE_MLFLOW_",
+    "ray": "LATHE_RAY_",
+    "inference": "LATHE_INFERENCE_",
+    "prometheus": "LATHE_PROMETHEUS_",
+}
+
+
+def describe_validation_error(error: ValidationError, prefix: str = "LATHE_") -> str:
+    """Turn pydantic's report into one line per field, named as the user sets it."""
+    lines = []
+    for item in error.errors():
+        loc = [str(part) for part in item["loc"]]
+        name = prefix + "_".join(loc).upper() if loc else "settings"
+        received = item.get("input")
+        shown = f" (got {received!r})" if loc and not isinstance(received, dict) else ""
+        lines.append(f"{name}: {item['msg']}{shown}")
+    return "; ".join(lines)
+
+
+def load_settings(**overrides: object) -> LatheSettings:
+    """Read the environment into the tree; a bad value raises ``ConfigError`` naming it."""
+    sections = {}
+    for key, cls in (
+        ("mlflow", MlflowSettings),
+        ("ray", RaySettings),
+        ("inference", InferenceSettings),
+        ("prometheus", PrometheusSettings),
+    ):
+        if key in overrides:
+            continue
+        try:
+            sections[key] = cls()
+        except ValidationError as exc:
+            raise ConfigError(describe_validation_error(exc, _SECTION_PREFIX[key])) from None
+    try:
+        return LatheSettings(**sections, **overrides)
+    except ValidationError as exc:
+        raise ConfigError(describe_validation_error(exc)) from None

@@ -1,0 +1,72 @@
+"""The inference service's FastAPI app: ``create_app(settings)``; no work at import."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+
+import httpx
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+
+from lathe.errors import LatheError
+from lathe.registry import ModelRegistry
+from lathe.telemetry import RequestIdMiddleware
+from services.inference.metrics import InferenceMetrics
+from services.inference.routes import health, openai
+from services.inference.serving import AliasServer, EngineFactory
+from services.inference.settings import InferenceServiceSettings
+
+log = logging.getLogger(__name__)
+
+
+def create_app(settings: InferenceServiceSettings, engine_factory: EngineFactory | None = None) -> FastAPI:
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        metrics = InferenceMetrics.create()
+        registry = ModelRegistry(settings.mlflow.uri, timeout_s=settings.mlflow.request_timeout_s)
+        server = AliasServer(settings, registry, metrics, engine_factory)
+        app.state.settings = settings
+        app.state.metrics = metrics
+        app.state.server = server
+        app.state.http = httpx.AsyncClient(timeout=httpx.Timeout(settings.request_timeout_s, connect=5.0))
+        loop_task = asyncio.create_task(server.run(), name="alias-server")
+        try:
+            yield
+        finally:
+            loop_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await loop_task
+            await server.shutdown()
+            await app.state.http.aclose()
+
+    app = FastAPI(title="Lathe inference", version="0.1.0", lifespan=lifespan)
+    app.add_middleware(RequestIdMiddleware)
+    app.include_router(health.router)
+    app.include_router(openai.router)
+    install_error_handlers(app)
+    return app
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    """Every error leaves in OpenAI's shape."""
+
+    @app.exception_handler(LatheError)
+    async def lathe_error(_: Request, exc: LatheError) -> JSONResponse:
+        return JSONResponse(exc.to_openai(), status_code=exc.status_code)
+
+    @app.exception_handler(RequestValidationError)
+    async def validation_error(_: Request, exc: RequestValidationError) -> JSONResponse:
+        first = exc.errors()[0] if exc.errors() else {"loc": (), "msg": "invalid request"}
+        param = ".".join(str(p) for p in first["loc"] if p != "body") or None
+        body = {"error": {"message": first["msg"], "type": "invalid_request_error", "param": param, "code": None}}
+        return JSONResponse(body, status_code=400)
+
+    @app.exception_handler(Exception)
+    async def unexpected(_: Request, exc: Exception) -> JSONResponse:
+        log.exception("unhandled error")
+        body = {"error": {"message": "internal error", "type": "server_error", "param": None, "code": None}}
+        return JSONResponse(body, status_code=500)

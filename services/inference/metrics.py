@@ -1,0 +1,65 @@
+"""The inference service's own metrics (``lathe_inference_*``), on a private registry.
+
+vLLM's metrics (``vllm:*``) are appended to ``/metrics`` by the health route, so one
+scrape sees both.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+from lathe.telemetry import new_registry
+
+
+@dataclass
+class InferenceMetrics:
+    registry: CollectorRegistry
+    model_version: Gauge
+    swaps: Counter
+    swap_duration: Histogram
+    engine_up: Gauge
+    engine_restarts: Counter
+    registry_errors: Counter
+    requests: Counter
+    request_duration: Histogram
+    inflight: Gauge
+
+    @classmethod
+    def create(cls) -> InferenceMetrics:
+        registry = new_registry()
+        return cls(
+            registry=registry,
+            model_version=Gauge(
+                "lathe_inference_model_version", "Registered version being served", ["model", "alias"], registry=registry
+            ),
+            swaps=Counter(
+                "lathe_inference_swaps_total", "Model version swaps by outcome", ["model", "outcome"], registry=registry
+            ),
+            swap_duration=Histogram(
+                "lathe_inference_swap_duration_seconds",
+                "From seeing a moved alias to serving the new version",
+                ["model"],
+                buckets=(5, 10, 20, 30, 45, 60, 90, 120, 180, 300, 600),
+                registry=registry,
+            ),
+            engine_up=Gauge("lathe_inference_engine_up", "1 while a healthy engine serves", ["model"], registry=registry),
+            engine_restarts=Counter(
+                "lathe_inference_engine_restarts_total", "Engines restarted after exiting", ["model"], registry=registry
+            ),
+            registry_errors=Counter(
+                "lathe_inference_registry_errors_total", "Failed registry look-ups", ["model"], registry=registry
+            ),
+            requests=Counter(
+                "lathe_inference_requests_total", "Proxied requests", ["route", "status"], registry=registry
+            ),
+            request_duration=Histogram(
+                "lathe_inference_request_duration_seconds",
+                "Proxied request duration, to the last byte",
+                ["route"],
+                buckets=(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120),
+                registry=registry,
+            ),
+            inflight=Gauge("lathe_inference_inflight_requests", "Requests in flight", registry=registry),
+        )

@@ -1,0 +1,43 @@
+"""``/health`` for probes and ``lathe up``, ``/metrics`` for Prometheus (own + vLLM's)."""
+
+from __future__ import annotations
+
+import httpx
+from fastapi import APIRouter, Response
+from fastapi.responses import JSONResponse
+
+from lathe.telemetry import render_metrics
+from services.inference.deps import HttpDep, MetricsDep, ServerDep, SettingsDep
+
+router = APIRouter(tags=["health"])
+
+
+@router.get("/health")
+async def health(server: ServerDep, settings: SettingsDep) -> JSONResponse:
+    body = {
+        "status": "ok" if server.healthy() else "unavailable",
+        "model": settings.model_name,
+        "alias": settings.alias,
+        "version": server.version,
+        "engine_pid": server.active.handle.pid if server.active else None,
+        "engine_url": server.active.handle.base_url if server.active else None,
+        "registry": "ok" if server.registry_ok else "unreachable",
+        "swaps": server.swaps,
+        "detail": server.phase,
+        "last_error": server.last_error,
+    }
+    return JSONResponse(body, status_code=200 if server.healthy() else 503)
+
+
+@router.get("/metrics")
+async def metrics(server: ServerDep, metrics: MetricsDep, http: HttpDep) -> Response:
+    own, content_type = render_metrics(metrics.registry)
+    engine_text = b""
+    if server.active is not None and not server.active.exited():
+        try:
+            upstream = await http.get(server.active.handle.base_url + "/metrics", timeout=5.0)
+            if upstream.status_code == 200:
+                engine_text = upstream.content
+        except httpx.HTTPError:
+            pass  # the engine's own metrics are a bonus; ours must still be served
+    return Response(own + engine_text, media_type=content_type)
