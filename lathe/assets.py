@@ -35,6 +35,7 @@ def _marker(folder: Path) -> Path:
     # Beside the folder, not in it: the folder is uploaded to the registry as it is.
     return folder.with_name(f".{folder.name}.complete")
 
+
 Report = Callable[[str], None]
 
 

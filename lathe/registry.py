@@ -259,9 +259,7 @@ class ModelRegistry:
         for mv in found:
             info = self._version_info(mv)
             infos.append(
-                ModelVersionInfo(
-                    **{**info.__dict__, "aliases": tuple(sorted(by_version.get(info.version, [])))}
-                )
+                ModelVersionInfo(**{**info.__dict__, "aliases": tuple(sorted(by_version.get(info.version, [])))})
             )
         return sorted(infos, key=lambda v: int(v.version))
 

@@ -121,6 +121,8 @@ class LatheSettings(_Section):
 
     profile: Profile = "local"
     home: Path = Path(".lathe")
+    # Converted bundled models; shareable between homes (tests point many homes at one).
+    assets: Path | None = None
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 
     mlflow: MlflowSettings = Field(default_factory=MlflowSettings)
@@ -128,11 +130,11 @@ class LatheSettings(_Section):
     inference: InferenceSettings = Field(default_factory=InferenceSettings)
     prometheus: PrometheusSettings = Field(default_factory=PrometheusSettings)
 
-    @field_validator("home")
+    @field_validator("home", "assets")
     @classmethod
-    def _absolute_home(cls, value: Path) -> Path:
+    def _absolute_path(cls, value: Path | None) -> Path | None:
         # Processes started by ``lathe up`` run from other directories; they need one answer.
-        return value.expanduser().resolve()
+        return value.expanduser().resolve() if value is not None else None
 
     @model_validator(mode="after")
     def _profile_rules(self) -> LatheSettings:
@@ -154,7 +156,7 @@ class LatheSettings(_Section):
 
     @property
     def assets_dir(self) -> Path:
-        return self.home / "assets"
+        return self.assets or self.home / "assets"
 
     @property
     def mlflow_dir(self) -> Path:

@@ -15,7 +15,7 @@ def chat(
     message: str = typer.Argument(..., help="What to ask the model."),
     system: str | None = typer.Option(None, "--system", help="A system prompt."),
     max_tokens: int = typer.Option(128, "--max-tokens", min=1, max=4096, help="Most tokens to generate."),
-    temperature: float = typer.Option(0.2, "--temperature", min=0.0, max=2.0, help="Sampling temperature."),
+    temperature: float = typer.Option(0.0, "--temperature", min=0.0, max=2.0, help="Sampling temperature."),
     url: str | None = typer.Option(None, "--url", help="OpenAI-compatible base URL (default: the local platform)."),
     json_output: bool = typer.Option(False, "--json", help="Print the answer, model, version and usage as JSON."),
 ) -> None:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import logging
+import os
 import sys
 from typing import Any, NoReturn
 
@@ -12,7 +14,7 @@ from rich.console import Console
 from lathe.errors import LatheError
 from lathe.settings import LatheSettings, load_settings
 
-console = Console()
+console = Console(width=None if sys.stdout.isatty() else 120)
 err_console = Console(stderr=True)
 
 
@@ -31,6 +33,9 @@ def print_json(data: Any) -> None:
 
 def run_guarded(app: typer.Typer, argv: list[str]) -> None:
     """Run the Typer app; a LatheError becomes one line and its exit code."""
+    # MLflow prints run links to stdout on every run it ends; Lathe prints its own summary.
+    os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
+    logging.getLogger("mlflow").setLevel(logging.WARNING)
     try:
         app(args=argv, standalone_mode=True)
     except LatheError as exc:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import typer
 from rich.table import Table
 
@@ -63,6 +65,15 @@ def status(
         raise typer.Exit(1)
 
 
+def _short(path: str | None) -> str:
+    if not path:
+        return ""
+    try:
+        return str(Path(path).relative_to(Path.cwd()))
+    except ValueError:
+        return path
+
+
 def _progress(spinner, message: str) -> None:
     spinner.update(message)
     if not message.endswith("s)"):  # keep milestones on screen, not every poll
@@ -81,10 +92,8 @@ def _status_json(platform, statuses) -> dict:
 def status_table(statuses) -> Table:
     table = Table(title="Lathe — local platform", title_justify="left")
     for column in ("component", "state", "url", "pid", "detail", "log"):
-        table.add_column(column, overflow="fold")
+        table.add_column(column, overflow="fold", no_wrap=column in ("url", "pid", "state"))
     for s in statuses:
         style = _STATE_STYLE.get(s.state, "")
-        table.add_row(
-            s.name, f"[{style}]{s.state}[/]", s.url or "", str(s.pid or ""), s.detail, s.log or ""
-        )
+        table.add_row(s.name, f"[{style}]{s.state}[/]", s.url or "", str(s.pid or ""), s.detail, _short(s.log))
     return table

@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import os
 import secrets
-from abc import ABC, abstractmethod
 import shutil
 import subprocess
 import sys
+from abc import ABC, abstractmethod
 from collections.abc import Callable
 from pathlib import Path
 from typing import Protocol
@@ -81,7 +81,8 @@ class _ServerComponent(ABC):
         return {}
 
     def prepare(self) -> None:
-        """Create folders and config files before the first start."""
+        """Create folders and config files before the first start (none by default)."""
+        return None
 
     @property
     def log_file(self) -> Path:

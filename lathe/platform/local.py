@@ -83,9 +83,9 @@ class LocalPlatform:
                 else:
                     self._clear_stale(component)
                     progress(f"{component.name}: starting")
-                    state = component.start(lambda elapsed, detail, c=component: progress(
-                        f"{c.name}: {detail} ({elapsed:.0f}s)"
-                    ))
+                    state = component.start(
+                        lambda elapsed, detail, c=component: progress(f"{c.name}: {detail} ({elapsed:.0f}s)")
+                    )
                     started.append((component, state))
                     progress(f"{component.name}: healthy at {component.url()}")
                 if component.name == "mlflow":

@@ -7,6 +7,7 @@ every child it started (vLLM engines, MLflow's workers) and nothing else.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -180,9 +181,7 @@ def stop_pid(pid: int, *, timeout_s: float = 20.0) -> bool:
             return False
     _, alive = psutil.wait_procs(members, timeout=timeout_s)
     for proc in alive:
-        try:
+        with contextlib.suppress(psutil.Error):
             proc.kill()
-        except psutil.Error:
-            pass
     psutil.wait_procs(alive, timeout=5)
     return True

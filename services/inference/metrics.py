@@ -32,7 +32,10 @@ class InferenceMetrics:
         return cls(
             registry=registry,
             model_version=Gauge(
-                "lathe_inference_model_version", "Registered version being served", ["model", "alias"], registry=registry
+                "lathe_inference_model_version",
+                "Registered version being served",
+                ["model", "alias"],
+                registry=registry,
             ),
             swaps=Counter(
                 "lathe_inference_swaps_total", "Model version swaps by outcome", ["model", "outcome"], registry=registry
@@ -44,7 +47,9 @@ class InferenceMetrics:
                 buckets=(5, 10, 20, 30, 45, 60, 90, 120, 180, 300, 600),
                 registry=registry,
             ),
-            engine_up=Gauge("lathe_inference_engine_up", "1 while a healthy engine serves", ["model"], registry=registry),
+            engine_up=Gauge(
+                "lathe_inference_engine_up", "1 while a healthy engine serves", ["model"], registry=registry
+            ),
             engine_restarts=Counter(
                 "lathe_inference_engine_restarts_total", "Engines restarted after exiting", ["model"], registry=registry
             ),

@@ -20,6 +20,10 @@ from services.inference.deps import HttpDep, MetricsDep, ServerDep, SettingsDep
 router = APIRouter(prefix="/v1", tags=["openai"])
 
 _PASS_HEADERS = ("content-type", "cache-control")
+_MID_STREAM_ERROR = (
+    b'data: {"error": {"message": "engine stopped mid-stream", "type": "upstream_error",'
+    b' "param": null, "code": "upstream_error"}}\n\n'
+)
 
 
 @router.get("/models")
@@ -82,7 +86,7 @@ async def _proxy(request: Request, path: str, server: ServerDep, metrics: Metric
                 yield chunk
         except httpx.HTTPError:
             # The engine died mid-stream: end with an error event rather than a hang.
-            yield b'data: {"error": {"message": "engine stopped mid-stream", "type": "upstream_error", "param": null, "code": "upstream_error"}}\n\n'
+            yield _MID_STREAM_ERROR
         finally:
             await finish()
 
