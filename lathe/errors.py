@@ -17,7 +17,7 @@ class LatheError(Exception):
     exit_code = 1
 
     def __init__(self, message: str, *, param: str | None = None, hint: str | None = None) -> None:
-        super().__init__(message)
+        super().__init__(f"{message} — {hint}" if hint else message)
         self.message = message
         self.param = param
         self.hint = hint

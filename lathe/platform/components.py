@@ -88,8 +88,14 @@ class _ServerComponent(ABC):
     def log_file(self) -> Path:
         return self.settings.log_dir / f"{self.name}.log"
 
+    def other_ports(self) -> list[tuple[int, str]]:
+        """Ports besides ``port`` it will bind, with the variable that moves each."""
+        return []
+
     def start(self, on_wait: OnWait) -> ProcessState:
         require_free_port(self.port, self.name, self.port_env)
+        for port, env_var in self.other_ports():
+            require_free_port(port, self.name, env_var)
         self.prepare()
         argv = self.argv()
         process = spawn(self.name, argv, log_file=self.log_file, env=self.env())
@@ -172,8 +178,10 @@ class RayComponent(_ServerComponent):
     def token(self) -> str:
         return self.token_path.read_text().strip()
 
+    def other_ports(self) -> list[tuple[int, str]]:
+        return [(self.settings.ray.port, "LATHE_RAY_PORT")]
+
     def prepare(self) -> None:
-        require_free_port(self.settings.ray.port, "ray (GCS)", "LATHE_RAY_PORT")
         self.token_path.parent.mkdir(parents=True, exist_ok=True)
         if not self.token_path.exists():
             fd = os.open(self.token_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)

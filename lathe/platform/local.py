@@ -17,9 +17,9 @@ from typing import Any
 import httpx
 
 from lathe.assets import BASE_MODEL_NAME, base_model_dir
-from lathe.errors import AliasNotFoundError, LatheError, ModelNotFoundError
+from lathe.errors import AliasNotFoundError, MissingDependencyError, ModelNotFoundError
 from lathe.platform.components import all_components
-from lathe.platform.processes import ProcessState, StateStore
+from lathe.platform.processes import ProcessState, StateStore, require_free_port
 from lathe.registry import ModelRegistry, ModelVersionInfo
 from lathe.settings import LatheSettings
 
@@ -69,6 +69,7 @@ class LocalPlatform:
     # -- up ---------------------------------------------------------------------------
     def up(self, progress: Progress = lambda _: None) -> list[ComponentStatus]:
         started: list[tuple[Any, ProcessState]] = []
+        self._preflight()
         try:
             for component in self.components:
                 reason = component.available()
@@ -76,7 +77,7 @@ class LocalPlatform:
                     if component.name == "prometheus":
                         progress(f"{component.name}: skipped, {reason}")
                         continue
-                    raise LatheError(f"cannot start {component.name}: {reason}")
+                    raise MissingDependencyError(f"cannot start {component.name}: {reason}")
                 current = self._probe(component)
                 if current.healthy:
                     progress(f"{component.name}: already running (pid {current.pid})")
@@ -97,6 +98,16 @@ class LocalPlatform:
                 self.store.remove(component.name)
             raise
         return self.status()
+
+    def _preflight(self) -> None:
+        """Refuse before starting anything: a busy port or a missing dependency."""
+        for component in self.components:
+            reason = component.available()
+            if reason is not None and component.name != "prometheus":
+                raise MissingDependencyError(f"cannot start {component.name}: {reason}")
+            if reason is None and not self._probe(component).healthy:
+                for port, env_var in [(component.port, component.port_env), *component.other_ports()]:
+                    require_free_port(port, component.name, env_var)
 
     def seed_registry(self, progress: Progress) -> ModelVersionInfo:
         """Make sure the alias the inference service serves exists.

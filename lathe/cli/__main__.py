@@ -1,0 +1,3 @@
+from lathe.cli import main
+
+main()

@@ -1,0 +1,60 @@
+import os
+import stat
+
+import pytest
+
+from lathe.platform.components import (
+    InferenceComponent,
+    MlflowComponent,
+    PrometheusComponent,
+    RayComponent,
+    render_prometheus_config,
+)
+from lathe.platform.processes import StateStore
+from lathe.settings import load_settings
+
+
+@pytest.fixture
+def settings(tmp_path, monkeypatch):
+    monkeypatch.setenv("LATHE_HOME", str(tmp_path / "home"))
+    return load_settings()
+
+
+def test_mlflow_runs_lean_with_artifacts_under_home(settings):
+    component = MlflowComponent(settings, StateStore(settings.run_dir))
+    argv = component.argv()
+    assert argv[argv.index("--workers") + 1] == "1"
+    assert argv[argv.index("--artifacts-destination") + 1] == str(settings.home / "mlflow" / "artifacts")
+    assert argv[argv.index("--backend-store-uri") + 1].startswith("sqlite:///" + str(settings.home))
+    assert component.env()["MLFLOW_SERVER_ENABLE_JOB_EXECUTION"] == "false"
+
+
+def test_ray_token_is_private_and_shared_with_clients(settings):
+    component = RayComponent(settings, StateStore(settings.run_dir))
+    component.prepare()
+    mode = stat.S_IMODE(os.stat(component.token_path).st_mode)
+    assert mode == 0o600
+    assert len(component.token()) == 64
+    assert component.ray_env() == {"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN_PATH": str(component.token_path)}
+    first = component.token()
+    component.prepare()
+    assert component.token() == first  # a second `up` keeps the token
+
+
+def test_prometheus_config_scrapes_every_component(settings):
+    config = render_prometheus_config(settings)
+    for job in ("lathe-inference", "lathe-mlflow", "prometheus"):
+        assert f"job_name: {job}" in config
+    assert f"127.0.0.1:{settings.inference.port}" in config
+
+
+def test_missing_prometheus_is_reported_not_fatal(settings, monkeypatch):
+    monkeypatch.setenv("PATH", "/nonexistent")
+    component = PrometheusComponent(settings, StateStore(settings.run_dir))
+    assert "not installed" in component.available()
+
+
+def test_missing_engine_environment_says_what_to_do(settings, monkeypatch):
+    monkeypatch.setenv("LATHE_INFERENCE_ENGINE_PYTHON", "/nonexistent/python")
+    component = InferenceComponent(settings, StateStore(settings.run_dir))
+    assert "make install" in component.available()
