@@ -65,11 +65,13 @@ class RaySettings(_Section):
 
     port: Port = 6380
     dashboard_port: Port = 8265
+    client_port: Port = 10001
+    agent_port: Port = 52365
     num_cpus: int | None = Field(default=None, ge=1)
     # Address of a remote cluster's dashboard (Jobs API); locally derived.
     address: str | None = None
 
-    _ports = field_validator("port", "dashboard_port")(_check_port)
+    _ports = field_validator("port", "dashboard_port", "client_port", "agent_port")(_check_port)
 
     @property
     def jobs_address(self) -> str:

@@ -7,7 +7,7 @@ from pathlib import Path
 import typer
 from rich.table import Table
 
-from lathe.cli.output import console, print_json, settings
+from lathe.cli.output import console, err_console, print_json, settings
 
 _STATE_STYLE = {"healthy": "green", "unhealthy": "red", "stopped": "yellow", "unavailable": "dim"}
 
@@ -30,8 +30,10 @@ def up(
     from lathe.platform.local import LocalPlatform
 
     platform = LocalPlatform(settings())
-    with console.status("starting the local platform…") as spinner:
-        statuses = platform.up(progress=lambda msg: _progress(spinner, msg))
+    # With --json, stdout carries the JSON document alone; progress goes to stderr.
+    out = err_console if json_output else console
+    with out.status("starting the local platform…") as spinner:
+        statuses = platform.up(progress=lambda msg: _progress(spinner, msg, out))
     if json_output:
         print_json(_status_json(platform, statuses))
     else:
@@ -74,10 +76,10 @@ def _short(path: str | None) -> str:
         return path
 
 
-def _progress(spinner, message: str) -> None:
+def _progress(spinner, message: str, out=console) -> None:
     spinner.update(message)
     if not message.endswith("s)"):  # keep milestones on screen, not every poll
-        console.print(f"  {message}", highlight=False)
+        out.print(f"  {message}", highlight=False)
 
 
 def _status_json(platform, statuses) -> dict:

@@ -7,11 +7,13 @@ in order and rolls back what it started when one fails.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import secrets
 import shutil
 import subprocess
 import sys
+import tempfile
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from pathlib import Path
@@ -169,6 +171,13 @@ class RayComponent(_ServerComponent):
     def token_path(self) -> Path:
         return self.settings.home / "ray" / "auth_token"
 
+    @property
+    def temp_dir(self) -> Path:
+        # Ray puts Unix sockets under it and they are capped at 107 bytes, so a short
+        # path per home rather than one under a possibly deep home folder.
+        digest = hashlib.sha1(str(self.settings.home).encode()).hexdigest()[:10]
+        return Path(tempfile.gettempdir()) / f"lathe-ray-{digest}"
+
     def health_url(self) -> str:
         return self.url() + "/api/version"
 
@@ -179,7 +188,12 @@ class RayComponent(_ServerComponent):
         return self.token_path.read_text().strip()
 
     def other_ports(self) -> list[tuple[int, str]]:
-        return [(self.settings.ray.port, "LATHE_RAY_PORT")]
+        ray = self.settings.ray
+        return [
+            (ray.port, "LATHE_RAY_PORT"),
+            (ray.client_port, "LATHE_RAY_CLIENT_PORT"),
+            (ray.agent_port, "LATHE_RAY_AGENT_PORT"),
+        ]
 
     def prepare(self) -> None:
         self.token_path.parent.mkdir(parents=True, exist_ok=True)
@@ -193,7 +207,9 @@ class RayComponent(_ServerComponent):
         return {"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN_PATH": str(self.token_path)}
 
     def env(self) -> dict[str, str]:
-        return {**self.ray_env(), "RAY_USAGE_STATS_ENABLED": "0"}
+        # Job entrypoints (`python -m pipelines…`) must find the platform's Python first.
+        path = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"
+        return {**self.ray_env(), "RAY_USAGE_STATS_ENABLED": "0", "PATH": path}
 
     def argv(self) -> list[str]:
         ray_bin = Path(sys.executable).with_name("ray")
@@ -202,7 +218,9 @@ class RayComponent(_ServerComponent):
             "--port", str(self.settings.ray.port),
             "--dashboard-host", "127.0.0.1",
             "--dashboard-port", str(self.port),
-            "--temp-dir", str(self.settings.home / "ray" / "tmp"),
+            "--ray-client-server-port", str(self.settings.ray.client_port),
+            "--dashboard-agent-listen-port", str(self.settings.ray.agent_port),
+            "--temp-dir", str(self.temp_dir),
             "--disable-usage-stats",
         ]  # fmt: skip
         if self.settings.ray.num_cpus:

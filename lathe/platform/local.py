@@ -105,7 +105,8 @@ class LocalPlatform:
             reason = component.available()
             if reason is not None and component.name != "prometheus":
                 raise MissingDependencyError(f"cannot start {component.name}: {reason}")
-            if reason is None and not self._probe(component).healthy:
+            ours = self.store.load(component.name)
+            if reason is None and not (ours and ours.is_running()):
                 for port, env_var in [(component.port, component.port_env), *component.other_ports()]:
                     require_free_port(port, component.name, env_var)
 

@@ -1,0 +1,147 @@
+"""Real vLLM behind the inference service, driven by the official `openai` client.
+
+The order matters and is kept: the hot swap runs after the plain checks, and the
+registry outage last, because each changes the served version or the registry.
+"""
+
+import json
+import threading
+import time
+
+import httpx
+import openai
+import psutil
+import pytest
+
+from lathe.assets import BASE_MODEL_NAME
+from lathe.registry import ModelRegistry
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+QUESTION = [{"role": "user", "content": "What is the capital of France?"}]
+
+
+@pytest.fixture(scope="module")
+def client(platform):
+    return openai.OpenAI(base_url=platform.inference_url + "/v1", api_key="unused", max_retries=0, timeout=120)
+
+
+def test_chat_completion_answers(client):
+    response = client.chat.completions.create(model=BASE_MODEL_NAME, messages=QUESTION, max_tokens=24, temperature=0)
+    answer = response.choices[0].message.content
+    assert "Paris" in answer
+    assert response.usage.completion_tokens > 0
+    assert response.model == BASE_MODEL_NAME
+
+
+def test_chat_completion_streams_chunk_by_chunk(client):
+    stream = client.chat.completions.create(
+        model=BASE_MODEL_NAME, messages=QUESTION, max_tokens=24, temperature=0, stream=True
+    )
+    pieces = [c.choices[0].delta.content for c in stream if c.choices and c.choices[0].delta.content]
+    assert len(pieces) > 3  # many chunks, not one buffered blob
+    assert "Paris" in "".join(pieces)
+
+
+def test_completions_and_models_endpoints(client):
+    text = client.completions.create(model=BASE_MODEL_NAME, prompt="The capital of France is", max_tokens=8)
+    assert text.choices[0].text
+    models = client.models.list()
+    assert [m.id for m in models.data] == [BASE_MODEL_NAME]
+    assert models.data[0].model_extra["lathe"]["version"] == "1"
+
+
+def test_errors_come_back_in_openai_shape(platform):
+    response = httpx.post(
+        platform.inference_url + "/v1/chat/completions",
+        json={"model": "not-served", "messages": QUESTION},
+        headers={"x-request-id": "it-42"},
+        timeout=30,
+    )
+    assert response.status_code == 404
+    assert set(response.json()["error"]) >= {"message", "type", "code"}
+    assert response.headers["x-request-id"] == "it-42"
+
+
+def test_metrics_expose_lathe_and_vllm_series(platform):
+    text = httpx.get(platform.inference_url + "/metrics", timeout=10).text
+    assert 'lathe_inference_model_version{alias="champion",model="smollm2-135m-instruct"} 1.0' in text
+    assert "lathe_inference_swap_duration_seconds_count" in text
+    assert "vllm:" in text  # vLLM's own metrics ride along
+    assert "lathe_inference_requests_total" in text
+
+
+def test_hot_swap_under_steady_traffic_loses_no_request(platform, client):
+    registry = ModelRegistry(platform.mlflow_uri)
+    old_pid = httpx.get(platform.inference_url + "/health", timeout=5).json()["engine_pid"]
+    source = registry.download(BASE_MODEL_NAME, "1", platform.home / "test-models")
+    v2 = registry.register_folder(source, BASE_MODEL_NAME, description="v2 for the swap test")
+
+    results = {"ok": 0, "errors": [], "versions": set()}
+    stop = threading.Event()
+
+    def steady_stream():
+        while not stop.is_set():
+            try:
+                stream = client.chat.completions.create(
+                    model=BASE_MODEL_NAME, messages=QUESTION, max_tokens=12, temperature=0, stream=True
+                )
+                text = "".join(c.choices[0].delta.content or "" for c in stream if c.choices)
+                assert text
+                results["ok"] += 1
+            except Exception as exc:  # every failure is the finding
+                results["errors"].append(repr(exc))
+
+    workers = [threading.Thread(target=steady_stream) for _ in range(3)]
+    for worker in workers:
+        worker.start()
+    try:
+        time.sleep(3)
+        promoted = platform.lathe("models", "promote", BASE_MODEL_NAME, "--version", v2.version, "--json")
+        assert promoted.returncode == 0, promoted.stderr
+        deadline = time.monotonic() + 600
+        while True:
+            health = httpx.get(platform.inference_url + "/health", timeout=5).json()
+            if health["version"] == v2.version and health["detail"] == f"serving version {v2.version}":
+                break
+            assert time.monotonic() < deadline, f"no swap: {health}"
+            time.sleep(1)
+        ok_at_switch = results["ok"]
+        time.sleep(5)
+    finally:
+        stop.set()
+        for worker in workers:
+            worker.join(timeout=120)
+    assert results["errors"] == []
+    assert results["ok"] > ok_at_switch > 0
+    assert health["engine_pid"] != old_pid
+    assert not psutil.pid_exists(old_pid) or psutil.Process(old_pid).status() == "zombie"
+    metrics = httpx.get(platform.inference_url + "/metrics", timeout=10).text
+    assert 'lathe_inference_swaps_total{model="smollm2-135m-instruct",outcome="success"} 2.0' in metrics
+
+
+def test_registry_outage_keeps_serving_and_status_says_so(platform, client):
+    from lathe.platform.processes import stop_pid
+
+    served = httpx.get(platform.inference_url + "/health", timeout=5).json()["version"]
+    inference_pid = platform.component("inference")["pid"]
+    stop_pid(platform.component("mlflow")["pid"])
+
+    response = client.chat.completions.create(model=BASE_MODEL_NAME, messages=QUESTION, max_tokens=8)
+    assert response.choices[0].message.content
+    deadline = time.monotonic() + 30
+    while httpx.get(platform.inference_url + "/health", timeout=5).json()["registry"] != "unreachable":
+        assert time.monotonic() < deadline
+        time.sleep(0.5)
+    health = httpx.get(platform.inference_url + "/health", timeout=5).json()
+    assert health["status"] == "ok" and health["version"] == served
+
+    status = platform.lathe("status", "--json")
+    assert status.returncode == 1
+    mlflow = next(c for c in json.loads(status.stdout)["components"] if c["name"] == "mlflow")
+    assert mlflow["state"] == "stopped"
+
+    repaired = platform.lathe("up", "--json")  # brings back only what is missing
+    assert repaired.returncode == 0, repaired.stderr
+    assert platform.component("inference")["pid"] == inference_pid
+    assert platform.component("mlflow")["state"] == "healthy"
