@@ -103,6 +103,24 @@ class InferenceSettings(_Section):
         return f"models:/{self.model_name}@{self.alias}"
 
 
+class GatewaySettings(_Section):
+    """Where the gateway listens; the service adds keys, quotas and routing on top."""
+
+    model_config = SettingsConfigDict(env_prefix="LATHE_GATEWAY_")
+
+    host: str = "127.0.0.1"
+    port: Port = 8000
+    # Metrics live on their own port so the API port exposes nothing unauthenticated.
+    metrics_port: Port = 9100
+    url: str | None = None  # set when the gateway runs elsewhere (the cluster)
+
+    _ports = field_validator("port", "metrics_port")(_check_port)
+
+    @property
+    def base_url(self) -> str:
+        return self.url or f"http://{self.host}:{self.port}"
+
+
 class PrometheusSettings(_Section):
     """The local Prometheus, started only when its binary is installed."""
 
@@ -130,6 +148,7 @@ class LatheSettings(_Section):
     mlflow: MlflowSettings = Field(default_factory=MlflowSettings)
     ray: RaySettings = Field(default_factory=RaySettings)
     inference: InferenceSettings = Field(default_factory=InferenceSettings)
+    gateway: GatewaySettings = Field(default_factory=GatewaySettings)
     prometheus: PrometheusSettings = Field(default_factory=PrometheusSettings)
 
     @field_validator("home", "assets")
@@ -164,11 +183,16 @@ class LatheSettings(_Section):
     def mlflow_dir(self) -> Path:
         return self.home / "mlflow"
 
+    @property
+    def gateway_dir(self) -> Path:
+        return self.home / "gateway"
+
 
 _SECTION_PREFIX = {
     "mlflow": "LATHE_MLFLOW_",
     "ray": "LATHE_RAY_",
     "inference": "LATHE_INFERENCE_",
+    "gateway": "LATHE_GATEWAY_",
     "prometheus": "LATHE_PROMETHEUS_",
 }
 
@@ -192,6 +216,7 @@ def load_settings(**overrides: object) -> LatheSettings:
         ("mlflow", MlflowSettings),
         ("ray", RaySettings),
         ("inference", InferenceSettings),
+        ("gateway", GatewaySettings),
         ("prometheus", PrometheusSettings),
     ):
         if key in overrides:

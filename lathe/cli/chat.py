@@ -16,10 +16,13 @@ def chat(
     system: str | None = typer.Option(None, "--system", help="A system prompt."),
     max_tokens: int = typer.Option(128, "--max-tokens", min=1, max=4096, help="Most tokens to generate."),
     temperature: float = typer.Option(0.0, "--temperature", min=0.0, max=2.0, help="Sampling temperature."),
-    url: str | None = typer.Option(None, "--url", help="OpenAI-compatible base URL (default: the local platform)."),
+    url: str | None = typer.Option(None, "--url", help="OpenAI-compatible base URL (default: the local gateway)."),
+    api_key: str | None = typer.Option(
+        None, "--api-key", envvar="LATHE_API_KEY", help="Gateway key (default: the CLI's own, from `lathe up`)."
+    ),
     json_output: bool = typer.Option(False, "--json", help="Print the answer, model, version and usage as JSON."),
 ) -> None:
-    """Ask the served model one question through the OpenAI API and stream the answer."""
+    """Ask the served model one question through the gateway (OpenAI API) and stream the answer."""
     import httpx
     import openai
 
@@ -28,10 +31,12 @@ def chat(
     if not message.strip():
         raise InvalidRequestError("the message is empty", param="message")
     s = settings()
-    base = (url or s.inference.base_url).rstrip("/")
-    client = openai.OpenAI(base_url=f"{base}/v1", api_key="unused-locally", max_retries=0, timeout=120)
+    base = (url or s.gateway.base_url).rstrip("/")
+    key_file = s.gateway_dir / "cli_key"
+    key = api_key or (key_file.read_text().strip() if key_file.exists() else "none")
+    client = openai.OpenAI(base_url=f"{base}/v1", api_key=key, max_retries=0, timeout=120)
     messages = ([{"role": "system", "content": system}] if system else []) + [{"role": "user", "content": message}]
-    version = _served_version(base)
+    version = _served_version(s.inference.base_url)
     try:
         if json_output:
             response = client.chat.completions.create(

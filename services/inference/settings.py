@@ -21,6 +21,14 @@ def _default_engine_python() -> Path:
     return Path(sys.prefix).parent / ".venv-vllm" / "bin" / "python"
 
 
+def cpu_has_bf16() -> bool:
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
 class InferenceServiceSettings(InferenceSettings):
     model_config = SettingsConfigDict(env_prefix="LATHE_INFERENCE_")
 
@@ -57,7 +65,9 @@ class InferenceServiceSettings(InferenceSettings):
         if self.enforce_eager is None:
             self.enforce_eager = self.device == "cpu"
         if self.dtype == "auto" and self.device == "cpu":
-            self.dtype = "bfloat16"
+            # bf16 only pays on CPUs that compute it (AVX512-BF16, AMX); elsewhere it is
+            # emulated and several times slower than fp32.
+            self.dtype = "bfloat16" if cpu_has_bf16() else "float32"
         self.home = self.home.expanduser().resolve()
         return self
 

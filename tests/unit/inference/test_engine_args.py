@@ -3,7 +3,7 @@ from pathlib import Path
 import pytest
 
 from services.inference.engine import vllm_argv, vllm_env
-from services.inference.settings import InferenceServiceSettings
+from services.inference.settings import InferenceServiceSettings, cpu_has_bf16
 
 
 @pytest.fixture(autouse=True)
@@ -15,13 +15,13 @@ def _clean_env(monkeypatch):
             monkeypatch.delenv(key)
 
 
-def test_cpu_defaults_are_eager_bf16_with_a_kv_budget(tmp_path, monkeypatch):
+def test_cpu_defaults_are_eager_with_a_kv_budget(tmp_path, monkeypatch):
     monkeypatch.setenv("LATHE_HOME", str(tmp_path))
     s = InferenceServiceSettings()
     argv = vllm_argv(s, Path("/models/m/1"), 8201)
     assert argv[1:3] == ["-m", "vllm.entrypoints.openai.api_server"]
     assert "--enforce-eager" in argv
-    assert argv[argv.index("--dtype") + 1] == "bfloat16"
+    assert argv[argv.index("--dtype") + 1] == ("bfloat16" if cpu_has_bf16() else "float32")
     assert argv[argv.index("--served-model-name") + 1] == s.model_name
     assert "--gpu-memory-utilization" not in argv
     env = vllm_env(s)
@@ -50,3 +50,8 @@ def test_bad_engine_setting_is_refused(monkeypatch):
     monkeypatch.setenv("LATHE_INFERENCE_GPU_MEMORY_UTILIZATION", "1.5")
     with pytest.raises(ValidationError, match="gpu_memory_utilization"):
         InferenceServiceSettings()
+
+
+def test_an_explicit_dtype_wins(monkeypatch):
+    monkeypatch.setenv("LATHE_INFERENCE_DTYPE", "bfloat16")
+    assert InferenceServiceSettings().dtype == "bfloat16"

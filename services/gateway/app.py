@@ -1,0 +1,138 @@
+"""The gateway's FastAPI app: ``create_app(settings)``; no work at import."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+
+import httpx
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from prometheus_client import start_http_server
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from lathe.errors import LatheError
+from lathe.telemetry import RequestIdMiddleware
+from services.gateway.keys import KeyCache, KeyStore, UsageRecorder
+from services.gateway.metrics import GatewayMetrics
+from services.gateway.proxy import Forwarder
+from services.gateway.quotas import InProcessLimiter, RateLimitedError, RedisLimiter, retry_after_header
+from services.gateway.routes import admin, health, openai
+from services.gateway.routing import Router
+from services.gateway.settings import GatewayServiceSettings
+
+log = logging.getLogger(__name__)
+
+
+def create_app(settings: GatewayServiceSettings, *, serve_metrics: bool = True) -> FastAPI:
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        settings.home.mkdir(parents=True, exist_ok=True)
+        if settings.database.startswith("sqlite:///"):
+            (settings.home / "gateway").mkdir(parents=True, exist_ok=True)
+        keys = KeyStore(settings.database)
+        metrics = GatewayMetrics.create()
+        router = Router.from_config(settings.load_routes(), settings.breaker_failures, settings.breaker_reset_s)
+
+        async def spent(key_id: str) -> int:
+            await usage.flush()
+            return await asyncio.to_thread(keys.tokens_used, key_id)
+
+        usage = UsageRecorder(keys)
+        limiter = (
+            RedisLimiter(settings.redis_url, spent, settings.redis_failure_mode)
+            if settings.redis_url
+            else InProcessLimiter(spent)
+        )
+        http = httpx.AsyncClient(
+            timeout=httpx.Timeout(settings.request_timeout_s, connect=settings.connect_timeout_s),
+            limits=httpx.Limits(max_connections=1000, max_keepalive_connections=200),
+        )
+        app.state.settings = settings
+        app.state.keys = keys
+        app.state.key_cache = KeyCache(keys)
+        app.state.admin_key = settings.load_admin_key()
+        app.state.router = router
+        app.state.metrics = metrics
+        app.state.usage = usage
+        app.state.forwarder = Forwarder(settings, router, limiter, usage, metrics, http)
+        usage.start()
+        checker = asyncio.create_task(check_backends(router, http, metrics, settings.health_interval_s))
+        metrics_server = None
+        if serve_metrics:
+            metrics_server, _ = start_http_server(settings.metrics_port, addr=settings.host, registry=metrics.registry)
+        try:
+            yield
+        finally:
+            checker.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await checker
+            await usage.stop()
+            await http.aclose()
+            if isinstance(limiter, RedisLimiter):
+                await limiter.close()
+            if metrics_server is not None:
+                metrics_server.shutdown()
+            keys.engine.dispose()
+
+    app = FastAPI(title="Lathe gateway", version="0.1.0", lifespan=lifespan)
+    app.add_middleware(RequestIdMiddleware)
+    app.include_router(health.router)
+    app.include_router(openai.router)
+    app.include_router(admin.router)
+    install_error_handlers(app)
+    return app
+
+
+async def check_backends(router: Router, http: httpx.AsyncClient, metrics: GatewayMetrics, interval_s: float) -> None:
+    """Active health checks: a backend that fails ``/health`` takes no new traffic."""
+    while True:
+        backends = router.all_backends()
+
+        async def probe(backend) -> None:
+            try:
+                response = await http.get(backend.url + "/health", timeout=2.0)
+                healthy = response.status_code == 200
+            except httpx.HTTPError:
+                healthy = False
+            if healthy != backend.healthy:
+                log.warning("backend health changed", extra={"fields": {"backend": backend.url, "healthy": healthy}})
+            backend.healthy = healthy
+            metrics.backend_healthy.labels(backend=backend.url).set(1 if healthy else 0)
+
+        await asyncio.gather(*(probe(b) for b in backends))
+        await asyncio.sleep(interval_s)
+
+
+def _openai_error(message: str, error_type: str, code: str | None, param: str | None = None) -> dict:
+    return {"error": {"message": message, "type": error_type, "param": param, "code": code}}
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    """Every error leaves in OpenAI's shape, with the right status."""
+
+    @app.exception_handler(LatheError)
+    async def lathe_error(_: Request, exc: LatheError) -> JSONResponse:
+        headers = retry_after_header(exc) if isinstance(exc, RateLimitedError) else {}
+        return JSONResponse(exc.to_openai(), status_code=exc.status_code, headers=headers)
+
+    @app.exception_handler(RequestValidationError)
+    async def validation_error(_: Request, exc: RequestValidationError) -> JSONResponse:
+        first = exc.errors()[0] if exc.errors() else {"loc": (), "msg": "invalid request"}
+        param = ".".join(str(p) for p in first["loc"] if p != "body") or None
+        return JSONResponse(_openai_error(first["msg"], "invalid_request_error", "invalid_request", param), 400)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+        kind = "not_found" if exc.status_code == 404 else "invalid_request"
+        return JSONResponse(
+            _openai_error(str(exc.detail), "invalid_request_error", kind), exc.status_code, headers=exc.headers
+        )
+
+    @app.exception_handler(Exception)
+    async def unexpected(_: Request, exc: Exception) -> JSONResponse:
+        log.exception("unhandled error")
+        return JSONResponse(_openai_error("internal error", "server_error", "internal_error"), 500)

@@ -1,0 +1,123 @@
+"""Request dependencies: settings, the forwarder, and who is calling."""
+
+from __future__ import annotations
+
+import hmac
+import json
+from typing import Annotated, Any, TypeVar
+
+from fastapi import Depends, Request
+from pydantic import BaseModel, ValidationError
+
+from lathe.errors import InvalidRequestError, LatheError
+from services.gateway.keys import KeyCache, KeyInfo, KeyStore
+from services.gateway.proxy import Forwarder, PermissionDeniedError
+from services.gateway.routing import Router
+from services.gateway.settings import GatewayServiceSettings
+
+
+class AuthenticationError(LatheError):
+    status_code = 401
+    error_type = "invalid_request_error"
+    code = "invalid_api_key"
+
+
+class PayloadTooLargeError(LatheError):
+    status_code = 413
+    error_type = "invalid_request_error"
+    code = "request_too_large"
+
+
+def _settings(request: Request) -> GatewayServiceSettings:
+    return request.app.state.settings
+
+
+def _forwarder(request: Request) -> Forwarder:
+    return request.app.state.forwarder
+
+
+def _router(request: Request) -> Router:
+    return request.app.state.router
+
+
+def _keys(request: Request) -> KeyStore:
+    return request.app.state.keys
+
+
+def _bearer(request: Request) -> str | None:
+    header = request.headers.get("authorization", "")
+    if header.lower().startswith("bearer "):
+        return header[7:].strip() or None
+    return request.headers.get("x-api-key") or None
+
+
+async def _current_key(request: Request) -> KeyInfo:
+    raw = _bearer(request)
+    if raw is None:
+        raise AuthenticationError("no API key: send it as 'Authorization: Bearer <key>'")
+    cache: KeyCache = request.app.state.key_cache
+    key = await cache.verify(raw)
+    if key is None:
+        raise AuthenticationError("invalid API key")
+    if key.revoked_at is not None:
+        raise AuthenticationError(f"API key {key.key_prefix}… was revoked")
+    if not key.active:
+        raise AuthenticationError(f"API key {key.key_prefix}… expired")
+    request.state.key_name = key.name
+    return key
+
+
+async def _admin(request: Request) -> None:
+    raw = _bearer(request)
+    expected = request.app.state.admin_key
+    if raw is None:
+        raise AuthenticationError("no admin key: send it as 'Authorization: Bearer <key>'")
+    if expected is None:
+        raise PermissionDeniedError("no admin key is configured (LATHE_GATEWAY_ADMIN_KEY)")
+    if not hmac.compare_digest(raw.encode(), expected.encode()):
+        if await request.app.state.key_cache.verify(raw) is not None:
+            raise PermissionDeniedError("this route needs the admin key, not a user key")
+        raise AuthenticationError("invalid admin key")
+
+
+SettingsDep = Annotated[GatewayServiceSettings, Depends(_settings)]
+ForwarderDep = Annotated[Forwarder, Depends(_forwarder)]
+RouterDep = Annotated[Router, Depends(_router)]
+KeyStoreDep = Annotated[KeyStore, Depends(_keys)]
+CurrentKey = Annotated[KeyInfo, Depends(_current_key)]
+AdminOnly = Depends(_admin)
+
+
+async def read_json(request: Request, limit: int) -> dict[str, Any]:
+    """The body as a JSON object, refusing what is too large, not UTF-8 or not JSON."""
+    declared = request.headers.get("content-length")
+    if declared and declared.isdigit() and int(declared) > limit:
+        raise PayloadTooLargeError(f"request body of {declared} bytes is over the limit of {limit}")
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > limit:
+            raise PayloadTooLargeError(f"request body is over the limit of {limit} bytes")
+    try:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError:
+        raise InvalidRequestError("request body is not valid UTF-8") from None
+    try:
+        data = json.loads(text)
+    except ValueError as exc:
+        raise InvalidRequestError(f"request body is not valid JSON: {exc}") from None
+    if not isinstance(data, dict):
+        raise InvalidRequestError("request body must be a JSON object")
+    return data
+
+
+M = TypeVar("M", bound=BaseModel)
+
+
+def parse_body(model: type[M], data: dict[str, Any]) -> M:
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        param = ".".join(str(p) for p in first["loc"]) or None
+        raise InvalidRequestError(f"{param}: {first['msg']}" if param else first["msg"], param=param) from None

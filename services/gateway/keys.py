@@ -1,0 +1,306 @@
+"""API keys and their usage, in a real database through one SQLAlchemy model.
+
+A key is shown once, when it is created (``lk-`` + 40 random characters), and only
+its SHA-256 hash is stored: the key has 238 bits of entropy, so a slow password hash
+would buy nothing. Usage is appended per request and summed for ``lathe keys usage``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime as dt
+import hashlib
+import logging
+import secrets
+import time
+import uuid
+from dataclasses import dataclass
+
+from sqlalchemy import JSON, DateTime, ForeignKey, Integer, String, create_engine, func, select
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, sessionmaker
+
+from lathe.errors import InvalidRequestError, NotFoundError
+
+log = logging.getLogger(__name__)
+
+KEY_PREFIX = "lk-"
+
+
+def utcnow() -> dt.datetime:
+    return dt.datetime.now(dt.UTC).replace(tzinfo=None)
+
+
+def hash_key(raw: str) -> str:
+    return hashlib.sha256(raw.encode()).hexdigest()
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class ApiKey(Base):
+    __tablename__ = "api_keys"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True, default=lambda: uuid.uuid4().hex)
+    name: Mapped[str] = mapped_column(String(128), unique=True)
+    key_hash: Mapped[str] = mapped_column(String(64), unique=True, index=True)
+    # The first characters, so an operator can tell keys apart without the secret.
+    key_prefix: Mapped[str] = mapped_column(String(16))
+    models: Mapped[list] = mapped_column(JSON, default=list)  # empty: every model
+    rpm: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    tpm: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    budget: Mapped[int | None] = mapped_column(Integer, nullable=True)  # tokens, lifetime
+    max_tokens: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    tools: Mapped[list] = mapped_column(JSON, default=list)  # agent tools allowed; empty: all
+    expires_at: Mapped[dt.datetime | None] = mapped_column(DateTime, nullable=True)
+    revoked_at: Mapped[dt.datetime | None] = mapped_column(DateTime, nullable=True)
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+
+
+class UsageRecord(Base):
+    __tablename__ = "usage"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    key_id: Mapped[str] = mapped_column(ForeignKey("api_keys.id"), index=True)
+    model: Mapped[str] = mapped_column(String(256))
+    prompt_tokens: Mapped[int] = mapped_column(Integer, default=0)
+    completion_tokens: Mapped[int] = mapped_column(Integer, default=0)
+    status: Mapped[int] = mapped_column(Integer, default=200)
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+
+
+@dataclass(frozen=True)
+class KeyInfo:
+    """A key as the gateway needs it on every request (no secret)."""
+
+    id: str
+    name: str
+    key_prefix: str
+    models: tuple[str, ...]
+    rpm: int | None
+    tpm: int | None
+    budget: int | None
+    max_tokens: int | None
+    tools: tuple[str, ...]
+    expires_at: dt.datetime | None
+    revoked_at: dt.datetime | None
+    created_at: dt.datetime
+
+    @classmethod
+    def of(cls, row: ApiKey) -> KeyInfo:
+        return cls(
+            id=row.id,
+            name=row.name,
+            key_prefix=row.key_prefix,
+            models=tuple(row.models or ()),
+            rpm=row.rpm,
+            tpm=row.tpm,
+            budget=row.budget,
+            max_tokens=row.max_tokens,
+            tools=tuple(row.tools or ()),
+            expires_at=row.expires_at,
+            revoked_at=row.revoked_at,
+            created_at=row.created_at,
+        )
+
+    @property
+    def active(self) -> bool:
+        return self.revoked_at is None and (self.expires_at is None or self.expires_at > utcnow())
+
+    def allows_model(self, model: str) -> bool:
+        return not self.models or model in self.models
+
+    def to_dict(self) -> dict:
+        return {
+            "id": self.id,
+            "name": self.name,
+            "key_prefix": self.key_prefix,
+            "models": list(self.models),
+            "rpm": self.rpm,
+            "tpm": self.tpm,
+            "budget": self.budget,
+            "max_tokens": self.max_tokens,
+            "tools": list(self.tools),
+            "expires_at": self.expires_at.isoformat() if self.expires_at else None,
+            "revoked_at": self.revoked_at.isoformat() if self.revoked_at else None,
+            "created_at": self.created_at.isoformat(),
+            "active": self.active,
+        }
+
+
+class KeyStore:
+    def __init__(self, database_url: str) -> None:
+        connect_args = {"check_same_thread": False} if database_url.startswith("sqlite") else {}
+        self.engine = create_engine(database_url, connect_args=connect_args, pool_pre_ping=True)
+        Base.metadata.create_all(self.engine)
+        self.sessions = sessionmaker(self.engine, expire_on_commit=False)
+
+    def create(
+        self,
+        name: str,
+        *,
+        models: list[str] | None = None,
+        rpm: int | None = None,
+        tpm: int | None = None,
+        budget: int | None = None,
+        max_tokens: int | None = None,
+        tools: list[str] | None = None,
+        expires_at: dt.datetime | None = None,
+    ) -> tuple[str, KeyInfo]:
+        """Create a key; the raw key is returned here and never again."""
+        for field, value in (("rpm", rpm), ("tpm", tpm), ("budget", budget), ("max_tokens", max_tokens)):
+            if value is not None and value < 1:
+                raise InvalidRequestError(f"{field} must be at least 1", param=field)
+        if not name or len(name) > 128:
+            raise InvalidRequestError("name must be 1 to 128 characters", param="name")
+        raw = KEY_PREFIX + secrets.token_urlsafe(30)
+        row = ApiKey(
+            name=name,
+            key_hash=hash_key(raw),
+            key_prefix=raw[:8],
+            models=models or [],
+            rpm=rpm,
+            tpm=tpm,
+            budget=budget,
+            max_tokens=max_tokens,
+            tools=tools or [],
+            expires_at=expires_at,
+        )
+        with self.sessions() as session, session.begin():
+            if session.scalar(select(ApiKey).where(ApiKey.name == name)) is not None:
+                raise InvalidRequestError(f"a key named {name!r} already exists", param="name")
+            session.add(row)
+        return raw, KeyInfo.of(row)
+
+    def verify(self, raw: str) -> KeyInfo | None:
+        with self.sessions() as session:
+            row = session.scalar(select(ApiKey).where(ApiKey.key_hash == hash_key(raw)))
+            return KeyInfo.of(row) if row else None
+
+    def get(self, name_or_id: str) -> KeyInfo:
+        with self.sessions() as session:
+            row = session.scalar(select(ApiKey).where((ApiKey.name == name_or_id) | (ApiKey.id == name_or_id)))
+            if row is None:
+                raise NotFoundError(f"no key named {name_or_id!r}", param="key")
+            return KeyInfo.of(row)
+
+    def list(self) -> list[KeyInfo]:
+        with self.sessions() as session:
+            return [KeyInfo.of(r) for r in session.scalars(select(ApiKey).order_by(ApiKey.created_at))]
+
+    def revoke(self, name_or_id: str) -> KeyInfo:
+        with self.sessions() as session, session.begin():
+            row = session.scalar(select(ApiKey).where((ApiKey.name == name_or_id) | (ApiKey.id == name_or_id)))
+            if row is None:
+                raise NotFoundError(f"no key named {name_or_id!r}", param="key")
+            row.revoked_at = row.revoked_at or utcnow()
+            return KeyInfo.of(row)
+
+    def record_usage(self, records: list[tuple[str, str, int, int, int]]) -> None:
+        """Append usage rows: (key_id, model, prompt_tokens, completion_tokens, status)."""
+        with self.sessions() as session, session.begin():
+            session.add_all(
+                UsageRecord(key_id=k, model=m, prompt_tokens=p, completion_tokens=c, status=s)
+                for k, m, p, c, s in records
+            )
+
+    def tokens_used(self, key_id: str) -> int:
+        with self.sessions() as session:
+            total = session.scalar(
+                select(func.coalesce(func.sum(UsageRecord.prompt_tokens + UsageRecord.completion_tokens), 0)).where(
+                    UsageRecord.key_id == key_id
+                )
+            )
+            return int(total or 0)
+
+    def usage(self, name_or_id: str) -> dict:
+        key = self.get(name_or_id)
+        with self.sessions() as session:
+            rows = session.execute(
+                select(
+                    UsageRecord.model,
+                    func.count(),
+                    func.coalesce(func.sum(UsageRecord.prompt_tokens), 0),
+                    func.coalesce(func.sum(UsageRecord.completion_tokens), 0),
+                )
+                .where(UsageRecord.key_id == key.id)
+                .group_by(UsageRecord.model)
+            ).all()
+        by_model = [
+            {"model": m, "requests": int(n), "prompt_tokens": int(p), "completion_tokens": int(c)}
+            for m, n, p, c in rows
+        ]
+        total = sum(r["prompt_tokens"] + r["completion_tokens"] for r in by_model)
+        return {
+            "key": key.name,
+            "requests": sum(r["requests"] for r in by_model),
+            "total_tokens": total,
+            "budget": key.budget,
+            "budget_left": None if key.budget is None else max(key.budget - total, 0),
+            "by_model": by_model,
+        }
+
+
+class UsageRecorder:
+    """Writes usage in batches off the request path: a commit per request would cost
+    more than the gateway's whole latency budget."""
+
+    def __init__(self, store: KeyStore, flush_every_s: float = 0.5) -> None:
+        self.store = store
+        self.flush_every_s = flush_every_s
+        self._pending: list[tuple[str, str, int, int, int]] = []
+        self._task: asyncio.Task | None = None
+
+    def add(self, key_id: str, model: str, prompt: int, completion: int, status: int) -> None:
+        self._pending.append((key_id, model, prompt, completion, status))
+
+    async def flush(self) -> None:
+        batch, self._pending = self._pending, []
+        if batch:
+            try:
+                await asyncio.to_thread(self.store.record_usage, batch)
+            except Exception:
+                log.exception("could not write %d usage records; keeping them for the next flush", len(batch))
+                self._pending = batch + self._pending
+
+    async def run(self) -> None:
+        while True:
+            await asyncio.sleep(self.flush_every_s)
+            await self.flush()
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self.run(), name="usage-recorder")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        await self.flush()
+
+
+class KeyCache:
+    """Verified keys for a few seconds, so a request costs no database round trip.
+    Revocation through this gateway clears it at once; other replicas follow within
+    the TTL."""
+
+    def __init__(self, store: KeyStore, ttl_s: float = 5.0) -> None:
+        self.store = store
+        self.ttl_s = ttl_s
+        self._entries: dict[str, tuple[float, KeyInfo | None]] = {}
+
+    async def verify(self, raw: str) -> KeyInfo | None:
+        digest = hash_key(raw)
+        now = time.monotonic()
+        hit = self._entries.get(digest)
+        if hit is not None and now - hit[0] < self.ttl_s:
+            return hit[1]
+        info = await asyncio.to_thread(self.store.verify, raw)
+        if len(self._entries) > 10_000:
+            self._entries.clear()
+        self._entries[digest] = (now, info)
+        return info
+
+    def clear(self) -> None:
+        self._entries.clear()

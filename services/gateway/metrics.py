@@ -1,0 +1,68 @@
+"""The gateway's metrics (``lathe_gateway_*``), served on their own port."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+from lathe.telemetry import new_registry
+
+_LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120)
+
+
+@dataclass
+class GatewayMetrics:
+    registry: CollectorRegistry
+    requests: Counter
+    latency: Histogram
+    ttft: Histogram
+    tokens: Counter
+    inflight: Gauge
+    rate_limited: Counter
+    upstream_errors: Counter
+    breaker_state: Gauge
+    backend_healthy: Gauge
+    by_version: Counter
+
+    @classmethod
+    def create(cls) -> GatewayMetrics:
+        r = new_registry()
+        return cls(
+            registry=r,
+            requests=Counter(
+                "lathe_gateway_requests_total", "Requests by model, route and status", ["model", "route", "status"],
+                registry=r,
+            ),
+            latency=Histogram(
+                "lathe_gateway_request_duration_seconds", "Request duration to the last byte", ["model", "route"],
+                buckets=_LATENCY_BUCKETS, registry=r,
+            ),
+            ttft=Histogram(
+                "lathe_gateway_time_to_first_token_seconds", "Time to the first streamed token", ["model"],
+                buckets=_LATENCY_BUCKETS, registry=r,
+            ),
+            tokens=Counter(
+                "lathe_gateway_tokens_total", "Tokens by key name, model and direction (in/out)",
+                ["key", "model", "direction"], registry=r,
+            ),
+            inflight=Gauge("lathe_gateway_inflight_requests", "Requests in flight", registry=r),
+            rate_limited=Counter(
+                "lathe_gateway_rate_limited_total", "Requests refused by quotas", ["key", "reason"], registry=r
+            ),
+            upstream_errors=Counter(
+                "lathe_gateway_upstream_errors_total", "Backend failures by backend and kind", ["backend", "kind"],
+                registry=r,
+            ),
+            breaker_state=Gauge(
+                "lathe_gateway_breaker_state", "Circuit breaker: 0 closed, 1 half-open, 2 open", ["backend"],
+                registry=r,
+            ),
+            backend_healthy=Gauge(
+                "lathe_gateway_backend_healthy", "1 when the backend passes its health check", ["backend"], registry=r
+            ),
+            by_version=Counter(
+                "lathe_gateway_version_requests_total", "Requests routed per model version (canaries)",
+                ["model", "version"], registry=r,
+            ),
+        )  # fmt: skip

@@ -1,0 +1,297 @@
+"""Forward one OpenAI request to a backend: admission, retries, streaming, accounting.
+
+``Forwarder.forward`` is the whole life of a request after authentication:
+estimate its tokens, reserve them against the key's quota, pick a backend, send it
+(retrying on another backend only while nothing has reached the client), relay the
+answer — SSE event by event — and settle the reservation with the real usage.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+from fastapi.responses import JSONResponse, Response, StreamingResponse
+
+from lathe.errors import EngineUnavailableError, InvalidRequestError, LatheError, UpstreamError
+from lathe.telemetry import REQUEST_ID_HEADER, log_fields, request_id_var
+from services.gateway.keys import KeyInfo, UsageRecorder
+from services.gateway.metrics import GatewayMetrics
+from services.gateway.quotas import (
+    BudgetExceededError,
+    Limits,
+    QuotaLimiter,
+    RateLimitedError,
+    Reservation,
+)
+from services.gateway.routing import Backend, Router
+from services.gateway.settings import GatewayServiceSettings
+
+log = logging.getLogger(__name__)
+
+_BREAKER_VALUE = {"closed": 0, "half_open": 1, "open": 2}
+
+
+@dataclass
+class Admission:
+    key: KeyInfo
+    model: str
+    route: str
+    prompt_tokens_estimate: int
+    max_tokens: int | None
+    reservation: Reservation | None
+
+
+def estimate_prompt_tokens(texts: list[str], overhead: int) -> int:
+    """An upper bound for byte-level BPE: never more tokens than UTF-8 bytes, plus the
+    chat template's own tokens. Over-reserving only delays admission; the real usage
+    is what gets charged."""
+    return sum(len(t.encode("utf-8")) for t in texts) + overhead * (len(texts) + 1)
+
+
+class Forwarder:
+    def __init__(
+        self,
+        settings: GatewayServiceSettings,
+        router: Router,
+        limiter: QuotaLimiter,
+        usage: UsageRecorder,
+        metrics: GatewayMetrics,
+        http: httpx.AsyncClient,
+    ) -> None:
+        self.settings = settings
+        self.router = router
+        self.limiter = limiter
+        self.usage = usage
+        self.metrics = metrics
+        self.http = http
+
+    # -- admission ------------------------------------------------------------------
+    async def admit(
+        self, key: KeyInfo, model: str, route: str, texts: list[str], max_tokens: int | None, generates: bool
+    ) -> Admission:
+        self.router.pool(model)  # unknown model: 404 before anything is reserved
+        if not key.allows_model(model):
+            raise PermissionDeniedError(f"this key may not use model {model!r}", param="model")
+        estimate = estimate_prompt_tokens(texts, self.settings.template_overhead_tokens if generates else 0)
+        if estimate > self.settings.max_prompt_tokens:
+            raise ContextLengthError(
+                f"the prompt is about {estimate} tokens, over the limit of {self.settings.max_prompt_tokens}",
+                param="messages" if route == "chat" else "prompt",
+            )
+        if generates:
+            cap = min(key.max_tokens or self.settings.max_tokens_cap, self.settings.max_tokens_cap)
+            if max_tokens is not None and max_tokens > cap:
+                raise InvalidRequestError(
+                    f"max_tokens {max_tokens} is over this key's cap of {cap}", param="max_tokens"
+                )
+            max_tokens = max_tokens or min(self.settings.default_max_tokens, cap)
+        limits = Limits(rpm=key.rpm, tpm=key.tpm, budget=key.budget)
+        try:
+            reservation = await self.limiter.reserve(key.id, estimate + (max_tokens or 0), limits)
+        except (RateLimitedError, BudgetExceededError) as exc:
+            reason = "budget" if isinstance(exc, BudgetExceededError) else "rate"
+            self.metrics.rate_limited.labels(key=key.name, reason=reason).inc()
+            raise
+        return Admission(key, model, route, estimate, max_tokens, reservation)
+
+    # -- forwarding -----------------------------------------------------------------
+    async def forward(self, admission: Admission, path: str, body: dict[str, Any], stream: bool) -> Response:
+        pool = self.router.pool(admission.model)
+        routing_key = _routing_key(body)
+        tried: set[str] = set()
+        started = time.monotonic()
+        last_error: Exception | None = None
+        for _ in range(self.settings.retries + 1):
+            try:
+                backend = pool.choose(routing_key, exclude=tried)
+            except EngineUnavailableError:
+                break
+            tried.add(backend.url)
+            payload = dict(body, model=backend.upstream_model)
+            if admission.max_tokens is not None:
+                payload["max_tokens"] = admission.max_tokens
+                payload.pop("max_completion_tokens", None)
+            client_wants_usage = bool((body.get("stream_options") or {}).get("include_usage"))
+            if stream:
+                payload["stream_options"] = {**(body.get("stream_options") or {}), "include_usage": True}
+            try:
+                upstream = await self._send(backend, path, payload)
+            except httpx.HTTPError as exc:
+                last_error = exc
+                self._failed(backend, type(exc).__name__)
+                continue  # nothing reached the client: another backend may serve it
+            if upstream.status_code >= 500:
+                await upstream.aclose()
+                last_error = UpstreamError(f"backend answered {upstream.status_code}")
+                self._failed(backend, f"http_{upstream.status_code}")
+                continue
+            self.metrics.by_version.labels(model=admission.model, version=backend.version).inc()
+            if stream and upstream.status_code == 200:
+                return self._stream(admission, backend, upstream, started, client_wants_usage)
+            return await self._complete(admission, backend, upstream, started)
+        await self.settle(admission, 0, 0, 503)
+        detail = f" (last error: {type(last_error).__name__})" if last_error else ""
+        raise EngineUnavailableError(f"no backend could serve model {admission.model!r}{detail}")
+
+    async def _send(self, backend: Backend, path: str, payload: dict[str, Any]) -> httpx.Response:
+        backend.breaker.on_attempt()
+        backend.outstanding += 1
+        headers = {"content-type": "application/json"}
+        if request_id := request_id_var.get():
+            headers[REQUEST_ID_HEADER] = request_id
+        request = self.http.build_request(
+            "POST", backend.url + path, content=json.dumps(payload).encode(), headers=headers
+        )
+        try:
+            return await self.http.send(request, stream=True)
+        except BaseException:
+            backend.outstanding -= 1
+            raise
+
+    async def _complete(
+        self, admission: Admission, backend: Backend, upstream: httpx.Response, started: float
+    ) -> Response:
+        try:
+            content = await upstream.aread()
+        except httpx.HTTPError as exc:
+            self._failed(backend, type(exc).__name__)
+            await self.settle(admission, 0, 0, 502)
+            raise UpstreamError(f"backend failed while answering: {type(exc).__name__}") from None
+        finally:
+            backend.outstanding -= 1
+            await upstream.aclose()
+        self._succeeded(backend)
+        try:
+            data = json.loads(content)
+        except ValueError:
+            await self.settle(admission, 0, 0, 502)
+            raise UpstreamError("backend answered with something that is not JSON") from None
+        usage = data.get("usage") or {} if isinstance(data, dict) else {}
+        prompt = int(usage.get("prompt_tokens") or 0)
+        completion = int(usage.get("completion_tokens") or 0)
+        if isinstance(data, dict) and upstream.status_code == 200:
+            data["model"] = admission.model
+        await self.settle(admission, prompt, completion, upstream.status_code)
+        self._observe(admission, upstream.status_code, started)
+        headers = {"x-lathe-backend-version": backend.version}
+        return JSONResponse(data, status_code=upstream.status_code, headers=headers)
+
+    def _stream(
+        self, admission: Admission, backend: Backend, upstream: httpx.Response, started: float, client_wants_usage: bool
+    ) -> StreamingResponse:
+        state = {"prompt": 0, "completion": 0, "chunks": 0, "done": False}
+
+        async def relay() -> AsyncIterator[bytes]:
+            buffer = b""
+            first = True
+            status = 200
+            try:
+                async for piece in upstream.aiter_raw():
+                    buffer += piece
+                    while b"\n\n" in buffer:
+                        event, buffer = buffer.split(b"\n\n", 1)
+                        keep = self._inspect_event(event, state, admission.model, client_wants_usage)
+                        if keep is None:
+                            continue
+                        if first:
+                            self.metrics.ttft.labels(model=admission.model).observe(time.monotonic() - started)
+                            first = False
+                        yield keep + b"\n\n"
+                if buffer.strip():
+                    yield buffer
+                self._succeeded(backend)
+            except httpx.HTTPError as exc:
+                # The backend died mid-stream: end with an OpenAI-shaped error event.
+                status = 502
+                self._failed(backend, "stream_" + type(exc).__name__)
+                yield _error_event("the backend stopped in the middle of the stream", "upstream_error")
+            finally:
+                # Also reached when the client disconnects: closing the upstream
+                # response cancels the request at the backend.
+                backend.outstanding -= 1
+                await upstream.aclose()
+                completion = state["completion"] or state["chunks"]
+                prompt = state["prompt"] or admission.prompt_tokens_estimate
+                await self.settle(admission, prompt, completion, status)
+                self._observe(admission, status, started)
+
+        headers = {"x-lathe-backend-version": backend.version, "cache-control": "no-cache"}
+        return StreamingResponse(relay(), media_type="text/event-stream", headers=headers)
+
+    def _inspect_event(self, event: bytes, state: dict, model: str, client_wants_usage: bool) -> bytes | None:
+        """Read usage from the stream; drop the usage-only event the client did not ask for."""
+        if not event.startswith(b"data:") or event.strip() == b"data: [DONE]":
+            return event
+        try:
+            data = json.loads(event[5:])
+        except ValueError:
+            return event
+        if not isinstance(data, dict):
+            return event
+        usage = data.get("usage")
+        if usage:
+            state["prompt"] = int(usage.get("prompt_tokens") or 0)
+            state["completion"] = int(usage.get("completion_tokens") or 0)
+            if not data.get("choices") and not client_wants_usage:
+                return None
+        if data.get("choices"):
+            state["chunks"] += 1
+        if "model" in data:
+            data["model"] = model
+            return b"data: " + json.dumps(data, separators=(",", ":")).encode()
+        return event
+
+    # -- accounting -----------------------------------------------------------------
+    async def settle(self, admission: Admission, prompt: int, completion: int, status: int) -> None:
+        if admission.reservation is not None and admission.reservation.settled:
+            return
+        await self.limiter.reconcile(admission.reservation, prompt + completion)
+        key, model = admission.key, admission.model
+        if prompt or completion:
+            self.metrics.tokens.labels(key=key.name, model=model, direction="in").inc(prompt)
+            self.metrics.tokens.labels(key=key.name, model=model, direction="out").inc(completion)
+        self.usage.add(key.id, model, prompt, completion, status)
+
+    def _observe(self, admission: Admission, status: int, started: float) -> None:
+        self.metrics.requests.labels(model=admission.model, route=admission.route, status=str(status)).inc()
+        self.metrics.latency.labels(model=admission.model, route=admission.route).observe(time.monotonic() - started)
+
+    def _failed(self, backend: Backend, kind: str) -> None:
+        backend.breaker.on_failure()
+        self.metrics.upstream_errors.labels(backend=backend.url, kind=kind).inc()
+        self.metrics.breaker_state.labels(backend=backend.url).set(_BREAKER_VALUE[backend.breaker.state])
+        log.warning("backend failed", extra=log_fields(backend=backend.url, kind=kind))
+
+    def _succeeded(self, backend: Backend) -> None:
+        backend.breaker.on_success()
+        self.metrics.breaker_state.labels(backend=backend.url).set(0)
+
+
+def _routing_key(body: dict[str, Any]) -> str:
+    messages = body.get("messages")
+    if isinstance(messages, list) and messages:
+        return json.dumps(messages[:2], sort_keys=True)[:512]
+    return str(body.get("prompt") or body.get("input") or "")[:512]
+
+
+def _error_event(message: str, code: str) -> bytes:
+    error = {"error": {"message": message, "type": code, "param": None, "code": code}}
+    return b"data: " + json.dumps(error).encode() + b"\n\n"
+
+
+class PermissionDeniedError(LatheError):
+    status_code = 403
+    error_type = "permission_denied"
+    code = "permission_denied"
+
+
+class ContextLengthError(LatheError):
+    status_code = 400
+    error_type = "invalid_request_error"
+    code = "context_length_exceeded"

@@ -1,0 +1,82 @@
+"""Admin routes (admin key only): keys, usage, canary weights, routes."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+
+from fastapi import APIRouter, Request
+
+from lathe.errors import InvalidRequestError
+from services.gateway.deps import AdminOnly, KeyStoreDep, RouterDep, parse_body, read_json
+from services.gateway.schemas import CanaryUpdate, KeyCreate
+
+router = APIRouter(prefix="/admin", tags=["admin"], dependencies=[AdminOnly])
+
+
+@router.post("/keys", status_code=201)
+async def create_key(request: Request, keys: KeyStoreDep) -> dict:
+    body = parse_body(KeyCreate, await read_json(request, 65536))
+    expires = None
+    if body.expires_at:
+        try:
+            expires = dt.datetime.fromisoformat(body.expires_at)
+        except ValueError:
+            raise InvalidRequestError("expires_at must be an ISO date, e.g. 2027-01-31", param="expires_at") from None
+        if expires.tzinfo is not None:
+            expires = expires.astimezone(dt.UTC).replace(tzinfo=None)
+    raw, info = await asyncio.to_thread(
+        keys.create,
+        body.name,
+        models=body.models,
+        rpm=body.rpm,
+        tpm=body.tpm,
+        budget=body.budget,
+        max_tokens=body.max_tokens,
+        tools=body.tools,
+        expires_at=expires,
+    )
+    return {**info.to_dict(), "key": raw}
+
+
+@router.get("/keys")
+async def list_keys(keys: KeyStoreDep) -> dict:
+    return {"data": [k.to_dict() for k in await asyncio.to_thread(keys.list)]}
+
+
+@router.delete("/keys/{name}")
+async def revoke_key(name: str, request: Request, keys: KeyStoreDep) -> dict:
+    info = await asyncio.to_thread(keys.revoke, name)
+    request.app.state.key_cache.clear()
+    return info.to_dict()
+
+
+@router.get("/keys/{name}/usage")
+async def key_usage(name: str, request: Request, keys: KeyStoreDep) -> dict:
+    await request.app.state.usage.flush()
+    return await asyncio.to_thread(keys.usage, name)
+
+
+@router.post("/canary")
+async def set_canary(request: Request, router_: RouterDep) -> dict:
+    body = parse_body(CanaryUpdate, await read_json(request, 65536))
+    weights = router_.set_canary(body.model, body.version, body.weight)
+    return {"model": body.model, "weights": weights}
+
+
+@router.get("/routes")
+async def routes(router_: RouterDep) -> dict:
+    return {
+        model: [
+            {
+                "url": b.url,
+                "version": b.version,
+                "weight": b.weight,
+                "healthy": b.healthy,
+                "breaker": b.breaker.state,
+                "outstanding": b.outstanding,
+            }
+            for b in pool.backends
+        ]
+        for model, pool in router_.pools.items()
+    }

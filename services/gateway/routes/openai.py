@@ -1,0 +1,59 @@
+"""The OpenAI API: chat completions, completions, embeddings, models."""
+
+from __future__ import annotations
+
+import time
+
+from fastapi import APIRouter, Request, Response
+
+from services.gateway.deps import CurrentKey, ForwarderDep, RouterDep, SettingsDep, parse_body, read_json
+from services.gateway.schemas import ChatCompletionRequest, CompletionRequest, EmbeddingRequest
+
+router = APIRouter(prefix="/v1", tags=["openai"])
+
+
+@router.post("/chat/completions")
+async def chat_completions(
+    request: Request, key: CurrentKey, forwarder: ForwarderDep, settings: SettingsDep
+) -> Response:
+    data = await read_json(request, settings.max_body_bytes)
+    body = parse_body(ChatCompletionRequest, data)
+    admission = await forwarder.admit(
+        key, body.model, "chat", body.prompt_text(), body.requested_max_tokens(), generates=True
+    )
+    return await forwarder.forward(admission, "/v1/chat/completions", data, stream=body.stream)
+
+
+@router.post("/completions")
+async def completions(request: Request, key: CurrentKey, forwarder: ForwarderDep, settings: SettingsDep) -> Response:
+    data = await read_json(request, settings.max_body_bytes)
+    body = parse_body(CompletionRequest, data)
+    admission = await forwarder.admit(
+        key, body.model, "completions", body.prompt_text(), body.requested_max_tokens(), generates=True
+    )
+    return await forwarder.forward(admission, "/v1/completions", data, stream=body.stream)
+
+
+@router.post("/embeddings")
+async def embeddings(request: Request, key: CurrentKey, forwarder: ForwarderDep, settings: SettingsDep) -> Response:
+    data = await read_json(request, settings.max_body_bytes)
+    body = parse_body(EmbeddingRequest, data)
+    admission = await forwarder.admit(key, body.model, "embeddings", body.prompt_text(), None, generates=False)
+    return await forwarder.forward(admission, "/v1/embeddings", data, stream=False)
+
+
+@router.get("/models")
+async def list_models(key: CurrentKey, router: RouterDep) -> dict:
+    now = int(time.time())
+    data = [
+        {
+            "id": model,
+            "object": "model",
+            "created": now,
+            "owned_by": "lathe",
+            "lathe": {"versions": pool.versions(), "backends": len(pool.backends)},
+        }
+        for model, pool in sorted(router.pools.items())
+        if key.allows_model(model)
+    ]
+    return {"object": "list", "data": data}

@@ -1,0 +1,194 @@
+"""Which backend takes a request: pools per model, canary splits, policies, breakers.
+
+A model's pool holds backends grouped by version. A request first draws a version by
+weight (a canary: version 2 at weight 10 against version 1 at 90), then the pool's
+policy picks among that version's healthy backends:
+
+- ``LeastOutstanding`` (default): fewest requests in flight;
+- ``RoundRobin``: in turn;
+- ``PrefixAffinity``: a consistent hash of the prompt's first characters, so the same
+  prefix lands on the same vLLM and finds its prefix cache warm.
+
+Each backend has a circuit breaker: after ``failures`` consecutive errors it opens
+and takes no traffic until ``reset_s`` has passed; then one trial request (half-open)
+closes it again on success.
+"""
+
+from __future__ import annotations
+
+import bisect
+import hashlib
+import random
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from lathe.errors import EngineUnavailableError, ModelNotFoundError
+from services.gateway.settings import RoutesConfig
+
+
+class CircuitBreaker:
+    def __init__(self, failures: int, reset_s: float, clock: Callable[[], float] = time.monotonic) -> None:
+        self.failures_to_open = failures
+        self.reset_s = reset_s
+        self.clock = clock
+        self.consecutive_failures = 0
+        self.opened_at: float | None = None
+        self.trial_in_flight = False
+
+    @property
+    def state(self) -> str:
+        if self.opened_at is None:
+            return "closed"
+        if self.clock() - self.opened_at >= self.reset_s:
+            return "half_open"
+        return "open"
+
+    def allows(self) -> bool:
+        state = self.state
+        return state == "closed" or (state == "half_open" and not self.trial_in_flight)
+
+    def on_attempt(self) -> None:
+        if self.state == "half_open":
+            self.trial_in_flight = True
+
+    def on_success(self) -> None:
+        self.consecutive_failures = 0
+        self.opened_at = None
+        self.trial_in_flight = False
+
+    def on_failure(self) -> None:
+        self.consecutive_failures += 1
+        self.trial_in_flight = False
+        if self.state == "half_open" or self.consecutive_failures >= self.failures_to_open:
+            self.opened_at = self.clock()
+
+
+@dataclass(eq=False)
+class Backend:
+    url: str
+    model: str
+    version: str
+    weight: float
+    upstream_model: str
+    breaker: CircuitBreaker
+    outstanding: int = 0
+    healthy: bool = True  # from active health checks
+
+    def available(self) -> bool:
+        return self.healthy and self.breaker.allows()
+
+
+class RoutingPolicy(Protocol):
+    def choose(self, backends: Sequence[Backend], routing_key: str) -> Backend: ...
+
+
+class LeastOutstanding:
+    def choose(self, backends: Sequence[Backend], routing_key: str) -> Backend:
+        fewest = min(b.outstanding for b in backends)
+        return random.choice([b for b in backends if b.outstanding == fewest])
+
+
+class RoundRobin:
+    def __init__(self) -> None:
+        self._turn = 0
+
+    def choose(self, backends: Sequence[Backend], routing_key: str) -> Backend:
+        self._turn += 1
+        return backends[self._turn % len(backends)]
+
+
+class PrefixAffinity:
+    """Consistent hashing with virtual nodes: a backend leaving moves only its keys."""
+
+    replicas = 64
+
+    def choose(self, backends: Sequence[Backend], routing_key: str) -> Backend:
+        ring = sorted((_hash(f"{b.url}#{i}"), b) for b in backends for i in range(self.replicas))
+        points = [point for point, _ in ring]
+        index = bisect.bisect(points, _hash(routing_key)) % len(ring)
+        return ring[index][1]
+
+
+def _hash(text: str) -> int:
+    return int.from_bytes(hashlib.blake2b(text.encode(), digest_size=8).digest(), "big")
+
+
+POLICIES: dict[str, Callable[[], RoutingPolicy]] = {
+    "least_outstanding": LeastOutstanding,
+    "round_robin": RoundRobin,
+    "prefix_affinity": PrefixAffinity,
+}
+
+
+@dataclass
+class ModelPool:
+    model: str
+    policy: RoutingPolicy
+    backends: list[Backend] = field(default_factory=list)
+    rng: random.Random = field(default_factory=random.Random)
+
+    def versions(self) -> dict[str, float]:
+        weights: dict[str, float] = {}
+        for b in self.backends:
+            weights[b.version] = max(weights.get(b.version, 0.0), b.weight)
+        return weights
+
+    def choose(self, routing_key: str, exclude: set[str] = frozenset()) -> Backend:
+        candidates = [b for b in self.backends if b.available() and b.url not in exclude]
+        if not candidates:
+            raise EngineUnavailableError(f"no healthy backend for model {self.model!r}")
+        weights: dict[str, float] = {}
+        for b in candidates:
+            weights[b.version] = max(weights.get(b.version, 0.0), b.weight)
+        versions = [v for v, w in weights.items() if w > 0] or list(weights)
+        if len(versions) > 1:
+            version = self.rng.choices(versions, weights=[weights[v] for v in versions])[0]
+        else:
+            version = versions[0]
+        return self.policy.choose([b for b in candidates if b.version == version], routing_key)
+
+
+class Router:
+    def __init__(self, pools: dict[str, ModelPool]) -> None:
+        self.pools = pools
+
+    @classmethod
+    def from_config(cls, routes: RoutesConfig, breaker_failures: int, breaker_reset_s: float) -> Router:
+        pools = {}
+        for model, route in routes.models.items():
+            pool = ModelPool(model=model, policy=POLICIES[route.policy]())
+            for backend in route.backends:
+                pool.backends.append(
+                    Backend(
+                        url=backend.url.rstrip("/"),
+                        model=model,
+                        version=backend.version,
+                        weight=backend.weight,
+                        upstream_model=backend.upstream_model or model,
+                        breaker=CircuitBreaker(breaker_failures, breaker_reset_s),
+                    )
+                )
+            pools[model] = pool
+        return cls(pools)
+
+    def pool(self, model: str) -> ModelPool:
+        try:
+            return self.pools[model]
+        except KeyError:
+            known = ", ".join(sorted(self.pools)) or "none"
+            raise ModelNotFoundError(f"model {model!r} is not served here (models: {known})", param="model") from None
+
+    def all_backends(self) -> list[Backend]:
+        return [b for pool in self.pools.values() for b in pool.backends]
+
+    def set_canary(self, model: str, version: str, weight: float) -> dict[str, float]:
+        """Give ``version`` ``weight`` percent of ``model``'s traffic; the others share the rest."""
+        pool = self.pool(model)
+        if version not in pool.versions():
+            raise ModelNotFoundError(f"model {model!r} has no backend for version {version!r}", param="version")
+        others = [v for v in pool.versions() if v != version]
+        for b in pool.backends:
+            b.weight = weight if b.version == version else (100.0 - weight) / max(len(others), 1)
+        return pool.versions()

@@ -1,0 +1,95 @@
+"""Request bodies as the gateway checks them: OpenAI's shapes, unknown fields kept.
+
+Only what the gateway acts on is validated (model, messages, token limits, stream);
+everything else passes through to the backend untouched.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+
+class _OpenAIBody(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    model: str = Field(min_length=1, max_length=256)
+    stream: bool = False
+    stream_options: dict[str, Any] | None = None
+    user: str | None = None
+
+
+class ChatMessage(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    role: str = Field(min_length=1, max_length=64)
+    content: str | list[dict[str, Any]] | None = None
+
+    def text(self) -> str:
+        if isinstance(self.content, str):
+            return self.content
+        if isinstance(self.content, list):
+            return " ".join(str(part.get("text", "")) for part in self.content)
+        return ""
+
+
+class ChatCompletionRequest(_OpenAIBody):
+    messages: list[ChatMessage] = Field(min_length=1)
+    max_tokens: int | None = Field(default=None, ge=1)
+    max_completion_tokens: int | None = Field(default=None, ge=1)
+
+    def prompt_text(self) -> list[str]:
+        return [m.text() for m in self.messages]
+
+    def requested_max_tokens(self) -> int | None:
+        return self.max_completion_tokens or self.max_tokens
+
+
+class CompletionRequest(_OpenAIBody):
+    prompt: str | list[str] = Field(min_length=1)
+    max_tokens: int | None = Field(default=None, ge=1)
+
+    @field_validator("prompt")
+    @classmethod
+    def _non_empty(cls, value: str | list[str]) -> str | list[str]:
+        if isinstance(value, list) and not all(isinstance(p, str) for p in value):
+            raise ValueError("prompt must be a string or a list of strings")
+        return value
+
+    def prompt_text(self) -> list[str]:
+        return [self.prompt] if isinstance(self.prompt, str) else list(self.prompt)
+
+    def requested_max_tokens(self) -> int | None:
+        return self.max_tokens
+
+
+class EmbeddingRequest(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    model: str = Field(min_length=1, max_length=256)
+    input: str | list[str] = Field(min_length=1)
+
+    def prompt_text(self) -> list[str]:
+        return [self.input] if isinstance(self.input, str) else list(self.input)
+
+
+class KeyCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(min_length=1, max_length=128, pattern=r"^[\w.\-@]+$")
+    models: list[str] = Field(default_factory=list)
+    rpm: int | None = Field(default=None, ge=1)
+    tpm: int | None = Field(default=None, ge=1)
+    budget: int | None = Field(default=None, ge=1)
+    max_tokens: int | None = Field(default=None, ge=1)
+    tools: list[str] = Field(default_factory=list)
+    expires_at: str | None = None
+
+
+class CanaryUpdate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    model: str
+    version: str
+    weight: float = Field(ge=0, le=100)

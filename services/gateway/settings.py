@@ -1,0 +1,124 @@
+"""Settings of the gateway (``LATHE_GATEWAY_*``).
+
+Backends come from a YAML or JSON file (``LATHE_GATEWAY_ROUTES_FILE``) or, when
+there is none, from one route to the local inference service:
+
+    models:
+      smollm2-135m-instruct:
+        policy: least_outstanding          # or round_robin, prefix_affinity
+        backends:
+          - {url: "http://127.0.0.1:8100", version: "1"}
+          - {url: "http://127.0.0.1:8101", version: "2", weight: 10}   # a 10 % canary
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Literal
+
+import yaml
+from pydantic import BaseModel, Field, SecretStr, field_validator, model_validator
+from pydantic_settings import SettingsConfigDict
+
+from lathe.settings import GatewaySettings
+
+Policy = Literal["least_outstanding", "round_robin", "prefix_affinity"]
+
+_PLACEHOLDERS = {"changeme", "change-me", "admin", "secret", "password", "lathe", "test"}
+
+
+class BackendConfig(BaseModel):
+    model_config = {"extra": "forbid"}
+
+    url: str = Field(pattern=r"^https?://")
+    version: str = "default"
+    # Share of traffic of this backend's version relative to the other versions.
+    weight: float = Field(default=100.0, ge=0.0)
+    # Name the backend serves the model under, when it differs from the public name.
+    upstream_model: str | None = None
+
+
+class ModelRoute(BaseModel):
+    model_config = {"extra": "forbid"}
+
+    policy: Policy = "least_outstanding"
+    backends: list[BackendConfig] = Field(min_length=1)
+
+
+class RoutesConfig(BaseModel):
+    model_config = {"extra": "forbid"}
+
+    models: dict[str, ModelRoute] = Field(default_factory=dict)
+
+
+class GatewayServiceSettings(GatewaySettings):
+    model_config = SettingsConfigDict(env_prefix="LATHE_GATEWAY_", extra="ignore")
+
+    home: Path = Field(default=Path(".lathe"), validation_alias="LATHE_HOME")
+
+    # SQLite locally; postgresql+psycopg://… in the cluster. Same SQLAlchemy model.
+    database_url: str | None = None
+    # Set to share quotas between replicas (atomic Lua on Redis).
+    redis_url: str | None = None
+    # What a quota check does when Redis cannot be reached: refuse (closed) or admit (open).
+    redis_failure_mode: Literal["closed", "open"] = "closed"
+    admin_key: SecretStr | None = None
+    admin_key_file: Path | None = None
+
+    routes_file: Path | None = None
+    # The default route: the local inference service.
+    default_model: str = "smollm2-135m-instruct"
+    default_backend_url: str = "http://127.0.0.1:8100"
+    # Discover backends from Kubernetes Endpoints (k8s profile): "namespace/service".
+    k8s_endpoints: str | None = None
+
+    default_max_tokens: int = Field(default=256, ge=1)
+    max_tokens_cap: int = Field(default=4096, ge=1)
+    max_body_bytes: int = Field(default=1_000_000, ge=1024)
+    max_prompt_tokens: int = Field(default=8192, ge=1)
+    # Reserve this many tokens per message and per request on top of the prompt's
+    # bytes: chat templates add system prompts and role markers.
+    template_overhead_tokens: int = Field(default=48, ge=0)
+
+    request_timeout_s: float = Field(default=300.0, gt=0)
+    connect_timeout_s: float = Field(default=3.0, gt=0)
+    retries: int = Field(default=2, ge=0, le=10)
+    health_interval_s: float = Field(default=2.0, gt=0)
+    breaker_failures: int = Field(default=3, ge=1)
+    breaker_reset_s: float = Field(default=5.0, gt=0)
+
+    @field_validator("admin_key")
+    @classmethod
+    def _no_placeholder(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None:
+            secret = value.get_secret_value()
+            if secret.lower() in _PLACEHOLDERS or len(secret) < 16:
+                raise ValueError("must be a real secret of at least 16 characters, not a placeholder")
+        return value
+
+    @model_validator(mode="after")
+    def _resolve_paths(self) -> GatewayServiceSettings:
+        self.home = self.home.expanduser().resolve()
+        return self
+
+    @property
+    def database(self) -> str:
+        return self.database_url or f"sqlite:///{self.home / 'gateway' / 'gateway.db'}"
+
+    def load_admin_key(self) -> str | None:
+        if self.admin_key is not None:
+            return self.admin_key.get_secret_value()
+        path = self.admin_key_file or self.home / "gateway" / "admin_key"
+        if path.exists():
+            return path.read_text().strip()
+        return None
+
+    def load_routes(self) -> RoutesConfig:
+        if self.routes_file is None:
+            return RoutesConfig(
+                models={self.default_model: ModelRoute(backends=[BackendConfig(url=self.default_backend_url)])}
+            )
+        text = self.routes_file.read_text()
+        data = json.loads(text) if self.routes_file.suffix == ".json" else yaml.safe_load(text)
+        return RoutesConfig.model_validate(data or {})
