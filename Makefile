@@ -40,13 +40,15 @@ install: $(VENV)/.installed $(ENGINE_VENV)/.installed ## Install everything into
 	@$(BIN)/python -m lathe.assets >/dev/null
 	@echo "==> installed; the bundled model is ready under .lathe/assets"
 
-install-system: ## Install Debian packages the platform uses when present (prometheus)
-	@if ! command -v prometheus >/dev/null 2>&1 || ! command -v promtool >/dev/null 2>&1; then \
+SYSTEM_PACKAGES := prometheus redis-server
+
+install-system: ## Install Debian packages used when present: prometheus (metrics), redis-server (shared quotas, tests)
+	@if ! command -v prometheus >/dev/null 2>&1 || ! command -v redis-server >/dev/null 2>&1; then \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
-	    echo "==> apt-get install prometheus"; \
-	    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus >/dev/null) \
-	      || echo "   (prometheus not installed: the platform runs without it)"; \
-	  else echo "   (prometheus not found and not root: the platform runs without it)"; fi; \
+	    echo "==> apt-get install $(SYSTEM_PACKAGES)"; \
+	    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $(SYSTEM_PACKAGES) >/dev/null) \
+	      || echo "   (could not install $(SYSTEM_PACKAGES): the platform runs without them)"; \
+	  else echo "   ($(SYSTEM_PACKAGES) not found and not root: the platform runs without them)"; fi; \
 	fi
 
 demo: install install-system ## Start the platform and ask the served model a question

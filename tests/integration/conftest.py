@@ -28,6 +28,8 @@ PORTS = {
     "LATHE_RAY_AGENT_PORT": "32365",
     "LATHE_INFERENCE_PORT": "38100",
     "LATHE_INFERENCE_ENGINE_PORT_BASE": "38200",
+    "LATHE_GATEWAY_PORT": "38050",
+    "LATHE_GATEWAY_METRICS_PORT": "38059",
     "LATHE_PROMETHEUS_PORT": "39090",
 }
 
@@ -71,6 +73,10 @@ class Platform:
     @property
     def mlflow_uri(self) -> str:
         return f"http://127.0.0.1:{PORTS['LATHE_MLFLOW_PORT']}"
+
+    @property
+    def gateway_url(self) -> str:
+        return f"http://127.0.0.1:{PORTS['LATHE_GATEWAY_PORT']}"
 
     @property
     def inference_url(self) -> str:

@@ -17,7 +17,7 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow]
 def test_status_reports_every_component_healthy(platform):
     report = platform.status()
     states = {c["name"]: c["state"] for c in report["components"]}
-    assert states["mlflow"] == states["ray"] == states["inference"] == "healthy"
+    assert states["mlflow"] == states["ray"] == states["inference"] == states["gateway"] == "healthy"
     expected_prometheus = "healthy" if shutil.which("prometheus") else "unavailable"
     assert states["prometheus"] == expected_prometheus
     inference = platform.component("inference")
@@ -48,7 +48,7 @@ def test_prometheus_scrapes_every_component(platform):
             break
         assert time.monotonic() < deadline, f"targets not all up: {health}"
         time.sleep(1)
-    assert set(health) == {"lathe-inference", "lathe-mlflow", "prometheus"}
+    assert set(health) == {"lathe-inference", "lathe-gateway", "lathe-mlflow", "prometheus"}
     query = f"http://127.0.0.1:{PORTS['LATHE_PROMETHEUS_PORT']}/api/v1/query"
     deadline = time.monotonic() + 30
     while True:
@@ -101,6 +101,8 @@ def test_unknown_model_fails_and_rolls_back(tmp_path):
         "LATHE_INFERENCE_PORT": "38110",
         "LATHE_RAY_CLIENT_PORT": "30002",
         "LATHE_RAY_AGENT_PORT": "32366",
+        "LATHE_GATEWAY_PORT": "38060",
+        "LATHE_GATEWAY_METRICS_PORT": "38069",
         "LATHE_PROMETHEUS_ENABLED": "false",
     }
     env = platform_env(tmp_path / "home", LATHE_INFERENCE_MODEL_NAME="no-such-model", **ports)

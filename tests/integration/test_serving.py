@@ -71,6 +71,31 @@ def test_metrics_expose_lathe_and_vllm_series(platform):
     assert "lathe_inference_requests_total" in text
 
 
+def test_gateway_fronts_vllm_for_any_openai_client(platform):
+    """`lathe up` puts the gateway in front of the inference service; `lathe chat` uses it."""
+    created = platform.lathe("keys", "create", "it-user", "--tpm", "100000", "--json")
+    assert created.returncode == 0, created.stderr
+    key = json.loads(created.stdout)["key"]
+    via_gateway = openai.OpenAI(base_url=platform.gateway_url + "/v1", api_key=key, max_retries=0, timeout=120)
+    reply = via_gateway.chat.completions.create(model=BASE_MODEL_NAME, messages=QUESTION, max_tokens=24, temperature=0)
+    assert "Paris" in reply.choices[0].message.content
+    pieces = [
+        c.choices[0].delta.content
+        for c in via_gateway.chat.completions.create(
+            model=BASE_MODEL_NAME, messages=QUESTION, max_tokens=24, temperature=0, stream=True
+        )
+        if c.choices and c.choices[0].delta.content
+    ]
+    assert len(pieces) > 3 and "Paris" in "".join(pieces)
+    usage = json.loads(platform.lathe("keys", "usage", "it-user", "--json").stdout)
+    assert usage["requests"] == 2 and usage["total_tokens"] > 2 * 37  # the real prompt tokens, as vLLM counted
+
+    chat = platform.lathe("chat", "What is the capital of France?", "--json")
+    assert chat.returncode == 0, chat.stderr
+    answer = json.loads(chat.stdout)
+    assert "Paris" in answer["answer"] and answer["model"] == BASE_MODEL_NAME
+
+
 def test_hot_swap_under_steady_traffic_loses_no_request(platform, client):
     registry = ModelRegistry(platform.mlflow_uri)
     old_pid = httpx.get(platform.inference_url + "/health", timeout=5).json()["engine_pid"]

@@ -18,7 +18,20 @@ def lathe(*args, env=None, timeout=120):
 
 @pytest.mark.parametrize(
     "command",
-    [[], ["up"], ["down"], ["status"], ["chat"], ["models"], ["models", "list"], ["models", "promote"]],
+    [
+        [],
+        ["up"],
+        ["down"],
+        ["status"],
+        ["chat"],
+        ["models"],
+        ["models", "list"],
+        ["models", "promote"],
+        ["models", "canary"],
+        ["keys"],
+        ["keys", "create"],
+        ["keys", "usage"],
+    ],
 )
 def test_every_command_explains_itself(command):
     result = lathe(*command, "--help")
@@ -61,7 +74,7 @@ def test_status_json_lists_every_component_when_nothing_runs(tmp_path):
     assert result.returncode == 0, result.stderr
     report = json.loads(result.stdout)
     names = [c["name"] for c in report["components"]]
-    assert names == ["mlflow", "ray", "inference", "prometheus"]
+    assert names == ["mlflow", "ray", "inference", "gateway", "prometheus"]
     for component in report["components"]:
         assert component["state"] in ("stopped", "unavailable")
         assert component["pid"] is None
