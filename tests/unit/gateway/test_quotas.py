@@ -1,0 +1,111 @@
+import asyncio
+
+import pytest
+
+from services.gateway.proxy import estimate_prompt_tokens
+from services.gateway.quotas import BudgetExceededError, InProcessLimiter, Limits, RateLimitedError
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+async def nothing_spent(_: str) -> int:
+    return 0
+
+
+def run(coro):
+    return asyncio.run(coro)
+
+
+def test_tokens_per_minute_are_a_sliding_window():
+    clock = Clock()
+    limiter = InProcessLimiter(nothing_spent, clock)
+
+    async def scenario():
+        await limiter.reserve("k", 60, Limits(tpm=100))
+        clock.now += 30
+        await limiter.reserve("k", 40, Limits(tpm=100))
+        with pytest.raises(RateLimitedError) as info:
+            await limiter.reserve("k", 10, Limits(tpm=100))
+        assert info.value.retry_after_s == pytest.approx(30.0)  # when the first 60 expire
+        clock.now += 30.5
+        await limiter.reserve("k", 50, Limits(tpm=100))
+
+    run(scenario())
+
+
+def test_reconcile_returns_what_was_not_used():
+    limiter = InProcessLimiter(nothing_spent, Clock())
+
+    async def scenario():
+        reservation = await limiter.reserve("k", 90, Limits(tpm=100))
+        with pytest.raises(RateLimitedError):
+            await limiter.reserve("k", 20, Limits(tpm=100))
+        await limiter.reconcile(reservation, 15)
+        await limiter.reserve("k", 80, Limits(tpm=100))
+        await limiter.reconcile(reservation, 99)  # settling twice changes nothing
+        await limiter.reserve("k", 5, Limits(tpm=100))
+
+    run(scenario())
+
+
+def test_requests_per_minute():
+    clock = Clock()
+    limiter = InProcessLimiter(nothing_spent, clock)
+
+    async def scenario():
+        for _ in range(3):
+            await limiter.reserve("k", 1, Limits(rpm=3))
+        with pytest.raises(RateLimitedError) as info:
+            await limiter.reserve("k", 1, Limits(rpm=3))
+        assert info.value.retry_after_s == pytest.approx(60.0)
+        await limiter.reserve("other", 1, Limits(rpm=3))  # keys do not share windows
+
+    run(scenario())
+
+
+def test_concurrent_reservations_never_overspend():
+    limiter = InProcessLimiter(nothing_spent, Clock())
+
+    async def scenario():
+        async def one():
+            try:
+                await limiter.reserve("k", 7, Limits(tpm=100))
+                return 7
+            except RateLimitedError:
+                return 0
+
+        return sum(await asyncio.gather(*(one() for _ in range(100))))
+
+    assert run(scenario()) == 98
+
+
+def test_budget_starts_from_what_was_spent_before():
+    async def spent_before(_: str) -> int:
+        return 90
+
+    limiter = InProcessLimiter(spent_before, Clock())
+
+    async def scenario():
+        await limiter.reserve("k", 10, Limits(budget=100))
+        with pytest.raises(BudgetExceededError, match="budget of 100"):
+            await limiter.reserve("k", 1, Limits(budget=100))
+
+    run(scenario())
+
+
+def test_a_request_larger_than_the_limit_says_so():
+    limiter = InProcessLimiter(nothing_spent, Clock())
+    with pytest.raises(RateLimitedError, match="lower max_tokens") as info:
+        run(limiter.reserve("k", 500, Limits(tpm=100)))
+    assert info.value.retry_after_s is None
+
+
+def test_prompt_estimate_bounds_byte_level_tokens():
+    assert estimate_prompt_tokens(["hello"], overhead=0) == 5
+    assert estimate_prompt_tokens(["héllo", "日本"], overhead=4) == 6 + 6 + 12
