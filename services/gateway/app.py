@@ -16,6 +16,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from lathe.errors import LatheError
 from lathe.telemetry import RequestIdMiddleware
+from services.gateway.discovery import EndpointDiscovery, kubernetes_slice_api
 from services.gateway.keys import KeyCache, KeyStore, UsageRecorder
 from services.gateway.metrics import GatewayMetrics
 from services.gateway.proxy import Forwarder
@@ -61,15 +62,28 @@ def create_app(settings: GatewayServiceSettings, *, serve_metrics: bool = True) 
         app.state.forwarder = Forwarder(settings, router, limiter, usage, metrics, http)
         usage.start()
         checker = asyncio.create_task(check_backends(router, http, metrics, settings.health_interval_s))
+        tasks = [checker]
+        targets = settings.service_targets()
+        if targets:
+            discovery = EndpointDiscovery(
+                router,
+                targets,
+                kubernetes_slice_api(),
+                interval_s=settings.discovery_interval_s,
+                breaker_failures=settings.breaker_failures,
+                breaker_reset_s=settings.breaker_reset_s,
+            )
+            await asyncio.to_thread(discovery.refresh)
+            tasks.append(asyncio.create_task(discovery.run()))
         metrics_server = None
         if serve_metrics:
             metrics_server, _ = start_http_server(settings.metrics_port, addr=settings.host, registry=metrics.registry)
         try:
             yield
         finally:
-            checker.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await checker
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
             await usage.stop()
             await http.aclose()
             if isinstance(limiter, RedisLimiter):

@@ -70,8 +70,10 @@ class GatewayServiceSettings(GatewaySettings):
     # The default route: the local inference service.
     default_model: str = "smollm2-135m-instruct"
     default_backend_url: str = "http://127.0.0.1:8100"
-    # Discover backends from Kubernetes Endpoints (k8s profile): "namespace/service".
-    k8s_endpoints: str | None = None
+    # Discover backends from Kubernetes EndpointSlices (k8s profile): a JSON list of
+    # {"model", "namespace", "service", "port_name", "version", "weight"} objects.
+    k8s_services: str | None = None
+    discovery_interval_s: float = Field(default=5.0, gt=0)
 
     default_max_tokens: int = Field(default=256, ge=1)
     max_tokens_cap: int = Field(default=4096, ge=1)
@@ -114,7 +116,16 @@ class GatewayServiceSettings(GatewaySettings):
             return path.read_text().strip()
         return None
 
+    def service_targets(self) -> list:
+        from services.gateway.discovery import ServiceTarget
+
+        if not self.k8s_services:
+            return []
+        return [ServiceTarget.model_validate(item) for item in json.loads(self.k8s_services)]
+
     def load_routes(self) -> RoutesConfig:
+        if self.routes_file is None and self.k8s_services:
+            return RoutesConfig()
         if self.routes_file is None:
             return RoutesConfig(
                 models={self.default_model: ModelRoute(backends=[BackendConfig(url=self.default_backend_url)])}
