@@ -137,8 +137,8 @@ def test_openai_sdk_sync_async_and_streaming(gateway):
     assert {m.id for m in client.models.list().data} >= {"stub-model", "canary-model"}
 
 
-def test_langchain_and_llamaindex_style_clients_need_nothing_special(gateway):
-    """Both build on the OpenAI wire format: plain JSON, Bearer key, /v1 base URL."""
+def test_plain_http_clients_and_request_ids(gateway):
+    """Plain JSON, a Bearer key and a /v1 base URL are all a client needs."""
     key = gateway.create_key("plain-http")
     response = httpx.post(
         gateway.url + "/v1/chat/completions",
@@ -417,3 +417,27 @@ def test_metrics_are_served_on_their_own_port(gateway):
     ):
         assert family in text
     assert httpx.get(gateway.url + "/metrics").status_code == 404
+
+
+def test_langchain_chat_openai_works_unchanged(gateway):
+    from langchain_openai import ChatOpenAI
+
+    llm = ChatOpenAI(model="stub-model", base_url=gateway.url + "/v1", api_key=gateway.create_key("langchain"))
+    assert llm.invoke("hi", max_tokens=3).content == "tok0 tok1 tok2"
+    streamed = "".join(chunk.content for chunk in llm.stream("hi", max_tokens=3))
+    assert streamed == "tok0 tok1 tok2 "
+
+
+def test_llamaindex_openai_like_works_unchanged(gateway):
+    from llama_index.core.llms import ChatMessage
+    from llama_index.llms.openai_like import OpenAILike
+
+    llm = OpenAILike(
+        model="stub-model",
+        api_base=gateway.url + "/v1",
+        api_key=gateway.create_key("llamaindex"),
+        is_chat_model=True,
+        max_tokens=3,
+    )
+    assert llm.chat([ChatMessage(role="user", content="hi")]).message.content == "tok0 tok1 tok2"
+    assert llm.complete("hi").text == "tok0 tok1 tok2"
