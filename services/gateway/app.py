@@ -8,13 +8,10 @@ import logging
 from collections.abc import AsyncIterator
 
 import httpx
-from fastapi import FastAPI, Request
-from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi import FastAPI
 from prometheus_client import start_http_server
-from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from lathe.errors import LatheError
+from lathe.serving import install_error_handlers
 from lathe.telemetry import RequestIdMiddleware
 from services.gateway.discovery import EndpointDiscovery, kubernetes_slice_api
 from services.gateway.keys import KeyCache, KeyStore, UsageRecorder
@@ -97,7 +94,7 @@ def create_app(settings: GatewayServiceSettings, *, serve_metrics: bool = True) 
     app.include_router(health.router)
     app.include_router(openai.router)
     app.include_router(admin.router)
-    install_error_handlers(app)
+    install_error_handlers(app, lambda exc: retry_after_header(exc) if isinstance(exc, RateLimitedError) else {})
     return app
 
 
@@ -119,34 +116,3 @@ async def check_backends(router: Router, http: httpx.AsyncClient, metrics: Gatew
 
         await asyncio.gather(*(probe(b) for b in backends))
         await asyncio.sleep(interval_s)
-
-
-def _openai_error(message: str, error_type: str, code: str | None, param: str | None = None) -> dict:
-    return {"error": {"message": message, "type": error_type, "param": param, "code": code}}
-
-
-def install_error_handlers(app: FastAPI) -> None:
-    """Every error leaves in OpenAI's shape, with the right status."""
-
-    @app.exception_handler(LatheError)
-    async def lathe_error(_: Request, exc: LatheError) -> JSONResponse:
-        headers = retry_after_header(exc) if isinstance(exc, RateLimitedError) else {}
-        return JSONResponse(exc.to_openai(), status_code=exc.status_code, headers=headers)
-
-    @app.exception_handler(RequestValidationError)
-    async def validation_error(_: Request, exc: RequestValidationError) -> JSONResponse:
-        first = exc.errors()[0] if exc.errors() else {"loc": (), "msg": "invalid request"}
-        param = ".".join(str(p) for p in first["loc"] if p != "body") or None
-        return JSONResponse(_openai_error(first["msg"], "invalid_request_error", "invalid_request", param), 400)
-
-    @app.exception_handler(StarletteHTTPException)
-    async def http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
-        kind = "not_found" if exc.status_code == 404 else "invalid_request"
-        return JSONResponse(
-            _openai_error(str(exc.detail), "invalid_request_error", kind), exc.status_code, headers=exc.headers
-        )
-
-    @app.exception_handler(Exception)
-    async def unexpected(_: Request, exc: Exception) -> JSONResponse:
-        log.exception("unhandled error")
-        return JSONResponse(_openai_error("internal error", "server_error", "internal_error"), 500)

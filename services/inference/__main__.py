@@ -1,38 +1,19 @@
 """Run the inference service: ``python -m services.inference`` (settings from LATHE_*)."""
 
-from __future__ import annotations
-
-import os
-import sys
-
-import uvicorn
-
-from lathe.errors import ConfigError
-from lathe.settings import describe_validation_error
-from lathe.telemetry import configure_logging
+from lathe.serving import run_service
 
 
-def main() -> None:
-    from pydantic import ValidationError
-
-    from services.inference.app import create_app
+def _settings():
     from services.inference.settings import InferenceServiceSettings
 
-    try:
-        settings = InferenceServiceSettings()
-    except ValidationError as exc:
-        print(f"lathe inference: {ConfigError(describe_validation_error(exc, 'LATHE_INFERENCE_')).one_line()}")
-        sys.exit(2)
-    configure_logging("inference", os.environ.get("LATHE_LOG_LEVEL", "INFO"))
-    uvicorn.run(
-        create_app(settings),
-        host=settings.host,
-        port=settings.port,
-        log_config=None,
-        access_log=False,
-        timeout_graceful_shutdown=30,
-    )
+    return InferenceServiceSettings()
+
+
+def _app(settings):
+    from services.inference.app import create_app
+
+    return create_app(settings)
 
 
 if __name__ == "__main__":
-    main()
+    run_service("inference", _settings, _app, "LATHE_INFERENCE_")

@@ -8,12 +8,10 @@ import logging
 from collections.abc import AsyncIterator
 
 import httpx
-from fastapi import FastAPI, Request
-from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi import FastAPI
 
-from lathe.errors import LatheError
 from lathe.registry import ModelRegistry
+from lathe.serving import install_error_handlers
 from lathe.telemetry import RequestIdMiddleware
 from services.inference.metrics import InferenceMetrics
 from services.inference.routes import health, openai
@@ -49,24 +47,3 @@ def create_app(settings: InferenceServiceSettings, engine_factory: EngineFactory
     app.include_router(openai.router)
     install_error_handlers(app)
     return app
-
-
-def install_error_handlers(app: FastAPI) -> None:
-    """Every error leaves in OpenAI's shape."""
-
-    @app.exception_handler(LatheError)
-    async def lathe_error(_: Request, exc: LatheError) -> JSONResponse:
-        return JSONResponse(exc.to_openai(), status_code=exc.status_code)
-
-    @app.exception_handler(RequestValidationError)
-    async def validation_error(_: Request, exc: RequestValidationError) -> JSONResponse:
-        first = exc.errors()[0] if exc.errors() else {"loc": (), "msg": "invalid request"}
-        param = ".".join(str(p) for p in first["loc"] if p != "body") or None
-        body = {"error": {"message": first["msg"], "type": "invalid_request_error", "param": param, "code": None}}
-        return JSONResponse(body, status_code=400)
-
-    @app.exception_handler(Exception)
-    async def unexpected(_: Request, exc: Exception) -> JSONResponse:
-        log.exception("unhandled error")
-        body = {"error": {"message": "internal error", "type": "server_error", "param": None, "code": None}}
-        return JSONResponse(body, status_code=500)

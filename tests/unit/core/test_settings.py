@@ -5,14 +5,7 @@ import pytest
 from lathe.errors import ConfigError
 from lathe.settings import load_settings
 
-
-@pytest.fixture(autouse=True)
-def _clean_env(monkeypatch):
-    import os
-
-    for key in list(os.environ):
-        if key.startswith("LATHE_"):
-            monkeypatch.delenv(key)
+pytestmark = pytest.mark.usefixtures("clean_lathe_env")
 
 
 def test_defaults_describe_the_local_platform(tmp_path, monkeypatch):

@@ -5,14 +5,7 @@ import pytest
 from services.inference.engine import vllm_argv, vllm_env
 from services.inference.settings import InferenceServiceSettings, cpu_has_bf16
 
-
-@pytest.fixture(autouse=True)
-def _clean_env(monkeypatch):
-    import os
-
-    for key in list(os.environ):
-        if key.startswith("LATHE_"):
-            monkeypatch.delenv(key)
+pytestmark = pytest.mark.usefixtures("clean_lathe_env")
 
 
 def test_cpu_defaults_are_eager_with_a_kv_budget(tmp_path, monkeypatch):
