@@ -3,6 +3,7 @@
     lathe up | down | status [--json]
     lathe models list | versions NAME | register PATH --name NAME | promote NAME --version N
     lathe keys create NAME [--models m1,m2 --rpm N --tpm N --budget N --expires DATE] | list | revoke | usage
+    lathe data curate --config RECIPE [--input PATH --output DIR]
     lathe chat "Hello"
 
 Every command turns a ``LatheError`` into one line on stderr and a non-zero exit.
@@ -16,7 +17,7 @@ import sys
 
 import typer
 
-from lathe.cli import chat, keys, models, platform
+from lathe.cli import chat, data, keys, models, platform
 from lathe.cli.output import run_guarded
 
 app = typer.Typer(
@@ -29,6 +30,7 @@ app = typer.Typer(
 platform.register(app)
 app.add_typer(models.app, name="models")
 app.add_typer(keys.app, name="keys")
+app.add_typer(data.app, name="data")
 chat.register(app)
 
 

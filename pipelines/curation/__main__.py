@@ -23,6 +23,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--output", help="override output")
     parser.add_argument("--ray-address", default=os.environ.get("RAY_ADDRESS"), help="Ray cluster (default: local)")
     parser.add_argument("--json", action="store_true", help="print the summary as JSON")
+    parser.add_argument("--check", action="store_true", help="validate the recipe and inputs, then stop")
     args = parser.parse_args(argv)
 
     from lathe.errors import LatheError
@@ -37,7 +38,12 @@ def main(argv: list[str] | None = None) -> int:
         if config.mlflow.enabled:
             ModelRegistry(tracking_uri).ping()  # before any worker starts, not after the work
 
-        from pipelines.curation.job import run_curation
+        from pipelines.curation.job import preflight, run_curation
+
+        preflight(config)
+        if args.check:
+            print(f"recipe {args.config} is valid")
+            return 0
         from pipelines.curation.pii_eval import evaluate
         from pipelines.curation.report import write_report
 

@@ -22,7 +22,14 @@ from pipelines.curation.config import CurationConfig
 from pipelines.curation.decontaminate import build_index
 from pipelines.curation.dedup import MinHashParams, find_near_duplicates
 from pipelines.curation.sources import content_id, file_record, jsonl_record
-from pipelines.curation.stages import PII_COLUMNS, apply_decisions, clean_batch, contamination_batch, signature_batch
+from pipelines.curation.stages import (
+    PII_COLUMNS,
+    apply_decisions,
+    clean_batch,
+    contamination_batch,
+    is_missing,
+    signature_batch,
+)
 
 log = logging.getLogger(__name__)
 
@@ -257,8 +264,8 @@ def run_curation(config: CurationConfig, *, ray_address: str | None = None) -> C
     out = Path(config.output)
     out.mkdir(parents=True, exist_ok=True)
     final = cleaned.map_batches(apply_decisions, fn_kwargs={"decisions": decisions}, batch_format="pandas")
-    kept = final.filter(lambda row: row["stage"] is None).select_columns(["id", "text", "source", "words_out"])
-    rejects = final.filter(lambda row: row["stage"] is not None).select_columns(["id", "stage", "reason", "source"])
+    kept = final.filter(lambda row: is_missing(row["stage"])).select_columns(["id", "text", "source", "words_out"])
+    rejects = final.filter(lambda row: not is_missing(row["stage"])).select_columns(["id", "stage", "reason", "source"])
     for sub in ("data", "rejects"):
         for old in (out / sub).glob("*.parquet") if (out / sub).exists() else []:
             old.unlink()

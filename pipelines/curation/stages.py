@@ -20,6 +20,11 @@ from pipelines.curation.quality import QualityThresholds, check_quality, words_o
 PII_COLUMNS = [f"pii_{kind}" for kind in KINDS]
 
 
+def is_missing(value: object) -> bool:
+    """None, NaN or pandas' NA: Arrow and pandas each spell "no value" their own way."""
+    return value is None or (not isinstance(value, str) and bool(pd.isna(value)))
+
+
 def thresholds(stages: StagesConfig) -> QualityThresholds:
     q = stages.quality.model_dump(exclude={"enabled"})
     return QualityThresholds(**q)
@@ -40,7 +45,7 @@ def clean_batch(batch: pd.DataFrame, stages: StagesConfig) -> pd.DataFrame:
         stage = reason = None
         counts: dict[str, int] = {}
         words_in = len(words_of(text)) if text else 0
-        if read_reason:
+        if isinstance(read_reason, str) and read_reason:
             stage, reason = "read", read_reason
         if stage is None and stages.normalise.enabled:
             text = normalise_text(
@@ -88,7 +93,7 @@ def apply_decisions(batch: pd.DataFrame, decisions: dict[str, tuple[str, str]]) 
     """Mark rows the driver decided to drop (duplicates, contamination)."""
     batch = batch.copy()
     for i, key in enumerate(batch["key"]):
-        if key in decisions and batch["stage"].iat[i] is None:
+        if key in decisions and is_missing(batch["stage"].iat[i]):
             stage, reason = decisions[key]
             batch.loc[batch.index[i], ["stage", "reason"]] = [stage, reason]
     return batch
