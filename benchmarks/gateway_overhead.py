@@ -36,22 +36,27 @@ from tests.integration.gateway_support import wait_http  # noqa: E402
 BODY = {"model": "stub-model", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 8}
 
 
-# -- load generation (runs in a child process so it does not share a loop with anything) --
+# -- load generation (a child process, aiohttp: httpx's pool is quadratic in connections) --
 async def _open_loop(url: str, key: str, rps: float, seconds: float) -> dict:
+    import aiohttp
+
     latencies: list[float] = []
     errors = 0
-    limits = httpx.Limits(max_connections=2000, max_keepalive_connections=2000)
-    async with httpx.AsyncClient(timeout=30, limits=limits, headers={"Authorization": f"Bearer {key}"}) as client:
+    connector = aiohttp.TCPConnector(limit=2000)
+    headers = {"Authorization": f"Bearer {key}"}
+    timeout = aiohttp.ClientTimeout(total=30)
+    async with aiohttp.ClientSession(connector=connector, headers=headers, timeout=timeout) as session:
 
         async def one() -> None:
             nonlocal errors
             started = time.perf_counter()
             try:
-                response = await client.post(url, json=BODY)
-                if response.status_code != 200:
-                    errors += 1
-                    return
-            except httpx.HTTPError:
+                async with session.post(url, json=BODY) as response:
+                    await response.read()
+                    if response.status != 200:
+                        errors += 1
+                        return
+            except (aiohttp.ClientError, TimeoutError):
                 errors += 1
                 return
             latencies.append(time.perf_counter() - started)
@@ -70,18 +75,23 @@ async def _open_loop(url: str, key: str, rps: float, seconds: float) -> dict:
 
 
 async def _closed_loop(url: str, key: str, concurrency: int, seconds: float) -> dict:
+    import aiohttp
+
     latencies: list[float] = []
     errors = 0
     deadline = time.perf_counter() + seconds
-    async with httpx.AsyncClient(timeout=30, headers={"Authorization": f"Bearer {key}"}) as client:
+    headers = {"Authorization": f"Bearer {key}"}
+    async with aiohttp.ClientSession(headers=headers, timeout=aiohttp.ClientTimeout(total=30)) as session:
 
         async def worker() -> None:
             nonlocal errors
             while time.perf_counter() < deadline:
                 started = time.perf_counter()
                 try:
-                    ok = (await client.post(url, json=BODY)).status_code == 200
-                except httpx.HTTPError:
+                    async with session.post(url, json=BODY) as response:
+                        await response.read()
+                        ok = response.status == 200
+                except (aiohttp.ClientError, TimeoutError):
                     ok = False
                 if ok:
                     latencies.append(time.perf_counter() - started)
@@ -195,16 +205,17 @@ def main() -> None:
                 "  telemetry: false\n"
             )
             litellm_bin = Path(args.litellm_python).with_name("litellm")
+            master = "sk-bench-" + secrets.token_urlsafe(24)  # LiteLLM refuses to start without one
             procs.append(
                 start(
                     [str(litellm_bin), "--config", str(config), "--port", str(litellm_port), "--num_workers", "1"],
                     work / "litellm.log",
-                    {"LITELLM_LOG": "ERROR", "DISABLE_ADMIN_UI": "True"},
+                    {"LITELLM_LOG": "ERROR", "DISABLE_ADMIN_UI": "True", "LITELLM_MASTER_KEY": master},
                     cwd=work,
                 )
             )
             wait_http(f"http://127.0.0.1:{litellm_port}/health/liveliness", timeout=180)
-            paths["litellm"] = (f"http://127.0.0.1:{litellm_port}/v1/chat/completions", "none")
+            paths["litellm"] = (f"http://127.0.0.1:{litellm_port}/v1/chat/completions", master)
         else:
             print(f"LiteLLM not installed at {args.litellm_python}: `make bench-gateway` builds it; skipping it")
 

@@ -7,7 +7,7 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator
 
-import httpx
+import aiohttp
 from fastapi import FastAPI
 from prometheus_client import start_http_server
 
@@ -45,9 +45,9 @@ def create_app(settings: GatewayServiceSettings, *, serve_metrics: bool = True) 
             if settings.redis_url
             else InProcessLimiter(spent)
         )
-        http = httpx.AsyncClient(
-            timeout=httpx.Timeout(settings.request_timeout_s, connect=settings.connect_timeout_s),
-            limits=httpx.Limits(max_connections=1000, max_keepalive_connections=200),
+        http = aiohttp.ClientSession(
+            timeout=aiohttp.ClientTimeout(total=settings.request_timeout_s, connect=settings.connect_timeout_s),
+            connector=aiohttp.TCPConnector(limit=1000, limit_per_host=0),
         )
         app.state.settings = settings
         app.state.keys = keys
@@ -82,7 +82,7 @@ def create_app(settings: GatewayServiceSettings, *, serve_metrics: bool = True) 
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
             await usage.stop()
-            await http.aclose()
+            await http.close()
             if isinstance(limiter, RedisLimiter):
                 await limiter.close()
             if metrics_server is not None:
@@ -98,16 +98,18 @@ def create_app(settings: GatewayServiceSettings, *, serve_metrics: bool = True) 
     return app
 
 
-async def check_backends(router: Router, http: httpx.AsyncClient, metrics: GatewayMetrics, interval_s: float) -> None:
+async def check_backends(
+    router: Router, http: aiohttp.ClientSession, metrics: GatewayMetrics, interval_s: float
+) -> None:
     """Active health checks: a backend that fails ``/health`` takes no new traffic."""
     while True:
         backends = router.all_backends()
 
         async def probe(backend) -> None:
             try:
-                response = await http.get(backend.url + "/health", timeout=2.0)
-                healthy = response.status_code == 200
-            except httpx.HTTPError:
+                async with http.get(backend.url + "/health", timeout=aiohttp.ClientTimeout(total=2.0)) as response:
+                    healthy = response.status == 200
+            except (aiohttp.ClientError, TimeoutError):
                 healthy = False
             if healthy != backend.healthy:
                 log.warning("backend health changed", extra={"fields": {"backend": backend.url, "healthy": healthy}})

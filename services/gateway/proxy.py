@@ -15,7 +15,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
-import httpx
+import aiohttp
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 
 from lathe.errors import EngineUnavailableError, InvalidRequestError, LatheError, UpstreamError
@@ -62,7 +62,7 @@ class Forwarder:
         limiter: QuotaLimiter,
         usage: UsageRecorder,
         metrics: GatewayMetrics,
-        http: httpx.AsyncClient,
+        http: aiohttp.ClientSession,
     ) -> None:
         self.settings = settings
         self.router = router
@@ -122,50 +122,50 @@ class Forwarder:
                 payload["stream_options"] = {**(body.get("stream_options") or {}), "include_usage": True}
             try:
                 upstream = await self._send(backend, path, payload)
-            except httpx.HTTPError as exc:
+            except (aiohttp.ClientError, TimeoutError) as exc:
                 last_error = exc
                 self._failed(backend, type(exc).__name__)
                 continue  # nothing reached the client: another backend may serve it
-            if upstream.status_code >= 500:
-                await upstream.aclose()
-                last_error = UpstreamError(f"backend answered {upstream.status_code}")
-                self._failed(backend, f"http_{upstream.status_code}")
+            if upstream.status >= 500:
+                backend.outstanding -= 1
+                upstream.release()
+                last_error = UpstreamError(f"backend answered {upstream.status}")
+                self._failed(backend, f"http_{upstream.status}")
                 continue
             self.metrics.by_version.labels(model=admission.model, version=backend.version).inc()
-            if stream and upstream.status_code == 200:
+            if stream and upstream.status == 200:
                 return self._stream(admission, backend, upstream, started, client_wants_usage)
             return await self._complete(admission, backend, upstream, started)
         await self.settle(admission, 0, 0, 503)
         detail = f" (last error: {type(last_error).__name__})" if last_error else ""
         raise EngineUnavailableError(f"no backend could serve model {admission.model!r}{detail}")
 
-    async def _send(self, backend: Backend, path: str, payload: dict[str, Any]) -> httpx.Response:
+    async def _send(self, backend: Backend, path: str, payload: dict[str, Any]) -> aiohttp.ClientResponse:
+        # aiohttp rather than httpx upstream: httpx's pool checks every pooled connection
+        # on every request, which costs more than the rest of the gateway together.
         backend.breaker.on_attempt()
         backend.outstanding += 1
         headers = {"content-type": "application/json"}
         if request_id := request_id_var.get():
             headers[REQUEST_ID_HEADER] = request_id
-        request = self.http.build_request(
-            "POST", backend.url + path, content=json.dumps(payload).encode(), headers=headers
-        )
         try:
-            return await self.http.send(request, stream=True)
+            return await self.http.post(backend.url + path, data=json.dumps(payload).encode(), headers=headers)
         except BaseException:
             backend.outstanding -= 1
             raise
 
     async def _complete(
-        self, admission: Admission, backend: Backend, upstream: httpx.Response, started: float
+        self, admission: Admission, backend: Backend, upstream: aiohttp.ClientResponse, started: float
     ) -> Response:
         try:
-            content = await upstream.aread()
-        except httpx.HTTPError as exc:
+            content = await upstream.read()
+        except (aiohttp.ClientError, TimeoutError) as exc:
             self._failed(backend, type(exc).__name__)
             await self.settle(admission, 0, 0, 502)
             raise UpstreamError(f"backend failed while answering: {type(exc).__name__}") from None
         finally:
             backend.outstanding -= 1
-            await upstream.aclose()
+            upstream.release()
         self._succeeded(backend)
         try:
             data = json.loads(content)
@@ -175,15 +175,20 @@ class Forwarder:
         usage = data.get("usage") or {} if isinstance(data, dict) else {}
         prompt = int(usage.get("prompt_tokens") or 0)
         completion = int(usage.get("completion_tokens") or 0)
-        if isinstance(data, dict) and upstream.status_code == 200:
+        if isinstance(data, dict) and upstream.status == 200:
             data["model"] = admission.model
-        await self.settle(admission, prompt, completion, upstream.status_code)
-        self._observe(admission, upstream.status_code, started)
+        await self.settle(admission, prompt, completion, upstream.status)
+        self._observe(admission, upstream.status, started)
         headers = {"x-lathe-backend-version": backend.version}
-        return JSONResponse(data, status_code=upstream.status_code, headers=headers)
+        return JSONResponse(data, status_code=upstream.status, headers=headers)
 
     def _stream(
-        self, admission: Admission, backend: Backend, upstream: httpx.Response, started: float, client_wants_usage: bool
+        self,
+        admission: Admission,
+        backend: Backend,
+        upstream: aiohttp.ClientResponse,
+        started: float,
+        client_wants_usage: bool,
     ) -> StreamingResponse:
         state = {"prompt": 0, "completion": 0, "chunks": 0, "done": False}
 
@@ -192,7 +197,7 @@ class Forwarder:
             first = True
             status = 200
             try:
-                async for piece in upstream.aiter_raw():
+                async for piece in upstream.content.iter_any():
                     buffer += piece
                     while b"\n\n" in buffer:
                         event, buffer = buffer.split(b"\n\n", 1)
@@ -206,7 +211,7 @@ class Forwarder:
                 if buffer.strip():
                     yield buffer
                 self._succeeded(backend)
-            except httpx.HTTPError as exc:
+            except (aiohttp.ClientError, TimeoutError) as exc:
                 # The backend died mid-stream: end with an OpenAI-shaped error event.
                 status = 502
                 self._failed(backend, "stream_" + type(exc).__name__)
@@ -215,7 +220,7 @@ class Forwarder:
                 # Also reached when the client disconnects: closing the upstream
                 # response cancels the request at the backend.
                 backend.outstanding -= 1
-                await upstream.aclose()
+                upstream.close()
                 completion = state["completion"] or state["chunks"]
                 prompt = state["prompt"] or admission.prompt_tokens_estimate
                 await self.settle(admission, prompt, completion, status)
