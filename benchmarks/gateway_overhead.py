@@ -222,9 +222,12 @@ def main() -> None:
         results: dict[str, dict] = {name: {"fixed": {}} for name in paths}
         for name, (url, key) in paths.items():
             run_load("open", url, key, 20, 2)  # warm-up
-            for rate in rates:
-                results[name]["fixed"][rate] = run_load("open", url, key, rate, args.seconds)
+            # The closed loop first: a fixed rate a path cannot hold leaves a backlog that
+            # would spoil any measurement right after it.
             results[name]["max"] = run_load("closed", url, key, 32, args.seconds)
+            for rate in rates:
+                time.sleep(2)
+                results[name]["fixed"][rate] = run_load("open", url, key, rate, args.seconds)
             print(f"measured {name}", flush=True)
         report(results, rates)
     finally:
