@@ -15,6 +15,10 @@ from lathe.errors import ConfigError, LatheError
 
 log = logging.getLogger(__name__)
 
+# Lathe exports its own Prometheus metrics; FastAPI's built-in OpenTelemetry spans,
+# metrics and logs would cost every request time and export nothing here.
+NO_OTEL = {"tracing": False, "metrics": False, "logs": False, "operation_spans": False}
+
 
 def openai_error(message: str, error_type: str, code: str | None, param: str | None = None) -> dict:
     return {"error": {"message": message, "type": error_type, "param": param, "code": code}}

@@ -11,7 +11,7 @@ import aiohttp
 from fastapi import FastAPI
 from prometheus_client import start_http_server
 
-from lathe.serving import install_error_handlers
+from lathe.serving import NO_OTEL, install_error_handlers
 from lathe.telemetry import RequestIdMiddleware
 from services.gateway.discovery import EndpointDiscovery, kubernetes_slice_api
 from services.gateway.keys import KeyCache, KeyStore, UsageRecorder
@@ -89,7 +89,7 @@ def create_app(settings: GatewayServiceSettings, *, serve_metrics: bool = True) 
                 metrics_server.shutdown()
             keys.engine.dispose()
 
-    app = FastAPI(title="Lathe gateway", version="0.1.0", lifespan=lifespan)
+    app = FastAPI(title="Lathe gateway", version="0.1.0", lifespan=lifespan, telemetry=NO_OTEL)
     app.add_middleware(RequestIdMiddleware)
     app.include_router(health.router)
     app.include_router(openai.router)

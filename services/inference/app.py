@@ -11,7 +11,7 @@ import httpx
 from fastapi import FastAPI
 
 from lathe.registry import ModelRegistry
-from lathe.serving import install_error_handlers
+from lathe.serving import NO_OTEL, install_error_handlers
 from lathe.telemetry import RequestIdMiddleware
 from services.inference.metrics import InferenceMetrics
 from services.inference.routes import health, openai
@@ -41,7 +41,7 @@ def create_app(settings: InferenceServiceSettings, engine_factory: EngineFactory
             await server.shutdown()
             await app.state.http.aclose()
 
-    app = FastAPI(title="Lathe inference", version="0.1.0", lifespan=lifespan)
+    app = FastAPI(title="Lathe inference", version="0.1.0", lifespan=lifespan, telemetry=NO_OTEL)
     app.add_middleware(RequestIdMiddleware)
     app.include_router(health.router)
     app.include_router(openai.router)
