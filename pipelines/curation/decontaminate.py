@@ -8,25 +8,16 @@ is in the set. ``mode`` decides whether it is dropped or kept with a flag.
 from __future__ import annotations
 
 import re
-import zlib
 
 import numpy as np
+
+from pipelines.curation.dedup import word_ngram_hashes
 
 _TOKEN = re.compile(r"\w+", re.UNICODE)
 
 
 def ngram_hashes(text: str, n: int) -> np.ndarray:
-    tokens = _TOKEN.findall(text.lower())
-    if len(tokens) < n:
-        return np.zeros(0, dtype=np.uint64)
-    word = np.fromiter((zlib.crc32(t.encode()) for t in tokens), dtype=np.uint64, count=len(tokens))
-    combined = np.zeros(len(word) - n + 1, dtype=np.uint64)
-    multiplier = np.uint64(1)
-    with np.errstate(over="ignore"):
-        for k in range(n):
-            combined += word[k : len(word) - n + 1 + k] * multiplier
-            multiplier *= np.uint64(0x100000001B3)
-    return combined
+    return word_ngram_hashes(_TOKEN.findall(text.lower()), n, step=0x100000001B3)
 
 
 def build_index(texts: list[str], n: int) -> frozenset[int]:

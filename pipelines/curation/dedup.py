@@ -74,17 +74,28 @@ def shingle_hashes(text: str, params: MinHashParams) -> np.ndarray:
     tokens = _TOKEN.findall(text.lower())
     if not tokens:
         return np.zeros(1, dtype=np.uint64)
+    combined = word_ngram_hashes(tokens, min(params.ngram, len(tokens)))
+    with np.errstate(over="ignore"):
+        folded = (combined ^ (combined >> np.uint64(32))) & np.uint64(0xFFFFFFFF)
+    return np.unique(folded)
+
+
+def word_ngram_hashes(tokens: list[str], n: int, step: int = 0x9E3779B97F4A7C15) -> np.ndarray:
+    """64-bit hashes of every n-gram of ``tokens``, in order (empty when there are fewer).
+
+    Each word is hashed once with CRC32; an n-gram's hash is rolled from its words'
+    hashes as sum(w[i+k] * step^k) mod 2^64, all in numpy.
+    """
+    if len(tokens) < n:
+        return np.zeros(0, dtype=np.uint64)
     word = np.fromiter((zlib.crc32(t.encode()) for t in tokens), dtype=np.uint64, count=len(tokens))
-    n = min(params.ngram, len(word))
-    # Roll n word hashes into one: h = sum(w[i+k] * M^k) mod 2^64, then fold to 32 bits.
     combined = np.zeros(len(word) - n + 1, dtype=np.uint64)
     multiplier = np.uint64(1)
     with np.errstate(over="ignore"):
         for k in range(n):
             combined += word[k : len(word) - n + 1 + k] * multiplier
-            multiplier *= np.uint64(0x9E3779B97F4A7C15)
-        folded = (combined ^ (combined >> np.uint64(32))) & np.uint64(0xFFFFFFFF)
-    return np.unique(folded)
+            multiplier *= np.uint64(step)
+    return combined
 
 
 def minhash_signature(text: str, params: MinHashParams, a: np.ndarray, b: np.ndarray) -> np.ndarray:

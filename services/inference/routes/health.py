@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+
 import httpx
 from fastapi import APIRouter, Response
 from fastapi.responses import JSONResponse
@@ -34,10 +36,9 @@ async def metrics(server: ServerDep, metrics: MetricsDep, http: HttpDep) -> Resp
     own, content_type = render_metrics(metrics.registry)
     engine_text = b""
     if server.active is not None and not server.active.exited():
-        try:
+        # The engine's own metrics are a bonus; ours must be served even when it does not answer.
+        with contextlib.suppress(httpx.HTTPError):
             upstream = await http.get(server.active.handle.base_url + "/metrics", timeout=5.0)
             if upstream.status_code == 200:
                 engine_text = upstream.content
-        except httpx.HTTPError:
-            pass  # the engine's own metrics are a bonus; ours must still be served
     return Response(own + engine_text, media_type=content_type)
