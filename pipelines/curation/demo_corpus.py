@@ -5,7 +5,7 @@
 It copies the reStructuredText sources that Debian's ``python3.11-doc`` package
 installs (``/usr/share/doc/python3.11/html/_sources``), then adds, deterministically:
 exact copies of some pages, near-duplicates (1-10 % of words edited), and pages with
-e-mail addresses, phone numbers, card numbers and API keys written into them. It
+e-mail addresses, phone numbers, card numbers and API keys written into some pages. It
 writes ``injected.json`` beside them, so a curation run can be checked against what
 was planted: the demo reports how many of the planted duplicates and PII were caught.
 """
@@ -57,14 +57,16 @@ def build(source: Path, out: Path, *, copies: int = 15, near: int = 15, pii: int
         planted["near_duplicates"].append(
             {"id": f"zz-injected/{name}", "of": str(page.relative_to(source)), "edit_rate": round(rate, 3)}
         )
-    for i, page in enumerate(rng.sample(pages, pii)):
-        lines = page.read_text(encoding="utf-8").split("\n")
+    # PII goes into pages in place: a new file with two extra lines would be (rightly)
+    # removed as a near-duplicate of its original before anyone saw the redaction.
+    for page in rng.sample(pages, pii):
+        target = out / "docs" / page.relative_to(source)
+        lines = target.read_text(encoding="utf-8").split("\n")
         extra = rng.sample(PII_LINES, 2)
         for line in extra:
             lines.insert(rng.randrange(len(lines) + 1), line)
-        name = f"contact-{i:02d}.rst.txt"
-        (injected / name).write_text("\n".join(lines), encoding="utf-8")
-        planted["pii"].append({"id": f"zz-injected/{name}", "lines": extra})
+        target.write_text("\n".join(lines), encoding="utf-8")
+        planted["pii"].append({"id": str(page.relative_to(source)), "lines": extra})
     manifest = {"source": str(source), "pages": len(pages), **planted}
     (out / "injected.json").write_text(json.dumps(manifest, indent=2))
     return manifest
