@@ -44,6 +44,28 @@ class InvalidRequestError(LatheError):
     code = "invalid_request"
 
 
+class AuthenticationError(LatheError):
+    status_code = 401
+    error_type = "invalid_request_error"
+    code = "invalid_api_key"
+
+
+class PermissionDeniedError(LatheError):
+    status_code = 403
+    error_type = "permission_denied"
+    code = "permission_denied"
+
+
+class PayloadTooLargeError(LatheError):
+    status_code = 413
+    error_type = "invalid_request_error"
+    code = "request_too_large"
+
+
+class ContextLengthError(InvalidRequestError):
+    code = "context_length_exceeded"
+
+
 class NotFoundError(LatheError):
     status_code = 404
     error_type = "invalid_request_error"

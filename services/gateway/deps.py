@@ -9,23 +9,11 @@ from typing import Annotated, Any, TypeVar
 from fastapi import Depends, Request
 from pydantic import BaseModel, ValidationError
 
-from lathe.errors import InvalidRequestError, LatheError
+from lathe.errors import AuthenticationError, InvalidRequestError, PayloadTooLargeError, PermissionDeniedError
 from services.gateway.keys import KeyCache, KeyInfo, KeyStore
-from services.gateway.proxy import Forwarder, PermissionDeniedError
+from services.gateway.proxy import Forwarder
 from services.gateway.routing import Router
 from services.gateway.settings import GatewayServiceSettings
-
-
-class AuthenticationError(LatheError):
-    status_code = 401
-    error_type = "invalid_request_error"
-    code = "invalid_api_key"
-
-
-class PayloadTooLargeError(LatheError):
-    status_code = 413
-    error_type = "invalid_request_error"
-    code = "request_too_large"
 
 
 def _settings(request: Request) -> GatewayServiceSettings:

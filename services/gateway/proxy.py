@@ -18,7 +18,13 @@ from typing import Any
 import aiohttp
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 
-from lathe.errors import EngineUnavailableError, InvalidRequestError, LatheError, UpstreamError
+from lathe.errors import (
+    ContextLengthError,
+    EngineUnavailableError,
+    InvalidRequestError,
+    PermissionDeniedError,
+    UpstreamError,
+)
 from lathe.telemetry import REQUEST_ID_HEADER, log_fields, request_id_var
 from services.gateway.keys import KeyInfo, UsageRecorder
 from services.gateway.metrics import GatewayMetrics
@@ -288,15 +294,3 @@ def _routing_key(body: dict[str, Any]) -> str:
 def _error_event(message: str, code: str) -> bytes:
     error = {"error": {"message": message, "type": code, "param": None, "code": code}}
     return b"data: " + json.dumps(error).encode() + b"\n\n"
-
-
-class PermissionDeniedError(LatheError):
-    status_code = 403
-    error_type = "permission_denied"
-    code = "permission_denied"
-
-
-class ContextLengthError(LatheError):
-    status_code = 400
-    error_type = "invalid_request_error"
-    code = "context_length_exceeded"

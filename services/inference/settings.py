@@ -12,13 +12,8 @@ from typing import Literal
 from pydantic import Field, model_validator
 from pydantic_settings import SettingsConfigDict
 
+from lathe.platform.components import default_engine_python
 from lathe.settings import InferenceSettings, MlflowSettings
-
-
-def _default_engine_python() -> Path:
-    import sys
-
-    return Path(sys.prefix).parent / ".venv-vllm" / "bin" / "python"
 
 
 def cpu_has_bf16() -> bool:
@@ -35,7 +30,7 @@ class InferenceServiceSettings(InferenceSettings):
     home: Path = Field(default=Path(".lathe"), validation_alias="LATHE_HOME")
 
     # vLLM runs from its own environment: its pins clash with the platform's.
-    engine_python: Path = Field(default_factory=_default_engine_python)
+    engine_python: Path = Field(default_factory=default_engine_python)
     engine_host: str = "127.0.0.1"
     # Engines take ports from here upwards; two run at once during a swap.
     engine_port_base: int = Field(default=8200, ge=1024, le=65000)

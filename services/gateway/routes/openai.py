@@ -16,22 +16,21 @@ router = APIRouter(prefix="/v1", tags=["openai"])
 async def chat_completions(
     request: Request, key: CurrentKey, forwarder: ForwarderDep, settings: SettingsDep
 ) -> Response:
-    data = await read_json(request, settings.max_body_bytes)
-    body = parse_body(ChatCompletionRequest, data)
-    admission = await forwarder.admit(
-        key, body.model, "chat", body.prompt_text(), body.requested_max_tokens(), generates=True
-    )
-    return await forwarder.forward(admission, "/v1/chat/completions", data, stream=body.stream)
+    return await _generate(request, key, forwarder, settings, ChatCompletionRequest, "chat", "/v1/chat/completions")
 
 
 @router.post("/completions")
 async def completions(request: Request, key: CurrentKey, forwarder: ForwarderDep, settings: SettingsDep) -> Response:
+    return await _generate(request, key, forwarder, settings, CompletionRequest, "completions", "/v1/completions")
+
+
+async def _generate(request, key, forwarder, settings, schema, route: str, path: str) -> Response:
     data = await read_json(request, settings.max_body_bytes)
-    body = parse_body(CompletionRequest, data)
+    body = parse_body(schema, data)
     admission = await forwarder.admit(
-        key, body.model, "completions", body.prompt_text(), body.requested_max_tokens(), generates=True
+        key, body.model, route, body.prompt_text(), body.requested_max_tokens(), generates=True
     )
-    return await forwarder.forward(admission, "/v1/completions", data, stream=body.stream)
+    return await forwarder.forward(admission, path, data, stream=body.stream)
 
 
 @router.post("/embeddings")
