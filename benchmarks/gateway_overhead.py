@@ -154,7 +154,7 @@ def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="lathe-bench-gw-"))
     procs: list[subprocess.Popen] = []
     try:
-        stub_port, gateway_port, litellm_port = 38801, 38802, 38803
+        stub_port, gateway_port, litellm_port = 28801, 28802, 28803
         stub = f"http://127.0.0.1:{stub_port}"
         procs.append(
             start(
@@ -175,7 +175,7 @@ def main() -> None:
                 {
                     "LATHE_HOME": str(work / "home"),
                     "LATHE_GATEWAY_PORT": str(gateway_port),
-                    "LATHE_GATEWAY_METRICS_PORT": "38809",
+                    "LATHE_GATEWAY_METRICS_PORT": "28809",
                     "LATHE_GATEWAY_ROUTES_FILE": str(routes),
                     "LATHE_GATEWAY_ADMIN_KEY": admin,
                     "LATHE_LOG_LEVEL": "WARNING",

@@ -15,11 +15,14 @@ import httpx
 REPO = Path(__file__).resolve().parents[2]
 
 
-def wait_http(url: str, timeout: float = 30.0, proc: subprocess.Popen | None = None) -> None:
+def wait_http(
+    url: str, timeout: float = 30.0, proc: subprocess.Popen | None = None, log: Path | None = None
+) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc is not None and proc.poll() is not None:
-            raise RuntimeError(f"process for {url} exited with {proc.returncode}")
+            tail = log.read_text(errors="replace")[-3000:] if log is not None and log.exists() else ""
+            raise RuntimeError(f"process for {url} exited with {proc.returncode}\n{tail}")
         try:
             if httpx.get(url, timeout=1).status_code == 200:
                 return
@@ -110,7 +113,7 @@ class Gateway:
             stdout=self.log,
             stderr=subprocess.STDOUT,
         )
-        wait_http(self.url + "/health", proc=self.proc)
+        wait_http(self.url + "/health", proc=self.proc, log=self.log_path)
 
     def admin(self, method: str, path: str, **kwargs) -> httpx.Response:
         headers = {"Authorization": f"Bearer {self.admin_key}"}

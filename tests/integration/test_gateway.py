@@ -19,7 +19,7 @@ from tests.integration.gateway_support import Gateway, RedisServer, Stub
 
 pytestmark = [pytest.mark.integration]
 
-PORTS = {"a": 38901, "b": 38902, "c": 38903, "d": 38904, "dies": 38905, "slow": 38906}
+PORTS = {"a": 28901, "b": 28902, "c": 28903, "d": 28904, "dies": 28905, "slow": 28906}
 
 
 @pytest.fixture(scope="module")
@@ -61,7 +61,7 @@ def routes_file(tmp_path_factory, stubs):
 
 @pytest.fixture(scope="module")
 def gateway(tmp_path_factory, routes_file):
-    gw = Gateway(tmp_path_factory.mktemp("gw"), 38000, 38009, routes_file, LATHE_GATEWAY_TEMPLATE_OVERHEAD_TOKENS="4")
+    gw = Gateway(tmp_path_factory.mktemp("gw"), 28000, 28009, routes_file, LATHE_GATEWAY_TEMPLATE_OVERHEAD_TOKENS="4")
     yield gw
     gw.stop()
 
@@ -70,7 +70,7 @@ def gateway(tmp_path_factory, routes_file):
 def redis_server(tmp_path_factory):
     if shutil.which("redis-server") is None:
         pytest.skip("redis-server is not installed (make install-system installs it)")
-    server = RedisServer(38379, tmp_path_factory.mktemp("redis"))
+    server = RedisServer(28379, tmp_path_factory.mktemp("redis"))
     yield server
     server.stop()
 
@@ -81,8 +81,8 @@ def redis_gateways(tmp_path_factory, routes_file, redis_server):
     replicas = [
         Gateway(
             tmp_path_factory.mktemp(f"gw-redis-{i}"),
-            38010 + i,
-            38020 + i,
+            28010 + i,
+            28020 + i,
             routes_file,
             LATHE_GATEWAY_TEMPLATE_OVERHEAD_TOKENS="4",
             LATHE_GATEWAY_REDIS_URL=redis_server.url,

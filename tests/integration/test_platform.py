@@ -81,28 +81,28 @@ def test_ray_head_runs_jobs_for_token_holders_only(platform):
 
 
 def test_busy_port_is_one_line_and_starts_nothing(tmp_path):
-    env = platform_env(tmp_path / "home", LATHE_MLFLOW_PORT="35100", LATHE_PROMETHEUS_ENABLED="false")
+    env = platform_env(tmp_path / "home", LATHE_MLFLOW_PORT="25100", LATHE_PROMETHEUS_ENABLED="false")
     with socket.socket() as blocker:
-        blocker.bind(("127.0.0.1", 35100))
+        blocker.bind(("127.0.0.1", 25100))
         blocker.listen()
         result = run_lathe(["up"], env, timeout=120)
     assert result.returncode == 1
     lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and "35100" in lines[0] and "LATHE_MLFLOW_PORT" in lines[0]
+    assert len(lines) == 1 and "25100" in lines[0] and "LATHE_MLFLOW_PORT" in lines[0]
     run_dir = tmp_path / "home" / "run"
     assert not run_dir.exists() or not list(run_dir.glob("*.json"))
 
 
 def test_unknown_model_fails_and_rolls_back(tmp_path):
     ports = {
-        "LATHE_MLFLOW_PORT": "35200",
-        "LATHE_RAY_PORT": "36480",
-        "LATHE_RAY_DASHBOARD_PORT": "38365",
-        "LATHE_INFERENCE_PORT": "38110",
+        "LATHE_MLFLOW_PORT": "25200",
+        "LATHE_RAY_PORT": "26480",
+        "LATHE_RAY_DASHBOARD_PORT": "28365",
+        "LATHE_INFERENCE_PORT": "28110",
         "LATHE_RAY_CLIENT_PORT": "30002",
-        "LATHE_RAY_AGENT_PORT": "32366",
-        "LATHE_GATEWAY_PORT": "38060",
-        "LATHE_GATEWAY_METRICS_PORT": "38069",
+        "LATHE_RAY_AGENT_PORT": "22366",
+        "LATHE_GATEWAY_PORT": "28060",
+        "LATHE_GATEWAY_METRICS_PORT": "28069",
         "LATHE_PROMETHEUS_ENABLED": "false",
     }
     env = platform_env(tmp_path / "home", LATHE_INFERENCE_MODEL_NAME="no-such-model", **ports)
@@ -114,4 +114,4 @@ def test_unknown_model_fails_and_rolls_back(tmp_path):
     assert "rolling back" in result.stdout + result.stderr
     status = json.loads(run_lathe(["status", "--json"], env).stdout)
     assert all(c["pid"] is None for c in status["components"])
-    assert port_is_free(35200)  # the MLflow it started is gone
+    assert port_is_free(25200)  # the MLflow it started is gone
