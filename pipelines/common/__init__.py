@@ -1,0 +1,1 @@
+"""What every training stage shares: recipe loading, MLflow runs, model sources."""

@@ -1,0 +1,137 @@
+"""SFT and DPO on the shared loop: base model, LoRA, losses, merged export.
+
+DPO needs no second model: the reference log-probabilities come from the same network
+with its LoRA adapters switched off, the usual trick for LoRA-DPO.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from lathe.errors import ConfigError, LatheError
+from pipelines.common.loop import StageHooks
+from pipelines.finetune.chat import IGNORE
+from pipelines.finetune.config import FinetuneRecipe
+
+
+def resolve_base(recipe: FinetuneRecipe, tracking_uri: str | None, cache_dir: Path) -> tuple[dict, Path, str | None]:
+    """(payload entry for workers, local folder, "name/version" for lineage)."""
+    if recipe.base_model.startswith("models:/"):
+        from lathe.registry import ModelRegistry, parse_model_uri
+
+        if tracking_uri is None:
+            raise ConfigError("base_model: a registry URI needs MLflow (set mlflow.enabled: true)")
+        ref = parse_model_uri(recipe.base_model, param="base_model")
+        registry = ModelRegistry(tracking_uri)
+        try:
+            info = registry.locate(ref)
+        except LatheError as exc:
+            raise ConfigError(f"base_model: {exc.message}", hint="see `lathe models list`") from None
+        folder = registry.download(info.name, info.version, cache_dir)
+        entry = {"registry": tracking_uri, "name": info.name, "version": info.version, "cache": str(cache_dir)}
+        return entry, folder, f"{info.name}/{info.version}"
+    folder = Path(recipe.base_model).expanduser().resolve()
+    if not (folder / "config.json").is_file():
+        raise ConfigError(f"base_model: {folder} is not a Hugging Face model folder (no config.json)")
+    return {"path": str(folder)}, folder, None
+
+
+def base_folder(entry: dict) -> Path:
+    if "path" in entry:
+        return Path(entry["path"])
+    from lathe.registry import ModelRegistry
+
+    return ModelRegistry(entry["registry"]).download(entry["name"], entry["version"], Path(entry["cache"]))
+
+
+def build_model(recipe: FinetuneRecipe, payload: dict):
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    folder = base_folder(payload["base"])
+    model = AutoModelForCausalLM.from_pretrained(str(folder), dtype=torch.float32)
+    model.config.use_cache = False
+    if not recipe.lora.enabled:
+        return model
+    from peft import LoraConfig, get_peft_model
+
+    torch.manual_seed(recipe.training.seed)  # the same adapter initialisation on every worker
+    lora = recipe.lora
+    config = LoraConfig(
+        r=lora.r,
+        lora_alpha=lora.alpha,
+        lora_dropout=lora.dropout,
+        target_modules=list(lora.target_modules),
+        task_type="CAUSAL_LM",
+    )
+    return get_peft_model(model, config)
+
+
+def sft_loss(model, raw, batch: dict, recipe) -> tuple:
+    kwargs = {"input_ids": batch["input_ids"], "labels": batch["labels"]}
+    if "position_ids" in batch:
+        kwargs["position_ids"] = batch["position_ids"]  # packed rows: attention stays per example
+    else:
+        kwargs["attention_mask"] = batch["attention_mask"]
+    loss = model(**kwargs).loss
+    return loss, int(batch["input_ids"].numel()), {}
+
+
+def sequence_logps(model, input_ids, attention_mask, labels):
+    """Sum of log-probabilities of the labelled tokens of each row."""
+    import torch
+
+    logits = model(input_ids=input_ids, attention_mask=attention_mask).logits[:, :-1]
+    targets = labels[:, 1:]
+    mask = targets != IGNORE
+    safe = targets.masked_fill(~mask, 0)
+    logps = torch.log_softmax(logits.float(), dim=-1).gather(-1, safe.unsqueeze(-1)).squeeze(-1)
+    return (logps * mask).sum(-1), mask.sum(-1)
+
+
+def dpo_loss(model, raw, batch: dict, recipe) -> tuple:
+    import torch
+    import torch.nn.functional as F
+
+    ids = torch.cat([batch["chosen_input_ids"], batch["rejected_input_ids"]])
+    mask = torch.cat([batch["chosen_attention_mask"], batch["rejected_attention_mask"]])
+    labels = torch.cat([batch["chosen_labels"], batch["rejected_labels"]])
+    n = batch["chosen_input_ids"].shape[0]
+    policy, _ = sequence_logps(model, ids, mask, labels)
+    with torch.no_grad(), raw.disable_adapter():
+        reference, _ = sequence_logps(raw, ids, mask, labels)
+    beta = recipe.dpo.beta
+    chosen_reward = beta * (policy[:n] - reference[:n])
+    rejected_reward = beta * (policy[n:] - reference[n:])
+    margin = chosen_reward - rejected_reward
+    loss = -F.logsigmoid(margin).mean()
+    extras = {
+        "rewards_chosen": float(chosen_reward.mean()),
+        "rewards_rejected": float(rejected_reward.mean()),
+        "rewards_margin": float(margin.mean()),
+        "rewards_accuracy": float((margin > 0).float().mean()),
+    }
+    return loss, int(ids.numel()), extras
+
+
+def export(raw, out: Path, recipe: FinetuneRecipe, payload: dict) -> None:
+    from transformers import AutoTokenizer
+
+    out.mkdir(parents=True, exist_ok=True)
+    folder = base_folder(payload["base"])
+    model = raw
+    if recipe.lora.enabled and recipe.lora.merge:
+        model = raw.merge_and_unload()
+    model.config.use_cache = True
+    model.save_pretrained(str(out), safe_serialization=True)
+    AutoTokenizer.from_pretrained(str(folder)).save_pretrained(str(out))
+    if (folder / "generation_config.json").is_file():
+        (out / "generation_config.json").write_text((folder / "generation_config.json").read_text())
+    (out / "lathe_finetune.json").write_text(
+        json.dumps({"stage": recipe.kind, "base_model": recipe.base_model, "lora": recipe.lora.model_dump()})
+    )
+
+
+SFT_HOOKS = StageHooks(build_model=build_model, loss=sft_loss, export=export)
+DPO_HOOKS = StageHooks(build_model=build_model, loss=dpo_loss, export=export)
