@@ -4,6 +4,7 @@
     lathe models list | versions NAME | register PATH --name NAME | promote NAME --version N
     lathe keys create NAME [--models m1,m2 --rpm N --tpm N --budget N --expires DATE] | list | revoke | usage
     lathe data curate --config RECIPE [--input PATH --output DIR]
+    lathe train submit RECIPE [--set FIELD=VALUE --address URL --no-wait --json] | list | logs JOB_ID
     lathe chat "Hello"
 
 Every command turns a ``LatheError`` into one line on stderr and a non-zero exit.
@@ -17,7 +18,7 @@ import sys
 
 import typer
 
-from lathe.cli import chat, data, keys, models, platform
+from lathe.cli import chat, data, keys, models, platform, train
 from lathe.cli.output import run_guarded
 
 app = typer.Typer(
@@ -31,6 +32,7 @@ platform.register(app)
 app.add_typer(models.app, name="models")
 app.add_typer(keys.app, name="keys")
 app.add_typer(data.app, name="data")
+app.add_typer(train.app, name="train")
 chat.register(app)
 
 

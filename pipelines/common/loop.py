@@ -26,7 +26,6 @@ from typing import Any
 
 import numpy as np
 
-PROGRESS_PREFIX = "lathe-progress"
 STATE_FILE = "lathe_state.pt"
 META_FILE = "lathe_checkpoint.json"
 EXPORT_DIR = "hf"
@@ -324,8 +323,9 @@ def _export(raw, out: Path, recipe, job: LoopJob, rank: int) -> None:
 
 
 def _progress(step: int, total: int, metrics: dict[str, float]) -> None:
-    parts = " ".join(f"{k}={v:.4g}" for k, v in metrics.items())
-    print(f"{PROGRESS_PREFIX} step={step}/{total} {parts}", flush=True)
+    from lathe.jobs import progress_line
+
+    print(progress_line(step, total, metrics), flush=True)
 
 
 def _log_metrics(client, run_id: str, metrics: dict[str, float], step: int) -> None:
@@ -336,24 +336,6 @@ def _log_metrics(client, run_id: str, metrics: dict[str, float], step: int) -> N
         client.log_batch(run_id, metrics=[Metric(k, v, now, step) for k, v in metrics.items() if math.isfinite(v)])
     except Exception as exc:  # a tracking outage must not kill a training run
         print(f"warning: could not log metrics to MLflow ({type(exc).__name__}); training goes on", flush=True)
-
-
-def parse_progress(line: str) -> dict[str, float] | None:
-    """Read one ``lathe-progress`` line back (the CLI draws its bar from them)."""
-    if PROGRESS_PREFIX not in line:
-        return None
-    out: dict[str, float] = {}
-    for token in line.split(PROGRESS_PREFIX, 1)[1].split():
-        key, _, value = token.partition("=")
-        if key == "step":
-            done, _, total = value.partition("/")
-            out["step"], out["total"] = float(done), float(total)
-        else:
-            try:
-                out[key] = float(value)
-            except ValueError:
-                continue
-    return out if "step" in out else None
 
 
 def worker_env(recipe: Any) -> dict[str, str]:

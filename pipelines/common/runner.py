@@ -19,8 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from lathe.errors import ConfigError, PlatformError
-
-RESULT_PREFIX = "LATHE_RESULT "
+from lathe.jobs import RESULT_PREFIX
 
 
 @dataclass

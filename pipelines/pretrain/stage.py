@@ -55,7 +55,9 @@ def build_model(recipe: PretrainRecipe, payload: dict):
 
     tokenizer = load_tokenizer(payload["tokenizer_files"])
     torch.manual_seed(recipe.training.seed)  # the same initial weights on every worker
-    return LlamaForCausalLM(llama_config(recipe, tokenizer))
+    model = LlamaForCausalLM(llama_config(recipe, tokenizer))
+    model.config.use_cache = False  # training builds no KV cache
+    return model
 
 
 def causal_lm_loss(model, raw, batch: dict, recipe) -> tuple:
@@ -66,6 +68,7 @@ def causal_lm_loss(model, raw, batch: dict, recipe) -> tuple:
 
 def export(raw, out: Path, recipe, payload: dict) -> None:
     out.mkdir(parents=True, exist_ok=True)
+    raw.config.use_cache = True  # for serving
     raw.save_pretrained(str(out), safe_serialization=True)
     tokenizer = load_tokenizer(payload["tokenizer_files"])
     tokenizer.save_pretrained(str(out))
