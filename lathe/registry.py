@@ -15,6 +15,7 @@ instead of MLflow's minutes of retries.
 
 from __future__ import annotations
 
+import re
 import shutil
 import time
 from dataclasses import dataclass, field
@@ -27,6 +28,57 @@ from lathe.errors import AliasNotFoundError, InvalidRequestError, ModelNotFoundE
 
 MODEL_ARTIFACT_PATH = "model"
 FORMAT_TAG = "lathe.format"
+# Written by the training jobs on every version they register; read back by `lathe models show`.
+STAGE_TAG = "lathe.stage"
+BASE_MODEL_TAG = "lathe.base_model"
+RECIPE_TAG = "lathe.recipe"
+RECIPE_ARTIFACT_PATH = "recipe"
+# Evaluation results on a version: ``lathe.eval.token_f1`` etc. (see ``lathe.promotion``).
+EVAL_TAG_PREFIX = "lathe.eval."
+
+_NAME = r"[A-Za-z0-9][\w.\-]*"
+_REF = re.compile(rf"^(?P<name>{_NAME})(?:/(?P<version>\d+)|@(?P<alias>[A-Za-z][\w\-]*))?$")
+
+
+@dataclass(frozen=True)
+class ModelRef:
+    """A registered model named by version (``name/3``), alias (``name@champion``) or neither (latest)."""
+
+    name: str
+    version: str | None = None
+    alias: str | None = None
+
+    @property
+    def uri(self) -> str:
+        if self.version:
+            return f"models:/{self.name}/{self.version}"
+        if self.alias:
+            return f"models:/{self.name}@{self.alias}"
+        return f"models:/{self.name}"
+
+    def __str__(self) -> str:
+        return self.name + (f"/{self.version}" if self.version else f"@{self.alias}" if self.alias else "")
+
+
+def parse_model_ref(text: str, *, param: str = "model") -> ModelRef:
+    """``models:/a/3``, ``models:/a@champion``, ``a/3``, ``a@champion`` or ``a`` (the latest version)."""
+    body = text.strip().removeprefix("models:/")
+    match = _REF.match(body)
+    if not match:
+        raise InvalidRequestError(
+            f"{text!r} is not a model reference", param=param, hint="write NAME/VERSION, NAME@ALIAS or NAME"
+        )
+    return ModelRef(match["name"], match["version"], match["alias"])
+
+
+def parse_model_uri(uri: str, *, param: str = "model") -> ModelRef:
+    """A registry URI proper: ``models:/NAME/VERSION`` or ``models:/NAME@ALIAS``."""
+    ref = parse_model_ref(uri, param=param) if uri.startswith("models:/") else None
+    if ref is None or not (ref.version or ref.alias):
+        raise InvalidRequestError(
+            f"{uri!r} is not a registry URI", param=param, hint="write models:/NAME/VERSION or models:/NAME@ALIAS"
+        )
+    return ref
 
 
 @dataclass(frozen=True)
@@ -185,6 +237,11 @@ class ModelRegistry:
         self.client.set_registered_model_alias(name, alias, str(version))
         return self.get_version(name, str(version))
 
+    def set_version_tag(self, name: str, version: str | int, key: str, value: str) -> None:
+        self.ping()
+        self.get_version(name, str(version))
+        self.client.set_model_version_tag(name, str(version), key, str(value))
+
     def delete_alias(self, name: str, alias: str) -> None:
         self.ping()
         self.resolve(name, alias)
@@ -288,3 +345,118 @@ class ModelRegistry:
         finally:
             shutil.rmtree(staging, ignore_errors=True)
         return target
+
+    def latest(self, name: str) -> ModelVersionInfo:
+        """The highest-numbered version of a model."""
+        found = self.list_versions(name)
+        if not found:
+            raise ModelNotFoundError(f"model {name!r} has no versions", param="model")
+        return found[-1]
+
+    def locate(self, ref: ModelRef) -> ModelVersionInfo:
+        """The version a reference names: by number, by alias, or the latest."""
+        if ref.version:
+            return self.get_version(ref.name, ref.version)
+        if ref.alias:
+            return self.resolve(ref.name, ref.alias)
+        return self.latest(ref.name)
+
+    # -- lineage ----------------------------------------------------------------------
+    def version_run(self, name: str, version: str) -> dict[str, Any] | None:
+        """The run that produced a version: status, metrics, training data and recipe.
+
+        None when the version names no run or the run is gone.
+        """
+        info = self.get_version(name, version)
+        if not info.run_id:
+            return None
+        import mlflow
+
+        try:
+            run = self.client.get_run(info.run_id)
+        except mlflow.exceptions.MlflowException as exc:
+            if not _is_not_found(exc):
+                raise
+            return None
+        datasets = []
+        for item in run.inputs.dataset_inputs if run.inputs else []:
+            tags = {t.key: t.value for t in item.tags or []}
+            datasets.append(
+                {
+                    "name": item.dataset.name,
+                    "digest": item.dataset.digest,
+                    "source": _dataset_source(item.dataset.source),
+                    "context": tags.get("mlflow.data.context"),
+                }
+            )
+        try:
+            recipes = [f.path for f in self.client.list_artifacts(info.run_id, RECIPE_ARTIFACT_PATH) if not f.is_dir]
+        except (mlflow.exceptions.MlflowException, OSError):
+            recipes = []  # an artifact store we cannot list does not hide the rest of the lineage
+        return {
+            "run_id": info.run_id,
+            "status": run.info.status,
+            "experiment_id": run.info.experiment_id,
+            "metrics": dict(run.data.metrics),
+            "datasets": datasets,
+            "recipe": f"runs:/{info.run_id}/{recipes[0]}" if recipes else None,
+        }
+
+    def lineage(self, name: str, version: str, max_depth: int = 5) -> dict[str, Any]:
+        """A version, its run, its data, its recipe and evaluation, and its base model's, recursively.
+
+        The base is the ``lathe.base_model`` tag (``name/version``), followed back at most
+        ``max_depth`` times; a base outside the registry (a hub id, a path), past the depth
+        or gone stays as ``base_ref`` with ``base`` null.
+        """
+        return self._lineage(name, str(version), max_depth, set())
+
+    def _lineage(self, name: str, version: str, depth: int, seen: set[tuple[str, str]]) -> dict[str, Any]:
+        info = self.get_version(name, version)
+        seen.add((info.name, info.version))
+        run = self.version_run(info.name, info.version) or {}
+        base_ref = info.tags.get(BASE_MODEL_TAG)
+        base = None
+        if base_ref and depth > 0:
+            try:
+                ref = parse_model_ref(base_ref)
+            except InvalidRequestError:
+                ref = None
+            if ref is not None and ref.version and (ref.name, ref.version) not in seen:
+                try:
+                    base = self._lineage(ref.name, ref.version, depth - 1, seen)
+                except (ModelNotFoundError, AliasNotFoundError):
+                    base = None
+        recipe = run.get("recipe")
+        if recipe is None and info.tags.get(RECIPE_TAG) and info.run_id:
+            recipe = f"runs:/{info.run_id}/{RECIPE_ARTIFACT_PATH}/{info.tags[RECIPE_TAG]}"
+        return {
+            "name": info.name,
+            "version": info.version,
+            "aliases": list(info.aliases),
+            "created_at": info.created_at,
+            "run_id": info.run_id,
+            "run_status": run.get("status"),
+            "stage": info.tags.get(STAGE_TAG),
+            "recipe": recipe,
+            "datasets": run.get("datasets", []),
+            "metrics": run.get("metrics", {}),
+            "eval": {k.removeprefix(EVAL_TAG_PREFIX): v for k, v in info.tags.items() if k.startswith(EVAL_TAG_PREFIX)},
+            "base_ref": base_ref,
+            "base": base,
+        }
+
+
+def _dataset_source(source: str) -> str:
+    """MLflow stores a dataset's source as JSON (``{"uri": …}``); show the location itself."""
+    import json
+
+    try:
+        parsed = json.loads(source)
+    except (TypeError, ValueError):
+        return source
+    if isinstance(parsed, dict):
+        for key in ("uri", "url", "path", "table_name"):
+            if parsed.get(key):
+                return str(parsed[key])
+    return source

@@ -90,6 +90,8 @@ class InferenceSettings(_Section):
     port: Port = 8100
     model_name: str = Field(default="smollm2-135m-instruct", min_length=1, pattern=r"^[A-Za-z0-9][\w.\-]*$")
     alias: str = Field(default="champion", min_length=1, pattern=r"^[A-Za-z][\w\-]*$")
+    # Pin one version instead of following the alias (a candidate scored before promotion).
+    version: str | None = Field(default=None, pattern=r"^[0-9]+$")
     url: str | None = None  # set when the service runs elsewhere (the cluster)
 
     _port = field_validator("port")(_check_port)
@@ -100,6 +102,8 @@ class InferenceSettings(_Section):
 
     @property
     def model_uri(self) -> str:
+        if self.version:
+            return f"models:/{self.model_name}/{self.version}"
         return f"models:/{self.model_name}@{self.alias}"
 
 

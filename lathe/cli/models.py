@@ -8,7 +8,7 @@ from pathlib import Path
 import typer
 from rich.table import Table
 
-from lathe.cli.output import console, print_json, settings
+from lathe.cli.output import console, err_console, print_json, settings
 
 app = typer.Typer(help="List, register and promote model versions in the MLflow registry.", no_args_is_help=True)
 
@@ -80,25 +80,156 @@ def register(
 @app.command("promote")
 def promote(
     name: str = typer.Argument(..., help="Registered model name."),
-    version: str = typer.Option(..., "--version", "-v", help="The version to promote."),
+    version: str | None = typer.Option(None, "--version", "-v", help="The version to promote (default: the latest)."),
     alias: str = typer.Option("champion", "--alias", "-a", help="The alias to move (the one inference serves)."),
+    if_better_than: str | None = typer.Option(
+        None,
+        "--if-better-than",
+        help="Move the alias only if the version beats this alias's holder on --metric (exit 1 when refused).",
+    ),
+    metric: str | None = typer.Option(
+        None, "--metric", "-m", help="Metric the gate compares (default eval_token_f1; perplexity: lower wins)."
+    ),
+    margin: float | None = typer.Option(
+        None, "--margin", min=0.0, help="How much better the candidate must be, in the metric's units (default 0)."
+    ),
+    canary_pct: float | None = typer.Option(
+        None, "--canary", min=0, max=100, help="First send this percent of traffic to the version at the gateway."
+    ),
     json_output: bool = typer.Option(False, "--json", help="Print the result as JSON."),
 ) -> None:
-    """Point an alias at a version; the inference service then swaps to it without downtime."""
-    registry = _registry()
-    previous = None
-    from lathe.errors import AliasNotFoundError
+    """Point an alias at a version; the inference service then swaps to it without downtime.
 
+    With --if-better-than the evaluation gate decides: both versions' scores (from
+    `python -m pipelines.evaluate`) are compared and the decision is logged to MLflow.
+    """
+    from lathe.errors import AliasNotFoundError, ConfigError
+
+    if if_better_than is None and (metric is not None or margin is not None):
+        raise ConfigError("--metric and --margin only apply with --if-better-than", param="metric")
+    registry = _registry()
+    version = version or registry.latest(name).version
+    before_move = (lambda result: _canary(name, result.candidate_version, canary_pct)) if canary_pct else None
+    if if_better_than is not None:
+        _gate(registry, name, version, alias, if_better_than, metric, margin, before_move, json_output)
+        return
     try:
         previous = registry.resolve(name, alias).version
     except AliasNotFoundError:
         previous = None
+    registry.get_version(name, version)  # a missing version fails before any canary
+    if canary_pct:
+        _canary(name, version, canary_pct)
     info = registry.set_alias(name, alias, version)
     if json_output:
         print_json({"name": name, "alias": alias, "version": info.version, "previous_version": previous})
         return
     moved = f"v{previous} → v{info.version}" if previous else f"v{info.version}"
     console.print(f"{name}@{alias}: {moved}")
+
+
+def _gate(registry, name, version, alias, against, metric, margin, before_move, json_output) -> None:
+    from lathe.promotion import DEFAULT_METRIC, promote_if_better
+
+    result = promote_if_better(
+        registry,
+        name,
+        version,
+        alias=alias,
+        metric=metric or DEFAULT_METRIC,
+        margin=margin or 0.0,
+        against=against,
+        before_move=before_move,
+    )
+    data = result.to_dict()
+    if json_output:
+        print_json(data)
+    else:
+        d = result.decision
+        table = Table(title=f"{name}: v{result.candidate_version} against @{against}", title_justify="left")
+        for column in ("", "version", d.metric):
+            table.add_column(column)
+        table.add_row("candidate", f"v{result.candidate_version}", f"{d.candidate_value:.4g}")
+        champion = f"{d.champion_value:.4g}" if d.champion_value is not None else "-"
+        table.add_row(f"@{against}", f"v{result.champion_version}" if result.champion_version else "-", champion)
+        console.print(table)
+        better = "higher" if d.higher_is_better else "lower"
+        console.print(f"{better} is better, margin {d.margin:g}: {d.reason}")
+        if result.outcome == "promoted":
+            before = f"v{result.previous_version} → " if result.previous_version else ""
+            moved = f"{before}v{result.version}"
+            console.print(f"[bold green]promoted[/] {name}@{alias}: {moved}")
+        elif result.outcome == "unchanged":
+            console.print(f"{name}@{alias} already points at v{result.version}: nothing to do")
+    if result.outcome == "refused":
+        err_console.print(
+            f"[bold red]refused:[/] {name} v{result.candidate_version} does not beat @{against} "
+            f"(v{result.champion_version}) on {result.decision.metric}: {result.decision.reason}; "
+            f"@{alias} stays on v{result.version}",
+            highlight=False,
+            soft_wrap=True,
+        )
+        raise typer.Exit(1)
+
+
+def _canary(name: str, version: str, pct: float) -> None:
+    """Route ``pct`` percent of the model's traffic to ``version`` at the gateway, if one runs."""
+    from lathe.cli.keys import admin_call
+    from lathe.errors import ConfigError, EngineUnavailableError
+
+    try:
+        result = admin_call("POST", "/admin/canary", {"model": name, "version": version, "weight": pct})
+    except (EngineUnavailableError, ConfigError) as exc:
+        err_console.print(f"[yellow]warning:[/] no canary: {exc.one_line()}", highlight=False, soft_wrap=True)
+        return
+    shares = ", ".join(f"v{v}: {w:g}%" for v, w in sorted(result.get("weights", {}).items()))
+    err_console.print(f"canary {name}: {shares}", highlight=False)
+
+
+@app.command("show")
+def show(
+    ref: str = typer.Argument(..., help="NAME@ALIAS, NAME/VERSION, or NAME (the latest version)."),
+    depth: int = typer.Option(5, "--depth", min=0, max=5, help="How many base models to follow back."),
+    json_output: bool = typer.Option(False, "--json", help="Print the lineage as JSON."),
+) -> None:
+    """Show a version's lineage: its run, training data, recipe, evaluation and base model, back to the start."""
+    from lathe.registry import parse_model_ref
+
+    registry = _registry()
+    info = registry.locate(parse_model_ref(ref, param="ref"))
+    chain = registry.lineage(info.name, info.version, max_depth=depth)
+    if json_output:
+        print_json(chain)
+        return
+    console.print(_lineage_tree(chain))
+
+
+def _lineage_tree(node: dict, tree=None):
+    from rich.markup import escape
+    from rich.tree import Tree
+
+    aliases = f" [cyan]{' '.join('@' + a for a in node['aliases'])}[/]" if node["aliases"] else ""
+    stage = f" ({node['stage']})" if node["stage"] else ""
+    label = f"[bold]{escape(node['name'])}[/] v{node['version']}{aliases}{stage}"
+    branch = Tree(label) if tree is None else tree.add(label)
+    if node["run_id"]:
+        metrics = ", ".join(f"{k}={v:.4g}" for k, v in sorted(node["metrics"].items())[:8])
+        branch.add(f"run {node['run_id']} [{node['run_status'] or 'gone'}]" + (f": {metrics}" if metrics else ""))
+    else:
+        branch.add("run: none recorded")
+    for ds in node["datasets"]:
+        context = f" ({ds['context']})" if ds.get("context") else ""
+        branch.add(f"data{context}: {escape(ds['name'])} #{ds['digest']} ← {escape(str(ds['source']))}")
+    if not node["datasets"]:
+        branch.add("data: none recorded")
+    branch.add(f"recipe: {escape(node['recipe'])}" if node["recipe"] else "recipe: none recorded")
+    if node["eval"]:
+        branch.add("eval: " + ", ".join(f"{k}={v}" for k, v in sorted(node["eval"].items())))
+    if node["base"] is not None:
+        _lineage_tree(node["base"], branch.add("base model"))
+    elif node["base_ref"]:
+        branch.add(f"base model: {escape(node['base_ref'])} (outside this registry, or past --depth)")
+    return branch
 
 
 @app.command("canary")

@@ -244,4 +244,5 @@ def print_summary(summary: dict, json_output: bool) -> None:
         if summary.get("model_version"):
             console.print(f"registered: {summary['model_name']} version {summary['model_version']}")
         console.print(f"model folder: {summary['model_path']}")
-    print(RESULT_PREFIX + json.dumps(summary), flush=True)
+    # On stderr, so that --json keeps stdout pure JSON; a Ray job's log holds both.
+    print(RESULT_PREFIX + json.dumps(summary), file=sys.stderr, flush=True)

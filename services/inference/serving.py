@@ -77,7 +77,7 @@ class AliasServer:
         labels = {"model": self.settings.model_name}
         while True:
             try:
-                target = await asyncio.to_thread(self.registry.resolve, self.settings.model_name, self.settings.alias)
+                target = await asyncio.to_thread(self._target)
                 self.registry_ok = True
                 backoff = 1.0
                 if self.active is not None and self.active.exited():
@@ -160,6 +160,11 @@ class AliasServer:
         if engine.handle.inflight:
             log.warning("stopping an engine with requests in flight", extra=log_fields(n=engine.handle.inflight))
         await engine.stop()
+
+    def _target(self) -> ModelVersionInfo:
+        if self.settings.version:  # pinned: serve that version, whatever the alias says
+            return self.registry.get_version(self.settings.model_name, self.settings.version)
+        return self.registry.resolve(self.settings.model_name, self.settings.alias)
 
     def _free_port(self) -> int:
         taken = {e.handle.base_url for e in [self.active, *self.retiring] if e is not None}

@@ -15,9 +15,7 @@ import httpx
 REPO = Path(__file__).resolve().parents[2]
 
 
-def wait_http(
-    url: str, timeout: float = 30.0, proc: subprocess.Popen | None = None, log: Path | None = None
-) -> None:
+def wait_http(url: str, timeout: float = 30.0, proc: subprocess.Popen | None = None, log: Path | None = None) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc is not None and proc.poll() is not None:

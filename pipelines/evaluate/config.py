@@ -1,0 +1,170 @@
+"""The evaluation recipe: which model, which held-out text, which questions, where to log.
+
+    recipe = load_recipe(EvaluateRecipe, "pipelines/recipes/evaluate.yaml", {"model": "models:/m/3"})
+    preflight(recipe)    # files exist, the model resolves; raises ConfigError naming the field
+
+Shape and ranges are checked by pydantic when the recipe loads; what needs the disk or
+the registry is checked by ``preflight`` before any model is loaded.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, field_validator, model_validator
+
+from lathe.errors import ConfigError, LatheError
+from lathe.registry import ModelRegistry, ModelVersionInfo, parse_model_uri
+from pipelines.common.recipes import MlflowSection, Strict
+
+TEXT_SUFFIXES = (".jsonl", ".parquet")
+
+
+class PerplexitySection(Strict):
+    enabled: bool = True
+    # Held-out text: a .jsonl with a "text" (or chat "messages") field, or a .parquet with a "text" column.
+    texts: str | None = None
+    max_documents: int = Field(default=200, ge=1)
+    # Window length in tokens; documents longer than this are cut into non-overlapping windows.
+    seq_len: int = Field(default=512, ge=8, le=32768)
+
+    @field_validator("texts")
+    @classmethod
+    def _text_format(cls, value: str | None) -> str | None:
+        if value is not None and not value.endswith(TEXT_SUFFIXES):
+            raise ValueError("must be a .jsonl or .parquet file")
+        return value
+
+
+class EndpointSection(Strict):
+    # Any OpenAI-compatible server, with its /v1 (http://127.0.0.1:8100/v1 for the inference
+    # service, vLLM's own URL). Unset: the Lathe gateway from the settings.
+    base_url: str | None = None
+    # The model name that server knows. Unset: the registered model's name.
+    model: str | None = None
+    # The environment variable holding the API key (unset and empty: the CLI's gateway key).
+    api_key_env: str = Field(default="LATHE_API_KEY", pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
+    # true: start an inference service (real vLLM) for exactly this version, score through
+    # its OpenAI API, stop it — how a candidate is scored before it serves anyone.
+    serve: bool = False
+
+    @model_validator(mode="after")
+    def _serve_alone(self) -> EndpointSection:
+        if self.serve and self.base_url:
+            raise ValueError("serve: true starts its own server; remove base_url (or set serve: false)")
+        return self
+
+    @field_validator("base_url")
+    @classmethod
+    def _http(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("http://", "https://")):
+            raise ValueError("must be an http:// or https:// URL (with its /v1)")
+        return value.rstrip("/") if value else value
+
+
+class TaskSection(Strict):
+    enabled: bool = True
+    # Held-out questions: a .jsonl of {"question": …, "answer": …} ("answer" may be a list).
+    questions: str | None = None
+    max_questions: int = Field(default=100, ge=1)
+    max_tokens: int = Field(default=64, ge=1, le=4096)
+    # An optional system prompt sent before every question.
+    system: str | None = None
+    endpoint: EndpointSection = Field(default_factory=EndpointSection)
+
+    @field_validator("questions")
+    @classmethod
+    def _jsonl(cls, value: str | None) -> str | None:
+        if value is not None and not value.endswith(".jsonl"):
+            raise ValueError("must be a .jsonl file of {question, answer} lines")
+        return value
+
+
+class EvaluateMlflowSection(MlflowSection):
+    experiment: str = "lathe-evaluation"
+
+    @model_validator(mode="after")
+    def _registers_nothing(self) -> EvaluateMlflowSection:
+        if self.register_as or self.alias:
+            raise ValueError("evaluation registers no model: remove register_as and alias (the gate moves aliases)")
+        return self
+
+
+class EvaluateRecipe(Strict):
+    kind: Literal["evaluate"] = "evaluate"
+    name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9][\w.\-]*$")
+    # models:/NAME/VERSION, models:/NAME@ALIAS, or a local Hugging Face folder.
+    model: str = Field(min_length=1)
+    perplexity: PerplexitySection = Field(default_factory=PerplexitySection)
+    task: TaskSection = Field(default_factory=TaskSection)
+    mlflow: EvaluateMlflowSection = Field(default_factory=EvaluateMlflowSection)
+
+    @field_validator("model")
+    @classmethod
+    def _model_ref(cls, value: str) -> str:
+        if value.startswith("models:/"):
+            try:
+                parse_model_uri(value)
+            except LatheError as exc:
+                raise ValueError(exc.one_line()) from None
+        return value
+
+    @model_validator(mode="after")
+    def _something_to_do(self) -> EvaluateRecipe:
+        if not (self.perplexity.enabled or self.task.enabled):
+            raise ValueError("perplexity.enabled and task.enabled are both false: nothing to evaluate")
+        if self.perplexity.enabled and not self.perplexity.texts:
+            raise ValueError("perplexity.texts is required while perplexity.enabled is true")
+        if self.task.enabled and not self.task.questions:
+            raise ValueError("task.questions is required while task.enabled is true")
+        return self
+
+    @property
+    def is_registered(self) -> bool:
+        return self.model.startswith("models:/")
+
+
+def preflight(recipe: EvaluateRecipe, registry: ModelRegistry | None = None) -> ModelVersionInfo | None:
+    """Everything checkable before a model loads; returns the registry version, if the model is one."""
+    if recipe.perplexity.enabled:
+        _require_file(recipe.perplexity.texts, "perplexity.texts")
+    if recipe.task.enabled:
+        _require_file(recipe.task.questions, "task.questions")
+        if recipe.task.endpoint.serve and not recipe.is_registered:
+            raise ConfigError(
+                "task.endpoint.serve: serving needs a registered model (models:/NAME/VERSION or models:/NAME@ALIAS)",
+                param="task.endpoint.serve",
+            )
+        if recipe.task.endpoint.model is None and not recipe.is_registered:
+            raise ConfigError(
+                "task.endpoint.model: required when model is a local folder (the server's name for it)",
+                param="task.endpoint.model",
+            )
+    if not recipe.is_registered:
+        folder = Path(recipe.model)
+        if not (folder / "config.json").is_file():
+            raise ConfigError(
+                f"model: {folder} is not a Hugging Face model folder (no config.json)",
+                param="model",
+                hint="give models:/NAME/VERSION, models:/NAME@ALIAS or a folder",
+            )
+        return None
+    if registry is None:
+        raise ConfigError(f"model: {recipe.model} needs the registry", param="model")
+    return registry.locate(parse_model_uri(recipe.model))
+
+
+def _require_file(path: str | None, field: str) -> None:
+    if path is None or not Path(path).is_file():
+        where = Path(path).resolve() if path else "(unset)"
+        raise ConfigError(
+            f"{field}: no such file {path} ({where})",
+            param=field,
+            hint="build the demo data with `make demo-data`" if path and ".lathe/data" in path else None,
+        )
+
+
+def api_key_from_env(recipe: EvaluateRecipe) -> str | None:
+    return os.environ.get(recipe.task.endpoint.api_key_env) or None

@@ -1,0 +1,334 @@
+"""The evaluation harness: perplexity computed here, the task score through the OpenAI API.
+
+    summary = evaluate(load_recipe(EvaluateRecipe, "pipelines/recipes/evaluate.yaml"))
+
+Perplexity needs the weights, so the model is loaded locally (a registry version is
+downloaded once under ``LATHE_HOME/models``). The task score goes through an
+OpenAI-compatible endpoint (the gateway, the inference service, a vLLM) with the
+official SDK, so the same harness scores anything that speaks the API. Results land in
+an MLflow run (``lathe.stage=evaluate``) and, for a registry version, as ``lathe.eval.*``
+tags on that version, where the promotion gate reads them.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import statistics
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from lathe.errors import ConfigError, EngineUnavailableError, UpstreamError
+from lathe.promotion import EVAL_RUN_TAG, eval_tag
+from lathe.registry import ModelRegistry, ModelVersionInfo
+from pipelines.evaluate.config import EvaluateRecipe, api_key_from_env, preflight
+from pipelines.evaluate.metrics import exact_match, perplexity, token_f1
+
+# ``progress(label, total)`` returns the callback to call once per item done.
+ProgressFactory = Callable[[str, int], Callable[[], None]]
+
+
+def _no_progress(label: str, total: int) -> Callable[[], None]:
+    return lambda: None
+
+
+def tracking_uri() -> str:
+    from lathe.settings import load_settings
+
+    return os.environ.get("MLFLOW_TRACKING_URI") or load_settings().mlflow.uri
+
+
+# -- inputs -------------------------------------------------------------------------
+def load_texts(path: str, limit: int) -> list[str | list[dict]]:
+    """Documents from a .jsonl ("text", or chat "messages") or a .parquet ("text" column)."""
+    if path.endswith(".parquet"):
+        import pandas as pd
+
+        frame = pd.read_parquet(path)
+        if "text" not in frame.columns:
+            raise ConfigError(f"perplexity.texts: {path} has no 'text' column", param="perplexity.texts")
+        return [str(t) for t in frame["text"].head(limit)]
+    docs: list[str | list[dict]] = []
+    for number, record in _jsonl(path, "perplexity.texts"):
+        if isinstance(record.get("text"), str):
+            docs.append(record["text"])
+        elif isinstance(record.get("messages"), list):
+            docs.append(record["messages"])
+        else:
+            raise ConfigError(
+                f"perplexity.texts: line {number} of {path} has neither 'text' nor 'messages'",
+                param="perplexity.texts",
+            )
+        if len(docs) >= limit:
+            break
+    return docs
+
+
+def load_questions(path: str, limit: int) -> list[dict[str, Any]]:
+    questions = []
+    for number, record in _jsonl(path, "task.questions"):
+        answer = record.get("answer", record.get("answers"))
+        valid = isinstance(answer, str) or (isinstance(answer, list) and all(isinstance(a, str) for a in answer))
+        if not isinstance(record.get("question"), str) or not valid:
+            raise ConfigError(
+                f"task.questions: line {number} of {path} needs a 'question' string and an 'answer' "
+                "(a string or a list of strings)",
+                param="task.questions",
+            )
+        questions.append({"question": record["question"], "answer": answer})
+        if len(questions) >= limit:
+            break
+    return questions
+
+
+def _jsonl(path: str, field: str):
+    with open(path, encoding="utf-8") as handle:
+        for number, line in enumerate(handle, start=1):
+            if not line.strip():
+                continue
+            try:
+                record = json.loads(line)
+            except ValueError:
+                raise ConfigError(f"{field}: line {number} of {path} is not JSON", param=field) from None
+            if not isinstance(record, dict):
+                raise ConfigError(f"{field}: line {number} of {path} is not a JSON object", param=field)
+            yield number, record
+
+
+# -- the task score -----------------------------------------------------------------
+def score_task(
+    base_url: str,
+    model: str,
+    api_key: str | None,
+    questions: list[dict[str, Any]],
+    max_tokens: int,
+    *,
+    system: str | None = None,
+    on_question: Callable[[], None] | None = None,
+    timeout_s: float = 120.0,
+) -> dict[str, Any]:
+    """Ask every question at temperature 0 through an OpenAI-compatible server; score the answers.
+
+    Returns ``exact_match`` and ``token_f1`` (means), ``n``, the versions that answered
+    (the gateway's ``x-lathe-backend-version`` header, when there is one) and one row per question.
+    """
+    import openai
+
+    client = openai.OpenAI(base_url=base_url, api_key=api_key or "none", max_retries=2, timeout=timeout_s)
+    rows = []
+    served: set[str] = set()
+    for item in questions:
+        messages = ([{"role": "system", "content": system}] if system else []) + [
+            {"role": "user", "content": item["question"]}
+        ]
+        try:
+            raw = client.chat.completions.with_raw_response.create(
+                model=model, messages=messages, max_tokens=max_tokens, temperature=0
+            )
+        except openai.APIConnectionError:
+            raise EngineUnavailableError(
+                f"nothing answers at {base_url}",
+                hint="start the platform with `lathe up`, or set task.endpoint.base_url",
+            ) from None
+        except openai.AuthenticationError:
+            raise UpstreamError(
+                f"{base_url} refused the API key (401)",
+                hint="put a key in the variable that task.endpoint.api_key_env names",
+            ) from None
+        except openai.APIStatusError as exc:
+            raise UpstreamError(f"{base_url} answered {exc.status_code} for model {model!r}: {exc.message}") from None
+        if version := raw.headers.get("x-lathe-backend-version"):
+            served.add(version)
+        completion = raw.parse()
+        prediction = (completion.choices[0].message.content or "") if completion.choices else ""
+        rows.append(
+            {
+                "question": item["question"],
+                "answer": item["answer"] if isinstance(item["answer"], str) else " | ".join(item["answer"]),
+                "prediction": prediction,
+                "exact_match": exact_match(prediction, item["answer"]),
+                "token_f1": token_f1(prediction, item["answer"]),
+            }
+        )
+        if on_question is not None:
+            on_question()
+    return {
+        "exact_match": statistics.fmean(r["exact_match"] for r in rows) if rows else 0.0,
+        "token_f1": statistics.fmean(r["token_f1"] for r in rows) if rows else 0.0,
+        "n": len(rows),
+        "served_versions": sorted(served),
+        "rows": rows,
+    }
+
+
+# -- the whole evaluation -------------------------------------------------------------
+def evaluate(
+    recipe: EvaluateRecipe,
+    *,
+    recipe_path: str | Path | None = None,
+    progress: ProgressFactory = _no_progress,
+) -> dict[str, Any]:
+    """Score ``recipe.model``; log to MLflow and tag the registry version. Returns the summary."""
+    from lathe.settings import load_settings
+
+    settings = load_settings()
+    uri = tracking_uri()
+    registry = ModelRegistry(uri) if recipe.is_registered or recipe.mlflow.enabled else None
+    if registry is not None:
+        registry.ping()
+    version = preflight(recipe, registry)
+    summary: dict[str, Any] = {
+        "name": recipe.name,
+        "model": recipe.model,
+        "model_name": version.name if version else None,
+        "model_version": version.version if version else None,
+    }
+    metrics: dict[str, float] = {}
+
+    if recipe.perplexity.enabled:
+        folder = _model_folder(recipe, version, registry, settings.home / "models")
+        summary["model_path"] = str(folder)
+        value, tokens, documents = _perplexity(recipe, folder, progress)
+        summary.update(perplexity=value, perplexity_tokens=tokens, documents=documents)
+        metrics.update(eval_perplexity=value, eval_perplexity_tokens=tokens, eval_documents=documents)
+
+    rows: list[dict] = []
+    if recipe.task.enabled:
+        endpoint = recipe.task.endpoint
+        model_name = endpoint.model or (version.name if version else "")
+        key = api_key_from_env(recipe)
+        questions = load_questions(recipe.task.questions or "", recipe.task.max_questions)
+        with contextlib.ExitStack() as stack:
+            if endpoint.serve and version is not None:
+                from pipelines.evaluate.serve import serve_version
+
+                base_url = stack.enter_context(
+                    serve_version(version.name, version.version, home=settings.home.resolve(), tracking_uri=uri)
+                )
+                model_name = endpoint.model or version.name
+            else:
+                base_url = endpoint.base_url or settings.gateway.base_url.rstrip("/") + "/v1"
+                key_file = settings.gateway_dir / "cli_key"
+                if key is None and endpoint.base_url is None and key_file.exists():
+                    key = key_file.read_text().strip()  # the CLI's own gateway key, written by `lathe up`
+            scored = score_task(
+                base_url,
+                model_name,
+                key,
+                questions,
+                recipe.task.max_tokens,
+                system=recipe.task.system,
+                on_question=progress("questions", len(questions)),
+            )
+        rows = scored["rows"]
+        summary.update(
+            exact_match=scored["exact_match"],
+            token_f1=scored["token_f1"],
+            questions=scored["n"],
+            endpoint=base_url,
+            endpoint_model=model_name,
+            served_versions=scored["served_versions"],
+        )
+        metrics.update(
+            eval_exact_match=scored["exact_match"], eval_token_f1=scored["token_f1"], eval_questions=scored["n"]
+        )
+
+    summary["metrics"] = metrics
+    summary["mlflow_run_id"] = None
+    if recipe.mlflow.enabled and registry is not None:
+        summary["mlflow_run_id"] = _log_run(recipe, recipe_path, summary, metrics, rows, uri)
+        if version is not None:
+            for key, value in metrics.items():
+                registry.set_version_tag(version.name, version.version, eval_tag(key), _tag_value(value))
+            registry.set_version_tag(version.name, version.version, EVAL_RUN_TAG, summary["mlflow_run_id"])
+    return summary
+
+
+def _model_folder(
+    recipe: EvaluateRecipe, version: ModelVersionInfo | None, registry: ModelRegistry | None, cache: Path
+) -> Path:
+    if version is None or registry is None:
+        return Path(recipe.model)
+    return registry.download(version.name, version.version, cache)
+
+
+def _perplexity(recipe: EvaluateRecipe, folder: Path, progress: ProgressFactory) -> tuple[float, int, int]:
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(folder)
+    except (OSError, ValueError) as exc:
+        raise ConfigError(f"model: {folder} has no usable tokenizer ({type(exc).__name__})", param="model") from None
+    model = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32)
+    docs = load_texts(recipe.perplexity.texts or "", recipe.perplexity.max_documents)
+    texts = [_render(doc, tokenizer) for doc in docs]
+    value, tokens = perplexity(model, tokenizer, texts, recipe.perplexity.seq_len, progress("documents", len(texts)))
+    if tokens == 0:
+        raise ConfigError(
+            f"perplexity.texts: no document in {recipe.perplexity.texts} has two tokens to score",
+            param="perplexity.texts",
+        )
+    return value, tokens, len(texts)
+
+
+def _render(doc: str | list[dict], tokenizer: Any) -> str:
+    if isinstance(doc, str):
+        return doc
+    if getattr(tokenizer, "chat_template", None):
+        return tokenizer.apply_chat_template(doc, tokenize=False)
+    return "\n".join(f"{m.get('role', '')}: {m.get('content', '')}" for m in doc)
+
+
+def _tag_value(value: float) -> str:
+    return str(int(value)) if float(value).is_integer() and abs(value) < 1e15 else f"{value:.6g}"
+
+
+def _log_run(
+    recipe: EvaluateRecipe,
+    recipe_path: str | Path | None,
+    summary: dict[str, Any],
+    metrics: dict[str, float],
+    rows: list[dict],
+    uri: str,
+) -> str:
+    import mlflow
+    import yaml
+
+    mlflow.set_tracking_uri(uri)
+    mlflow.set_experiment(recipe.mlflow.experiment)
+    tags = {"lathe.stage": "evaluate"}
+    if summary["model_version"]:
+        tags["lathe.eval.model"] = f"{summary['model_name']}/{summary['model_version']}"
+    with mlflow.start_run(run_name=recipe.name, tags=tags) as run:
+        params = {
+            "model": recipe.model,
+            "model_version": summary["model_version"] or "local",
+            "perplexity_texts": recipe.perplexity.texts if recipe.perplexity.enabled else "disabled",
+            "seq_len": recipe.perplexity.seq_len,
+            "max_documents": recipe.perplexity.max_documents,
+            "task_questions": recipe.task.questions if recipe.task.enabled else "disabled",
+            "max_tokens": recipe.task.max_tokens,
+        }
+        if recipe.task.enabled:
+            params.update(
+                endpoint=summary["endpoint"],
+                endpoint_model=summary["endpoint_model"],
+                served_versions=",".join(summary["served_versions"]) or "unknown",
+            )
+        mlflow.log_params(params)
+        mlflow.log_metrics(metrics)
+        if recipe_path is not None:
+            mlflow.log_artifact(str(recipe_path), artifact_path="recipe")
+        else:
+            with tempfile.TemporaryDirectory() as tmp:
+                path = Path(tmp) / f"{recipe.name}.yaml"
+                path.write_text(yaml.safe_dump(recipe.model_dump(), sort_keys=False))
+                mlflow.log_artifact(str(path), artifact_path="recipe")
+        if rows:
+            columns = {key: [row[key] for row in rows] for key in rows[0]}
+            mlflow.log_table(data=columns, artifact_file="eval/questions.json")
+        return run.info.run_id
