@@ -10,7 +10,7 @@ LATHE := $(BIN)/lathe
 PIP_FLAGS := --disable-pip-version-check --quiet
 DEMO_QUESTION ?= In one sentence, what is a language model?
 
-.PHONY: help install install-system demo up down status test test-unit test-integration lint bench-serving bench-gateway bench-dedup demo-data clean
+.PHONY: help install install-system demo up down status test test-unit test-integration lint bench-serving bench-gateway bench-dedup bench-training demo-data demo-train clean
 
 help: ## Show this help
 	@awk 'BEGIN {FS = ":.*##"; printf "Lathe — make verbs\n\n"} /^[a-zA-Z_-]+:.*##/ { printf "  \033[1m%-18s\033[0m %s\n", $$1, $$2 }' $(MAKEFILE_LIST)
@@ -65,6 +65,19 @@ demo-data: install install-system ## Build the demo corpus and curate it as a Ra
 	@$(BIN)/python -m pipelines.curation.demo_corpus --out .lathe/data/raw-docs
 	@$(LATHE) data curate --config pipelines/recipes/curation.yaml
 
+demo-train: install install-system ## Tokenizer, pre-training, SFT, DPO, evaluation and the gate on the demo data (after demo-data)
+	@$(BIN)/python -m pipelines.finetune.demo_data --input .lathe/data/curated/data --out .lathe/data/sft
+	@$(LATHE) train submit pipelines/recipes/tokenizer.yaml
+	@$(LATHE) train submit pipelines/recipes/pretrain-tiny.yaml
+	@$(LATHE) train submit pipelines/recipes/sft-lora-smollm2.yaml
+	@$(LATHE) train submit pipelines/recipes/dpo-lora-smollm2.yaml
+	@$(LATHE) train submit pipelines/recipes/evaluate.yaml
+	@$(LATHE) train submit pipelines/recipes/evaluate.yaml --set name=smollm2-dpo-eval \
+	    --set model=models:/smollm2-135m-instruct@dpo --set task.endpoint.serve=true
+	@$(LATHE) models promote smollm2-135m-instruct --if-better-than champion --metric eval_token_f1 \
+	    || echo "==> the gate kept the champion (see the decision above)"
+	@$(LATHE) models show smollm2-135m-instruct@champion
+
 up: install ## Start the local platform (lathe up)
 	@$(LATHE) up
 
@@ -86,6 +99,9 @@ test-integration: install install-system ## Real MLflow, Ray and vLLM on loopbac
 
 test: install install-system lint ## Everything CI runs: lint, unit, integration and e2e tests
 	@$(BIN)/pytest -q tests
+
+bench-training: $(VENV)/.installed ## Training tokens/s: one process vs Ray Train DDP vs DeepSpeed ZeRO-2
+	@$(BIN)/python benchmarks/training.py
 
 bench-serving: install ## vLLM-CPU vs transformers generate, 1 and 8 streams
 	@$(BIN)/python benchmarks/serving.py

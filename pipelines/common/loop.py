@@ -132,7 +132,7 @@ def _deepspeed_config(recipe: Any, precision: str) -> dict:
     return config
 
 
-def _optimizer(params: list, recipe: Any):
+def build_optimizer(params: list, recipe: Any):
     import torch
 
     o = recipe.optimizer
@@ -167,7 +167,7 @@ def train_loop_per_worker(config: dict) -> None:
     model = hooks.build_model(recipe, job.payload)
     trainable = [p for p in model.parameters() if p.requires_grad]
     trainable_names = {name for name, p in model.named_parameters() if p.requires_grad}
-    optimizer = _optimizer(trainable, recipe)
+    optimizer = build_optimizer(trainable, recipe)
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         optimizer,
         cosine_lr_lambda(recipe.optimizer.warmup_steps, t.max_steps, recipe.optimizer.min_lr_ratio),
@@ -223,6 +223,8 @@ def train_loop_per_worker(config: dict) -> None:
 
     peak = peak_flops(recipe.scaling.use_gpu, recipe.scaling.peak_tflops_per_worker, threads) * world
     window_tokens, window_start = 0, time.perf_counter()
+    # Steady-state throughput: every window after the first (which pays for warm-up).
+    steady_tokens, steady_seconds, windows = 0.0, 0.0, 0
     last: dict[str, float] = {}
 
     def batch_for(step: int, micro: int) -> dict:
@@ -264,6 +266,10 @@ def train_loop_per_worker(config: dict) -> None:
                 stats[2:] /= world
             elapsed = time.perf_counter() - window_start
             tokens_per_s = float(stats[1]) / max(elapsed, 1e-9)
+            windows += 1
+            if windows > 1:
+                steady_tokens += float(stats[1])
+                steady_seconds += elapsed
             last = {
                 "loss": float(stats[0]),
                 "learning_rate": float(scheduler.get_last_lr()[0]),
@@ -272,6 +278,8 @@ def train_loop_per_worker(config: dict) -> None:
                 "mfu": job.flops_per_token * tokens_per_s / peak if peak else 0.0,
                 **{key: float(v) for key, v in zip(extras, stats[2:].tolist(), strict=True)},
             }
+            if steady_seconds:
+                last["tokens_per_s_mean"] = steady_tokens / steady_seconds
             window_tokens, window_start = 0, time.perf_counter()
             if rank == 0:
                 _progress(done, t.max_steps, last)

@@ -25,8 +25,15 @@ class LoraSection(Strict):
     alpha: int = Field(default=32, ge=1)
     dropout: float = Field(default=0.05, ge=0, lt=1)
     target_modules: list[str] = Field(default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj"])
-    # true: merge the adapters into the weights, so vLLM serves a plain model.
+    # Merge the adapters into the weights, so vLLM serves a plain model. (Serving unmerged
+    # adapters through vLLM's LoRA support is not available yet.)
     merge: bool = True
+
+    @model_validator(mode="after")
+    def _merged(self) -> LoraSection:
+        if self.enabled and not self.merge:
+            raise ValueError("merge: false (adapters served by vLLM's LoRA support) is not available yet; set true")
+        return self
 
 
 class DpoSection(Strict):

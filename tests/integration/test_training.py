@@ -1,0 +1,366 @@
+"""Training as Ray jobs on the platform's real Ray head and MLflow server.
+
+Everything goes through `lathe train submit` (the Ray Jobs API), as a user would:
+tokenizer, pre-training (DDP, and DeepSpeed ZeRO-2 on CPU), a worker killed mid-run,
+SFT and DPO with LoRA on the served SmolLM2, then evaluation and the gate, which moves
+the alias the inference service serves.
+"""
+
+from __future__ import annotations
+
+import inspect
+import json
+import signal
+import time
+from pathlib import Path
+
+import httpx
+import pandas as pd
+import psutil
+import pytest
+import yaml
+from mlflow.tracking import MlflowClient
+
+from lathe.assets import BASE_MODEL_NAME
+from lathe.registry import ModelRegistry
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+MODULES = ["json", "os", "re", "collections", "itertools", "functools", "pathlib", "argparse", "logging", "shutil"]
+
+
+def stdlib_docs() -> pd.DataFrame:
+    """A small real corpus: the docstrings of some standard-library modules and their members."""
+    import importlib
+
+    rows = []
+    for module_name in MODULES:
+        module = importlib.import_module(module_name)
+        for name, member in [(module_name, module), *inspect.getmembers(module)]:
+            doc = inspect.getdoc(member) if not name.startswith("_") else None
+            if doc and len(doc) > 200:
+                rows.append({"id": f"{module_name}.{name}", "text": doc})
+    return pd.DataFrame(rows).drop_duplicates("text").reset_index(drop=True)
+
+
+def submit(platform, recipe: dict, path: Path, *args: str, timeout: float = 900) -> dict:
+    path.write_text(yaml.safe_dump(recipe))
+    result = platform.lathe("train", "submit", str(path), "--json", *args, timeout=timeout)
+    assert result.returncode == 0, f"train submit failed:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
+    return json.loads(result.stdout)
+
+
+@pytest.fixture(scope="module")
+def work(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("training")
+    (root / "curated" / "data").mkdir(parents=True)
+    stdlib_docs().to_parquet(root / "curated" / "data" / "part-00000.parquet")
+    return root
+
+
+@pytest.fixture(scope="module")
+def tokenizer_dir(platform, work) -> Path:
+    recipe = {
+        "kind": "tokenizer",
+        "name": "test-bpe",
+        "data": {"path": str(work / "curated"), "dataset_name": "stdlib-docs"},
+        "vocab_size": 1024,
+        "output": str(work / "tokenizer"),
+    }
+    result = submit(platform, recipe, work / "tokenizer.yaml")
+    assert result["status"] == "FINISHED" and result["job_id"]
+    run = MlflowClient(platform.mlflow_uri).get_run(result["run_id"])
+    assert run.data.tags["lathe.stage"] == "tokenizer"
+    assert [d.dataset.name for d in run.inputs.dataset_inputs] == ["stdlib-docs"]
+    return work / "tokenizer"
+
+
+def pretrain_recipe(work: Path, tokenizer_dir: Path, name: str, **changes) -> dict:
+    recipe = {
+        "kind": "pretrain",
+        "name": name,
+        "data": {"path": str(work / "curated"), "dataset_name": "stdlib-docs"},
+        "tokenizer": str(tokenizer_dir),
+        "model": {"hidden_size": 64, "num_layers": 2, "num_heads": 4, "intermediate_size": 256},
+        "scaling": {"num_workers": 2, "cpus_per_worker": 1},
+        "training": {"max_steps": 40, "micro_batch_size": 8, "seq_len": 64, "log_every": 5},
+        "optimizer": {"learning_rate": 0.003, "warmup_steps": 4},
+        "checkpoint": {"every_steps": 20, "storage_path": str(work / f"ckpt-{name}")},
+        "mlflow": {"register_as": "lathe-tiny-test"},
+    }
+    for dotted, value in changes.items():
+        node = recipe
+        *parents, leaf = dotted.split("__")
+        for key in parents:
+            node = node.setdefault(key, {})
+        node[leaf] = value
+    return recipe
+
+
+def test_pretraining_through_ray_jobs_lowers_the_loss_and_registers_with_lineage(platform, work, tokenizer_dir):
+    result = submit(platform, pretrain_recipe(work, tokenizer_dir, "tiny"), work / "pretrain.yaml")
+    assert result["steps"] == 40 and result["model_name"] == "lathe-tiny-test"
+    client = MlflowClient(platform.mlflow_uri)
+    losses = [m.value for m in sorted(client.get_metric_history(result["run_id"], "loss"), key=lambda m: m.step)]
+    assert len(losses) >= 5
+    assert losses[-1] < losses[0] - 0.5, losses
+    for metric in ("learning_rate", "grad_norm", "tokens_per_s", "mfu"):
+        assert client.get_metric_history(result["run_id"], metric), metric
+
+    shown = platform.lathe("models", "show", f"lathe-tiny-test/{result['model_version']}", "--json")
+    assert shown.returncode == 0, shown.stderr
+    lineage = json.loads(shown.stdout)
+    assert lineage["stage"] == "pretrain" and lineage["recipe"].endswith("pretrain.yaml")
+    assert [d["name"] for d in lineage["datasets"]] == ["stdlib-docs"]
+
+    # The registered folder is a model transformers loads, with its tokenizer.
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    folder = Path(result["model_path"])
+    AutoModelForCausalLM.from_pretrained(str(folder))
+    assert len(AutoTokenizer.from_pretrained(str(folder))) == 1024
+
+
+def test_a_bad_recipe_fails_before_any_job_naming_the_field(platform, work, tokenizer_dir):
+    recipe = pretrain_recipe(work, tokenizer_dir, "bad", training__micro_batch_size=5000)
+    path = work / "bad.yaml"
+    path.write_text(yaml.safe_dump(recipe))
+    result = platform.lathe("train", "submit", str(path), "--json")
+    assert result.returncode == 2
+    assert "training.micro_batch_size" in result.stderr and "rows per step" in result.stderr
+    jobs = json.loads(platform.lathe("train", "list", "--json").stdout)
+    assert not any("bad.yaml" in job["entrypoint"] for job in jobs)
+
+
+def ray_train_workers() -> list[psutil.Process]:
+    found = []
+    for proc in psutil.process_iter(["cmdline"]):
+        if "RayTrainWorker" in " ".join(proc.info["cmdline"] or []):
+            found.append(proc)
+    return found
+
+
+def test_a_killed_worker_resumes_from_the_last_checkpoint_and_finishes_the_same_steps(platform, work, tokenizer_dir):
+    recipe = pretrain_recipe(
+        work,
+        tokenizer_dir,
+        "resume",
+        training__max_steps=240,
+        training__seq_len=128,
+        checkpoint__every_steps=20,
+        checkpoint__max_failures=2,
+    )
+    path = work / "resume.yaml"
+    path.write_text(yaml.safe_dump(recipe))
+    queued = platform.lathe("train", "submit", str(path), "--no-wait", "--json")
+    assert queued.returncode == 0, queued.stderr
+    job_id = json.loads(queued.stdout)["job_id"]
+
+    storage = work / "ckpt-resume"
+    deadline = time.monotonic() + 300
+    while not list(storage.glob("*/checkpoint-00000020")):
+        assert time.monotonic() < deadline, "no checkpoint at step 20"
+        time.sleep(0.2)
+    workers = ray_train_workers()
+    assert workers, "found no Ray Train worker process to kill"
+    workers[-1].send_signal(signal.SIGKILL)
+
+    deadline = time.monotonic() + 600
+    while True:
+        jobs = {j["job_id"]: j for j in json.loads(platform.lathe("train", "list", "--json").stdout)}
+        if jobs[job_id]["status"] in ("SUCCEEDED", "FAILED", "STOPPED"):
+            break
+        assert time.monotonic() < deadline, "the job did not end"
+        time.sleep(2)
+    logs = platform.lathe("train", "logs", job_id).stdout
+    assert jobs[job_id]["status"] == "SUCCEEDED", logs[-3000:]
+    assert "resumed from the checkpoint at step" in logs
+    result = json.loads(logs.split("LATHE_RESULT ", 1)[1].splitlines()[0])
+    assert result["steps"] == 240
+    final = json.loads((Path(result["checkpoints"]) / "checkpoint-00000240" / "lathe_checkpoint.json").read_text())
+    assert final == {"step": 240, "final": True}
+
+
+def test_deepspeed_zero2_trains_on_cpus(platform, work, tokenizer_dir):
+    recipe = pretrain_recipe(
+        work,
+        tokenizer_dir,
+        "zero2",
+        scaling__strategy="deepspeed",
+        scaling__zero_stage=2,
+        training__max_steps=10,
+        checkpoint__every_steps=10,
+    )
+    recipe["mlflow"] = {"enabled": True}  # not registered
+    result = submit(platform, recipe, work / "zero2.yaml", timeout=1200)
+    assert result["steps"] == 10 and result["model_version"] is None
+    checkpoint = Path(result["checkpoints"]) / "checkpoint-00000010" / "state"
+    # ZeRO-2: each rank keeps its own shard of the optimizer state.
+    assert (checkpoint / "zero_pp_rank_0_mp_rank_00_optim_states.pt").is_file()
+    assert (checkpoint / "zero_pp_rank_1_mp_rank_00_optim_states.pt").is_file()
+    assert result["metrics"]["loss"] < 7.0
+
+
+QA = [
+    ("What does `len()` do?", "Return the length (the number of items) of an object."),
+    ("What does `abs()` do?", "Return the absolute value of a number."),
+    ("What does `sorted()` do?", "Return a new sorted list from the items in iterable."),
+    ("What does `repr()` do?", "Return a string containing a printable representation of an object."),
+    ("What does `min()` do?", "Return the smallest item in an iterable or the smallest of two or more arguments."),
+    ("What does `max()` do?", "Return the largest item in an iterable or the largest of two or more arguments."),
+    ("What does `ord()` do?", "Given a string representing one Unicode character, return an integer."),
+    ("What does `chr()` do?", "Return the string representing a character whose Unicode code point is an integer."),
+]
+SYSTEM = {"role": "system", "content": "Answer in one sentence, the way the Python documentation does."}
+
+
+def write_jsonl(path: Path, rows: list[dict]) -> Path:
+    path.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    return path
+
+
+@pytest.fixture(scope="module")
+def finetune_data(work) -> dict[str, Path]:
+    sft = [{"messages": [SYSTEM, {"role": "user", "content": q}, {"role": "assistant", "content": a}]} for q, a in QA]
+    dpo = [
+        {"prompt": [SYSTEM, {"role": "user", "content": q}], "chosen": a, "rejected": QA[(i + 3) % len(QA)][1]}
+        for i, (q, a) in enumerate(QA)
+    ]
+    heldout = [{"text": text} for text in stdlib_docs()["text"].head(12)]
+    questions = [{"question": q, "answer": a} for q, a in QA[:4]]
+    return {
+        "sft": write_jsonl(work / "sft.jsonl", sft),
+        "dpo": write_jsonl(work / "dpo.jsonl", dpo),
+        "heldout": write_jsonl(work / "heldout.jsonl", heldout),
+        "questions": write_jsonl(work / "questions.jsonl", questions),
+    }
+
+
+def finetune_recipe(work: Path, kind: str, base: str, data: Path, alias: str, **extra) -> dict:
+    return {
+        "kind": kind,
+        "name": f"test-{kind}",
+        "base_model": base,
+        "data": {"path": str(data), "dataset_name": f"test-{kind}-data"},
+        "scaling": {"num_workers": 2, "cpus_per_worker": 1},
+        "training": {"micro_batch_size": 2, "seq_len": 96, "log_every": 1, **extra.pop("training", {})},
+        "optimizer": {"learning_rate": extra.pop("learning_rate", 0.0005)},
+        "checkpoint": {"every_steps": 100, "storage_path": str(work / f"ckpt-{kind}")},
+        "mlflow": {"register_as": BASE_MODEL_NAME, "alias": alias},
+        **extra,
+    }
+
+
+@pytest.fixture(scope="module")
+def sft_version(platform, work, finetune_data) -> dict:
+    champion = ModelRegistry(platform.mlflow_uri).resolve(BASE_MODEL_NAME, "champion")
+    recipe = finetune_recipe(
+        work, "sft", f"models:/{BASE_MODEL_NAME}@champion", finetune_data["sft"], "sft", training={"max_steps": 3}
+    )
+    result = submit(platform, recipe, work / "sft.yaml")
+    version = ModelRegistry(platform.mlflow_uri).get_version(BASE_MODEL_NAME, result["model_version"])
+    assert version.tags["lathe.stage"] == "sft"
+    assert version.tags["lathe.base_model"] == f"{BASE_MODEL_NAME}/{champion.version}"
+    assert "sft" in version.aliases
+    return result
+
+
+def test_dpo_raises_the_preference_accuracy_on_its_pairs(platform, work, finetune_data, sft_version):
+    from pipelines.finetune.preference import preference_accuracy
+
+    pairs = [json.loads(line) for line in finetune_data["dpo"].read_text().splitlines()]
+    recipe = finetune_recipe(
+        work,
+        "dpo",
+        f"models:/{BASE_MODEL_NAME}@sft",
+        finetune_data["dpo"],
+        "dpo",
+        training={"max_steps": 8},
+        learning_rate=0.001,
+        dpo={"beta": 0.1},
+    )
+    result = submit(platform, recipe, work / "dpo.yaml")
+    assert result["metrics"]["rewards_margin"] > 0
+    before = preference_accuracy(sft_version["model_path"], pairs)
+    after = preference_accuracy(result["model_path"], pairs)
+    assert after > before, (before, after)
+    lineage = json.loads(platform.lathe("models", "show", f"{BASE_MODEL_NAME}@dpo", "--json").stdout)
+    assert lineage["stage"] == "dpo"
+    assert lineage["base"]["stage"] == "sft" and lineage["base"]["version"] == sft_version["model_version"]
+
+
+def noisy_copy(source: Path, dest: Path) -> Path:
+    """A deliberately damaged model: the bundled one with loud noise on every weight."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    model = AutoModelForCausalLM.from_pretrained(str(source), dtype=torch.float32)
+    torch.manual_seed(0)
+    with torch.no_grad():
+        for parameter in model.parameters():
+            parameter.add_(torch.randn_like(parameter) * parameter.std() * 2)
+    model.save_pretrained(str(dest))
+    AutoTokenizer.from_pretrained(str(source)).save_pretrained(str(dest))
+    return dest
+
+
+def evaluate(platform, work: Path, data: dict, model: str, name: str, task: dict | None) -> dict:
+    recipe = {
+        "kind": "evaluate",
+        "name": name,
+        "model": model,
+        "perplexity": {"texts": str(data["heldout"]), "max_documents": 12, "seq_len": 256},
+        "task": {"enabled": task is not None, "questions": str(data["questions"]), "max_tokens": 32, **(task or {})},
+    }
+    return submit(platform, recipe, work / f"{name}.yaml", timeout=1200)
+
+
+def test_the_gate_refuses_a_worse_model_promotes_a_better_one_and_serving_follows(
+    platform, work, finetune_data, sft_version
+):
+    registry = ModelRegistry(platform.mlflow_uri)
+    champion = registry.resolve(BASE_MODEL_NAME, "champion")
+    broken_dir = noisy_copy(Path(sft_version["model_path"]), work / "broken")
+    broken = registry.register_folder(broken_dir, BASE_MODEL_NAME, alias="baseline")
+
+    # Scores: the champion through the gateway (what clients get), the damaged model and
+    # the SFT candidate on inference services started just for them.
+    evaluate(platform, work, finetune_data, f"models:/{BASE_MODEL_NAME}@champion", "eval-champion", {})
+    evaluate(platform, work, finetune_data, f"models:/{BASE_MODEL_NAME}/{broken.version}", "eval-broken", None)
+    scored = evaluate(
+        platform,
+        work,
+        finetune_data,
+        f"models:/{BASE_MODEL_NAME}/{sft_version['model_version']}",
+        "eval-sft",
+        {"endpoint": {"serve": True}},
+    )
+    assert 0 <= scored["metrics"]["eval_token_f1"] <= 1
+    assert registry.get_version(BASE_MODEL_NAME, sft_version["model_version"]).tags["lathe.eval.token_f1"]
+
+    refused = platform.lathe(
+        "models", "promote", BASE_MODEL_NAME, "--version", broken.version,
+        "--if-better-than", "champion", "--metric", "eval_perplexity", "--json",
+    )  # fmt: skip
+    assert refused.returncode == 1
+    assert json.loads(refused.stdout)["decision"] == "refused"
+    assert registry.resolve(BASE_MODEL_NAME, "champion").version == champion.version
+
+    # Against the damaged baseline the SFT model wins, and "champion" moves to it.
+    promoted = platform.lathe(
+        "models", "promote", BASE_MODEL_NAME, "--version", sft_version["model_version"], "--alias", "champion",
+        "--if-better-than", "baseline", "--metric", "eval_perplexity", "--json",
+    )  # fmt: skip
+    assert promoted.returncode == 0, promoted.stderr
+    decision = json.loads(promoted.stdout)
+    assert decision["decision"] == "promoted"
+    assert decision["candidate_value"] < decision["champion_value"]
+    gate_run = MlflowClient(platform.mlflow_uri).get_run(decision["gate_run_id"])
+    assert gate_run.data.tags["lathe.gate.decision"] == "promoted"
+
+    # The inference service notices the alias and swaps to the new version.
+    deadline = time.monotonic() + 600
+    health = platform.inference_url + "/health"
+    while httpx.get(health, timeout=5).json().get("version") != sft_version["model_version"]:
+        assert time.monotonic() < deadline, "the inference service did not swap to the promoted version"
+        time.sleep(2)
