@@ -4,7 +4,8 @@
 
 The same tiny Llama (the pretrain-tiny recipe's shape), the same data and the same
 per-process batch, three ways:
-  (a) one process, a plain PyTorch loop, all the machine's cores as torch threads;
+  (a) one process, a plain PyTorch loop, all the machine's cores as torch threads (and,
+      for reference, one thread: what each worker below gets);
   (b) Ray Train, N workers, DDP over gloo, one core each;
   (c) Ray Train, N workers, DeepSpeed ZeRO-2 (its CPU accelerator), one core each.
 Throughput is tokens per second in steady state (the first logging window, which pays
@@ -70,7 +71,7 @@ def make_recipe(work: Path, args, strategy: str):
     )
 
 
-def single_process(work: Path, args) -> float:
+def single_process(work: Path, args, threads: int) -> float:
     """(a): the same model and per-process batch in one plain loop."""
     import numpy as np
     import torch
@@ -79,7 +80,7 @@ def single_process(work: Path, args) -> float:
     from pipelines.pretrain.stage import build_model, causal_lm_loss, tokenizer_files
 
     recipe = make_recipe(work, args, "ddp")
-    torch.set_num_threads(os.cpu_count() or 1)
+    torch.set_num_threads(threads)
     rows = np.load(work / "rows.npy")
     model = build_model(recipe, {"tokenizer_files": tokenizer_files(work / "tokenizer")})
     optimizer = build_optimizer([p for p in model.parameters() if p.requires_grad], recipe)
@@ -156,7 +157,10 @@ def main() -> int:
         work = Path(tmp)
         rows = prepare(work, args.seq_len)
         print(f"corpus: {rows} rows of {args.seq_len} tokens; {args.steps} steps of {args.batch} sequences/process")
-        results = {"one_process": single_process(work, args)}
+        results = {
+            "one_process": single_process(work, args, os.cpu_count() or 1),
+            "one_process_one_thread": single_process(work, args, 1),
+        }
         ray.init(num_cpus=args.workers, include_dashboard=False, log_to_driver=False)
         results["ray_ddp"] = ray_train(work, args, "ddp")
         results["ray_deepspeed_zero2"] = ray_train(work, args, "deepspeed")
@@ -171,6 +175,7 @@ def main() -> int:
     print(f"\n{'setup':<34}{'tokens/s':>12}{'vs (a)':>9}")
     labels = {
         "one_process": f"(a) one process, {os.cpu_count()} threads",
+        "one_process_one_thread": "    one process, 1 thread",
         "ray_ddp": f"(b) Ray Train DDP, {args.workers} workers",
         "ray_deepspeed_zero2": f"(c) Ray Train ZeRO-2, {args.workers} workers",
     }
