@@ -9,16 +9,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import Field, model_validator
 
-from lathe.errors import ConfigError
+from pipelines.common.recipes import Strict as _Strict
+from pipelines.common.recipes import read_yaml, validate
 from pipelines.curation.normalise import DEFAULT_BOILERPLATE
 from pipelines.curation.pii import KINDS
-
-
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
 
 
 class InputConfig(_Strict):
@@ -135,32 +131,10 @@ class CurationConfig(_Strict):
     mlflow: MlflowConfig = Field(default_factory=MlflowConfig)
 
 
-def _describe(error: ValidationError) -> str:
-    parts = []
-    for item in error.errors():
-        path = ".".join(str(p) for p in item["loc"]) or "recipe"
-        message = item["msg"]
-        if item["type"] == "extra_forbidden":
-            message = "unknown key (not a stage or setting this recipe knows)"
-        parts.append(f"{path}: {message}")
-    return "; ".join(parts)
-
-
 def load_config(path: str | Path, *, input_path: str | None = None, output: str | None = None) -> CurationConfig:
-    path = Path(path)
-    try:
-        data = yaml.safe_load(path.read_text())
-    except OSError as exc:
-        raise ConfigError(f"cannot read recipe {path}: {exc.strerror}") from None
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"recipe {path} is not valid YAML: {exc}") from None
-    if not isinstance(data, dict):
-        raise ConfigError(f"recipe {path} must be a mapping of settings")
+    data = read_yaml(path)
     if input_path is not None:
         data.setdefault("input", {})["path"] = input_path
     if output is not None:
         data["output"] = output
-    try:
-        return CurationConfig.model_validate(data)
-    except ValidationError as exc:
-        raise ConfigError(f"recipe {path}: {_describe(exc)}") from None
+    return validate(CurationConfig, data, path)
