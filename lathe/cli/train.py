@@ -37,7 +37,15 @@ ENTRY_POINTS = {
     "evaluate": "pipelines.evaluate",
 }
 # Ray Train's own chatter; everything else in the job's log is shown.
-NOISE = ("Reporting training result", "PlacementGroupCleaner", "Ray deduplicates logs", "Setting accelerator to CPU")
+NOISE = (
+    "Reporting training result",
+    "PlacementGroupCleaner",
+    "Ray deduplicates logs",
+    "Setting accelerator to CPU",
+    "PreemptionWatcher",
+    "ray/issues/53727",
+    "max_restarts > 0",
+)
 
 
 def recipe_kind(path: Path) -> str:
@@ -139,7 +147,7 @@ def submit(
     s = settings()
     kind = recipe_kind(recipe)
     argv = _argv(kind, recipe, sets)
-    env = {"MLFLOW_TRACKING_URI": s.mlflow.uri, "LATHE_HOME": str(s.home.resolve())}
+    env = {"MLFLOW_TRACKING_URI": s.mlflow.uri, "LATHE_HOME": str(s.home.resolve()), "LATHE_RESULT_ONLY": "1"}
     if address is None:
         check = subprocess.run(
             [*argv, "--check"], env={**os.environ, **env}, capture_output=True, text=True, check=False

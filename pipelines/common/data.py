@@ -50,11 +50,16 @@ def load_texts(path: str | Path, text_field: str, field_name: str, limit: int | 
 
 def mlflow_dataset(frame, path: str | Path, name: str):
     """The MLflow dataset for these rows (same digest as curation's for the same Parquet)."""
+    import warnings
+
     import mlflow.data
 
     path = Path(path).expanduser().resolve()
     source = path / "data" if (path / "data").is_dir() else path
-    return mlflow.data.from_pandas(frame, source=str(source), name=name)
+    with warnings.catch_warnings():
+        # A local path matches two of MLflow's source types; it picks the right one and warns.
+        warnings.filterwarnings("ignore", message="The specified dataset source can be interpreted")
+        return mlflow.data.from_pandas(frame, source=str(source), name=name)
 
 
 def pack_tokens(token_lists: list[list[int]], eos_id: int, seq_len: int) -> np.ndarray:

@@ -223,8 +223,14 @@ def _fail_mlflow(tracking_uri: str, run_id: str, exc: BaseException) -> None:
 
 
 def print_summary(summary: dict, json_output: bool) -> None:
-    """Rich table (or JSON), then the ``LATHE_RESULT`` line for `lathe train submit`."""
-    if json_output:
+    """Rich table (or JSON), then the ``LATHE_RESULT`` line for `lathe train submit`.
+
+    Under `lathe train submit` (``LATHE_RESULT_ONLY=1``) only the result line is printed:
+    the CLI draws the table from it.
+    """
+    if os.environ.get("LATHE_RESULT_ONLY") == "1":
+        pass
+    elif json_output:
         print(json.dumps(summary, indent=2))
     else:
         from rich.console import Console

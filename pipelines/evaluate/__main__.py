@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -58,7 +59,9 @@ def main(argv: list[str] | None = None) -> int:
     except LatheError as exc:
         print(f"evaluate: {exc.one_line()}", file=sys.stderr)
         return exc.exit_code
-    if args.json:
+    if os.environ.get("LATHE_RESULT_ONLY") == "1":
+        pass  # under `lathe train submit`: the CLI draws the summary from the result line
+    elif args.json:
         print(json.dumps(summary, indent=2, default=str))
     else:
         _print_summary(summary)

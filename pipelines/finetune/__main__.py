@@ -87,12 +87,10 @@ def prepare(recipe, config_path: Path):
     count = len(next(iter(arrays.values())))
     check_batches(recipe, count, what)
     print(f"{recipe.kind}: base {base_label or folder}, {len(rows)} examples -> {count} {what}", flush=True)
-    frame = pd.DataFrame({"id": [str(i) for i in range(len(rows))], "text": [json.dumps(r) for r in rows]})
-    import mlflow.data
+    from pipelines.common.data import mlflow_dataset
 
-    dataset = mlflow.data.from_pandas(
-        frame, source=str(Path(recipe.data.path).expanduser().resolve()), name=recipe.data.dataset_name
-    )
+    frame = pd.DataFrame({"id": [str(i) for i in range(len(rows))], "text": [json.dumps(r) for r in rows]})
+    dataset = mlflow_dataset(frame, recipe.data.path, recipe.data.dataset_name)
     return StageRun(
         stage=recipe.kind,
         recipe=recipe,
