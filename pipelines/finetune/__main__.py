@@ -98,7 +98,7 @@ def prepare(recipe, config_path: Path):
         hooks=hooks,
         arrays=arrays,
         payload={"base": entry},
-        flops_per_token=flops_per_token(n_params, config, seq_len),
+        flops_per_token=flops_per_token(n_params, config, seq_len, weight_grads=not recipe.lora.enabled),
         datasets=[dataset],
         params={"parameters": str(n_params), "train_rows": str(count)},
         base_model=base_label,

@@ -90,9 +90,14 @@ def parameter_count(config) -> int:
     return sum(p.numel() for p in model.parameters())
 
 
-def flops_per_token(n_params: int, config, seq_len: int) -> float:
-    """6N for the dense layers plus the attention scores (PaLM's appendix B estimate)."""
-    return 6.0 * n_params + 12.0 * config.num_hidden_layers * config.hidden_size * seq_len
+def flops_per_token(n_params: int, config, seq_len: int, weight_grads: bool = True) -> float:
+    """6N for the dense layers plus the attention scores (PaLM's appendix B estimate).
+
+    Without weight gradients (frozen weights under LoRA) the backward pass costs one
+    matmul per layer instead of two: 4N.
+    """
+    dense = (6.0 if weight_grads else 4.0) * n_params
+    return dense + 12.0 * config.num_hidden_layers * config.hidden_size * seq_len
 
 
 def check_memory(recipe, n_params: int, trainable: int, config) -> float:
