@@ -72,6 +72,8 @@ class TaskSection(Strict):
     max_tokens: int = Field(default=64, ge=1, le=4096)
     # An optional system prompt sent before every question.
     system: str | None = None
+    # Questions in flight at once (the server batches them; answers are greedy either way).
+    concurrency: int = Field(default=8, ge=1, le=256)
     endpoint: EndpointSection = Field(default_factory=EndpointSection)
 
     @field_validator("questions")

@@ -18,6 +18,7 @@ import os
 import statistics
 import tempfile
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -109,6 +110,7 @@ def score_task(
     system: str | None = None,
     on_question: Callable[[], None] | None = None,
     timeout_s: float = 120.0,
+    concurrency: int = 8,
 ) -> dict[str, Any]:
     """Ask every question at temperature 0 through an OpenAI-compatible server; score the answers.
 
@@ -118,9 +120,9 @@ def score_task(
     import openai
 
     client = openai.OpenAI(base_url=base_url, api_key=api_key or "none", max_retries=2, timeout=timeout_s)
-    rows = []
     served: set[str] = set()
-    for item in questions:
+
+    def ask(item: dict[str, Any]) -> dict[str, Any]:
         messages = ([{"role": "system", "content": system}] if system else []) + [
             {"role": "user", "content": item["question"]}
         ]
@@ -144,17 +146,19 @@ def score_task(
             served.add(version)
         completion = raw.parse()
         prediction = (completion.choices[0].message.content or "") if completion.choices else ""
-        rows.append(
-            {
-                "question": item["question"],
-                "answer": item["answer"] if isinstance(item["answer"], str) else " | ".join(item["answer"]),
-                "prediction": prediction,
-                "exact_match": exact_match(prediction, item["answer"]),
-                "token_f1": token_f1(prediction, item["answer"]),
-            }
-        )
         if on_question is not None:
             on_question()
+        return {
+            "question": item["question"],
+            "answer": item["answer"] if isinstance(item["answer"], str) else " | ".join(item["answer"]),
+            "prediction": prediction,
+            "exact_match": exact_match(prediction, item["answer"]),
+            "token_f1": token_f1(prediction, item["answer"]),
+        }
+
+    # Several questions in flight: the server batches them (vLLM), the order of rows stays.
+    with ThreadPoolExecutor(max_workers=max(1, concurrency)) as pool:
+        rows = list(pool.map(ask, questions))
     return {
         "exact_match": statistics.fmean(r["exact_match"] for r in rows) if rows else 0.0,
         "token_f1": statistics.fmean(r["token_f1"] for r in rows) if rows else 0.0,
@@ -222,6 +226,7 @@ def evaluate(
                 recipe.task.max_tokens,
                 system=recipe.task.system,
                 on_question=progress("questions", len(questions)),
+                concurrency=recipe.task.concurrency,
             )
         rows = scored["rows"]
         summary.update(
