@@ -208,7 +208,8 @@ def _print_result(result: dict) -> None:
     if result.get("run_id"):
         console.print(f"MLflow run: {result['run_id']}")
     if result.get("model_version"):
-        console.print(f"registered: [bold]{result['model_name']}[/] version [bold]{result['model_version']}[/]")
+        verb = "evaluated: " if result.get("stage") == "evaluate" else "registered:"
+        console.print(f"{verb} [bold]{result['model_name']}[/] version [bold]{result['model_version']}[/]")
     if result.get("model_path"):
         console.print(f"output:     {result['model_path']}")
 
