@@ -132,12 +132,27 @@ def test_a_bad_recipe_fails_before_any_job_naming_the_field(platform, work, toke
     assert not any("bad.yaml" in job["entrypoint"] for job in jobs)
 
 
-def ray_train_workers() -> list[psutil.Process]:
-    found = []
-    for proc in psutil.process_iter(["cmdline"]):
-        if "RayTrainWorker" in " ".join(proc.info["cmdline"] or []):
-            found.append(proc)
-    return found
+def kill_a_worker_after_checkpoint(platform, job_id: str, storage: Path, step: int) -> int:
+    """Once the run has a checkpoint at ``step``, SIGKILL one of *its* Ray Train workers."""
+    import re
+
+    deadline = time.monotonic() + 300
+    while not list(storage.glob(f"*/checkpoint-{step:08d}")):
+        assert time.monotonic() < deadline, f"no checkpoint at step {step}"
+        time.sleep(0.2)
+    # Ray Train names the worker group's processes in the job log:
+    # "- (ip=…, pid=27021) world_rank=0, …".
+    while True:
+        logs = platform.lathe("train", "logs", job_id).stdout
+        pids = [int(pid) for pid, rank in re.findall(r"pid=(\d+)\) world_rank=(\d+)", logs) if rank == "1"]
+        if pids and psutil.pid_exists(pids[-1]):
+            break
+        assert time.monotonic() < deadline, "the job log names no live Ray Train worker"
+        time.sleep(0.5)
+    worker = psutil.Process(pids[-1])
+    assert "RayTrainWorker" in " ".join(worker.cmdline()), worker.cmdline()
+    worker.send_signal(signal.SIGKILL)
+    return worker.pid
 
 
 def test_a_killed_worker_resumes_from_the_last_checkpoint_and_finishes_the_same_steps(platform, work, tokenizer_dir):
@@ -145,8 +160,8 @@ def test_a_killed_worker_resumes_from_the_last_checkpoint_and_finishes_the_same_
         work,
         tokenizer_dir,
         "resume",
-        training__max_steps=240,
-        training__seq_len=128,
+        training__max_steps=400,
+        training__seq_len=256,
         checkpoint__every_steps=20,
         checkpoint__max_failures=2,
     )
@@ -157,13 +172,7 @@ def test_a_killed_worker_resumes_from_the_last_checkpoint_and_finishes_the_same_
     job_id = json.loads(queued.stdout)["job_id"]
 
     storage = work / "ckpt-resume"
-    deadline = time.monotonic() + 300
-    while not list(storage.glob("*/checkpoint-00000020")):
-        assert time.monotonic() < deadline, "no checkpoint at step 20"
-        time.sleep(0.2)
-    workers = ray_train_workers()
-    assert workers, "found no Ray Train worker process to kill"
-    workers[-1].send_signal(signal.SIGKILL)
+    kill_a_worker_after_checkpoint(platform, job_id, storage, 20)
 
     deadline = time.monotonic() + 600
     while True:
@@ -176,9 +185,45 @@ def test_a_killed_worker_resumes_from_the_last_checkpoint_and_finishes_the_same_
     assert jobs[job_id]["status"] == "SUCCEEDED", logs[-3000:]
     assert "resumed from the checkpoint at step" in logs
     result = json.loads(logs.split("LATHE_RESULT ", 1)[1].splitlines()[0])
-    assert result["steps"] == 240
-    final = json.loads((Path(result["checkpoints"]) / "checkpoint-00000240" / "lathe_checkpoint.json").read_text())
-    assert final == {"step": 240, "final": True}
+    assert result["steps"] == 400
+    final = json.loads((Path(result["checkpoints"]) / "checkpoint-00000400" / "lathe_checkpoint.json").read_text())
+    assert final == {"step": 400, "final": True}
+
+
+def test_a_crashed_job_keeps_its_checkpoints_and_marks_its_run_failed(platform, work, tokenizer_dir):
+    recipe = pretrain_recipe(
+        work,
+        tokenizer_dir,
+        "crash",
+        training__max_steps=400,
+        training__seq_len=256,
+        checkpoint__every_steps=20,
+        checkpoint__max_failures=0,  # no restart: losing a worker ends the run
+    )
+    path = work / "crash.yaml"
+    path.write_text(yaml.safe_dump(recipe))
+    queued = platform.lathe("train", "submit", str(path), "--no-wait", "--json")
+    assert queued.returncode == 0, queued.stderr
+    job_id = json.loads(queued.stdout)["job_id"]
+    storage = work / "ckpt-crash"
+    kill_a_worker_after_checkpoint(platform, job_id, storage, 20)
+
+    deadline = time.monotonic() + 300
+    while (status := wait_status(platform, job_id)) not in ("SUCCEEDED", "FAILED", "STOPPED"):
+        assert time.monotonic() < deadline, "the job did not end"
+        time.sleep(2)
+    assert status == "FAILED"
+    assert list(storage.glob("*/checkpoint-00000020/lathe_checkpoint.json")), "the checkpoint was lost"
+    client = MlflowClient(platform.mlflow_uri)
+    experiment = client.get_experiment_by_name("lathe-training")
+    runs = client.search_runs([experiment.experiment_id], "attributes.run_name = 'crash'")
+    assert runs and runs[0].info.status == "FAILED"
+    assert runs[0].data.tags.get("lathe.error")
+
+
+def wait_status(platform, job_id: str) -> str:
+    jobs = {j["job_id"]: j for j in json.loads(platform.lathe("train", "list", "--json").stdout)}
+    return jobs[job_id]["status"]
 
 
 def test_deepspeed_zero2_trains_on_cpus(platform, work, tokenizer_dir):
