@@ -229,8 +229,9 @@ def print_summary(summary: dict, json_output: bool) -> None:
     the CLI draws the table from it.
     """
     if os.environ.get("LATHE_RESULT_ONLY") == "1":
-        pass
-    elif json_output:
+        print(RESULT_PREFIX + json.dumps(summary), file=sys.stderr, flush=True)
+        return
+    if json_output:
         print(json.dumps(summary, indent=2))
     else:
         from rich.console import Console

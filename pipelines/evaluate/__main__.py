@@ -59,12 +59,12 @@ def main(argv: list[str] | None = None) -> int:
     except LatheError as exc:
         print(f"evaluate: {exc.one_line()}", file=sys.stderr)
         return exc.exit_code
-    if os.environ.get("LATHE_RESULT_ONLY") == "1":
-        pass  # under `lathe train submit`: the CLI draws the summary from the result line
-    elif args.json:
-        print(json.dumps(summary, indent=2, default=str))
-    else:
-        _print_summary(summary)
+    # Under `lathe train submit` (LATHE_RESULT_ONLY=1) the CLI draws the summary from the result line.
+    if os.environ.get("LATHE_RESULT_ONLY") != "1":
+        if args.json:
+            print(json.dumps(summary, indent=2, default=str))
+        else:
+            _print_summary(summary)
     _print_result_line(summary)
     return 0
 
