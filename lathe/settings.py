@@ -125,6 +125,40 @@ class GatewaySettings(_Section):
         return self.url or f"http://{self.host}:{self.port}"
 
 
+class RagSettings(_Section):
+    """Where the RAG service listens; the service adds stores, chunking and retrieval on top."""
+
+    model_config = SettingsConfigDict(env_prefix="LATHE_RAG_")
+
+    enabled: bool = True
+    host: str = "127.0.0.1"
+    port: Port = 8300
+    url: str | None = None  # set when the service runs elsewhere (the cluster)
+
+    _port = field_validator("port")(_check_port)
+
+    @property
+    def base_url(self) -> str:
+        return self.url or f"http://{self.host}:{self.port}"
+
+
+class AgentSettings(_Section):
+    """Where the agent service listens; the service adds tools, memory and guardrails on top."""
+
+    model_config = SettingsConfigDict(env_prefix="LATHE_AGENT_")
+
+    enabled: bool = True
+    host: str = "127.0.0.1"
+    port: Port = 8400
+    url: str | None = None  # set when the service runs elsewhere (the cluster)
+
+    _port = field_validator("port")(_check_port)
+
+    @property
+    def base_url(self) -> str:
+        return self.url or f"http://{self.host}:{self.port}"
+
+
 class PrometheusSettings(_Section):
     """The local Prometheus, started only when its binary is installed."""
 
@@ -154,6 +188,8 @@ class LatheSettings(_Section):
     inference: InferenceSettings = Field(default_factory=InferenceSettings)
     gateway: GatewaySettings = Field(default_factory=GatewaySettings)
     prometheus: PrometheusSettings = Field(default_factory=PrometheusSettings)
+    rag: RagSettings = Field(default_factory=RagSettings)
+    agent: AgentSettings = Field(default_factory=AgentSettings)
 
     @field_validator("home", "assets")
     @classmethod
@@ -191,6 +227,14 @@ class LatheSettings(_Section):
     def gateway_dir(self) -> Path:
         return self.home / "gateway"
 
+    @property
+    def rag_dir(self) -> Path:
+        return self.home / "rag"
+
+    @property
+    def agent_dir(self) -> Path:
+        return self.home / "agent"
+
 
 _SECTION_PREFIX = {
     "mlflow": "LATHE_MLFLOW_",
@@ -198,6 +242,8 @@ _SECTION_PREFIX = {
     "inference": "LATHE_INFERENCE_",
     "gateway": "LATHE_GATEWAY_",
     "prometheus": "LATHE_PROMETHEUS_",
+    "rag": "LATHE_RAG_",
+    "agent": "LATHE_AGENT_",
 }
 
 
@@ -222,6 +268,8 @@ def load_settings(**overrides: object) -> LatheSettings:
         ("inference", InferenceSettings),
         ("gateway", GatewaySettings),
         ("prometheus", PrometheusSettings),
+        ("rag", RagSettings),
+        ("agent", AgentSettings),
     ):
         if key in overrides:
             continue

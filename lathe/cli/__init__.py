@@ -7,6 +7,8 @@
     lathe data curate --config RECIPE [--input PATH --output DIR]
     lathe train submit RECIPE [--set FIELD=VALUE --address URL --no-wait --json] | list | logs JOB_ID
     lathe chat "Hello"
+    lathe agent ask "What is 17 * 23?" [--agent NAME --session ID --tool-choice TOOL --json] | tools
+    lathe rag ingest PATH|URL... [--collection C] | ask "…" | retrieve "…" | eval --questions FILE
 
 Every command turns a ``LatheError`` into one line on stderr and a non-zero exit.
 Heavy imports (MLflow, torch) happen inside the commands that need them, so
@@ -19,7 +21,8 @@ import sys
 
 import typer
 
-from lathe.cli import chat, data, keys, models, platform, train
+from lathe.cli import agent, chat, data, keys, models, platform, train
+from lathe.cli import rag as rag_cli
 from lathe.cli.output import run_guarded
 
 app = typer.Typer(
@@ -34,6 +37,8 @@ app.add_typer(models.app, name="models")
 app.add_typer(keys.app, name="keys")
 app.add_typer(data.app, name="data")
 app.add_typer(train.app, name="train")
+app.add_typer(agent.app, name="agent")
+app.add_typer(rag_cli.app, name="rag")
 chat.register(app)
 
 

@@ -265,6 +265,54 @@ class InferenceComponent(_ServerComponent):
         }
 
 
+class RagComponent(_ServerComponent):
+    """RAG over Qdrant's local mode; it owns ``$LATHE_HOME/rag/qdrant`` while it runs."""
+
+    name = "rag"
+    description = "RAG service (LlamaIndex + Qdrant, MiniLM embeddings)"
+    port_env = "LATHE_RAG_PORT"
+    start_timeout_s = 120.0
+
+    @property
+    def port(self) -> int:
+        return self.settings.rag.port
+
+    def url(self) -> str:
+        return f"http://{self.settings.rag.host}:{self.port}"
+
+    def available(self) -> str | None:
+        return None if self.settings.rag.enabled else "disabled (LATHE_RAG_ENABLED=false)"
+
+    def argv(self) -> list[str]:
+        return [sys.executable, "-m", "services.rag"]
+
+    def env(self) -> dict[str, str]:
+        return {"LATHE_HOME": str(self.settings.home), "LATHE_RAG_GATEWAY_URL": self.settings.gateway.base_url}
+
+
+class AgentComponent(_ServerComponent):
+    name = "agent"
+    description = "agent service (tool calling, memory, guardrails)"
+    port_env = "LATHE_AGENT_PORT"
+    start_timeout_s = 60.0
+
+    @property
+    def port(self) -> int:
+        return self.settings.agent.port
+
+    def url(self) -> str:
+        return f"http://{self.settings.agent.host}:{self.port}"
+
+    def available(self) -> str | None:
+        return None if self.settings.agent.enabled else "disabled (LATHE_AGENT_ENABLED=false)"
+
+    def argv(self) -> list[str]:
+        return [sys.executable, "-m", "services.agent"]
+
+    def env(self) -> dict[str, str]:
+        return {"LATHE_HOME": str(self.settings.home), "LATHE_AGENT_GATEWAY_URL": self.settings.gateway.base_url}
+
+
 class GatewayComponent(_ServerComponent):
     """The OpenAI front door; its admin key is made on first start (mode 600)."""
 
@@ -298,6 +346,8 @@ class GatewayComponent(_ServerComponent):
             "LATHE_HOME": str(self.settings.home),
             "LATHE_GATEWAY_DEFAULT_MODEL": self.settings.inference.model_name,
             "LATHE_GATEWAY_DEFAULT_BACKEND_URL": self.settings.inference.base_url,
+            "LATHE_GATEWAY_RAG_URL": self.settings.rag.base_url,
+            "LATHE_GATEWAY_AGENT_URL": self.settings.agent.base_url,
         }
 
 
@@ -365,6 +415,8 @@ def scrape_targets(settings: LatheSettings) -> dict[str, str]:
         "lathe-inference": f"127.0.0.1:{settings.inference.port}",
         "lathe-gateway": f"127.0.0.1:{settings.gateway.metrics_port}",
         "lathe-mlflow": f"127.0.0.1:{settings.mlflow.port}",
+        "lathe-rag": f"127.0.0.1:{settings.rag.port}",
+        "lathe-agent": f"127.0.0.1:{settings.agent.port}",
         "prometheus": f"127.0.0.1:{settings.prometheus.port}",
     }
 
@@ -393,6 +445,8 @@ def all_components(settings: LatheSettings, store: StateStore) -> list[_ServerCo
         MlflowComponent(settings, store),
         RayComponent(settings, store),
         InferenceComponent(settings, store),
+        RagComponent(settings, store),
+        AgentComponent(settings, store),
         GatewayComponent(settings, store),
         PrometheusComponent(settings, store),
     ]

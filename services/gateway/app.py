@@ -18,7 +18,7 @@ from services.gateway.keys import KeyCache, KeyStore, UsageRecorder
 from services.gateway.metrics import GatewayMetrics
 from services.gateway.proxy import Forwarder
 from services.gateway.quotas import InProcessLimiter, RateLimitedError, RedisLimiter, retry_after_header
-from services.gateway.routes import admin, health, openai
+from services.gateway.routes import admin, health, openai, services
 from services.gateway.routing import Router
 from services.gateway.settings import GatewayServiceSettings
 
@@ -94,6 +94,7 @@ def create_app(settings: GatewayServiceSettings, *, serve_metrics: bool = True) 
     app.include_router(health.router)
     app.include_router(openai.router)
     app.include_router(admin.router)
+    app.include_router(services.router)
     install_error_handlers(app, lambda exc: retry_after_header(exc) if isinstance(exc, RateLimitedError) else {})
     return app
 

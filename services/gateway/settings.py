@@ -75,6 +75,12 @@ class GatewayServiceSettings(GatewaySettings):
     k8s_services: str | None = None
     discovery_interval_s: float = Field(default=5.0, gt=0)
 
+    # The RAG and agent services behind /v1/rag/... and /v1/agents/... (empty: not served).
+    rag_url: str | None = Field(default="http://127.0.0.1:8300", pattern=r"^https?://")
+    agent_url: str | None = Field(default="http://127.0.0.1:8400", pattern=r"^https?://")
+    # Document uploads go to /v1/rag: a larger body limit than the OpenAI routes'.
+    service_max_body_bytes: int = Field(default=64_000_000, ge=1024)
+
     default_max_tokens: int = Field(default=256, ge=1)
     max_tokens_cap: int = Field(default=4096, ge=1)
     max_body_bytes: int = Field(default=1_000_000, ge=1024)

@@ -18,6 +18,7 @@ def test_status_reports_every_component_healthy(platform):
     report = platform.status()
     states = {c["name"]: c["state"] for c in report["components"]}
     assert states["mlflow"] == states["ray"] == states["inference"] == states["gateway"] == "healthy"
+    assert states["rag"] == states["agent"] == "healthy"
     expected_prometheus = "healthy" if shutil.which("prometheus") else "unavailable"
     assert states["prometheus"] == expected_prometheus
     inference = platform.component("inference")
@@ -48,7 +49,7 @@ def test_prometheus_scrapes_every_component(platform):
             break
         assert time.monotonic() < deadline, f"targets not all up: {health}"
         time.sleep(1)
-    assert set(health) == {"lathe-inference", "lathe-gateway", "lathe-mlflow", "prometheus"}
+    assert set(health) == {"lathe-inference", "lathe-gateway", "lathe-mlflow", "lathe-rag", "lathe-agent", "prometheus"}
     query = f"http://127.0.0.1:{PORTS['LATHE_PROMETHEUS_PORT']}/api/v1/query"
     deadline = time.monotonic() + 30
     while True:

@@ -74,7 +74,7 @@ def test_status_json_lists_every_component_when_nothing_runs(tmp_path):
     assert result.returncode == 0, result.stderr
     report = json.loads(result.stdout)
     names = [c["name"] for c in report["components"]]
-    assert names == ["mlflow", "ray", "inference", "gateway", "prometheus"]
+    assert names == ["mlflow", "ray", "inference", "rag", "agent", "gateway", "prometheus"]
     for component in report["components"]:
         assert component["state"] in ("stopped", "unavailable")
         assert component["pid"] is None

@@ -43,7 +43,7 @@ def test_ray_token_is_private_and_shared_with_clients(settings):
 
 def test_prometheus_config_scrapes_every_component(settings):
     config = render_prometheus_config(settings)
-    for job in ("lathe-inference", "lathe-gateway", "lathe-mlflow", "prometheus"):
+    for job in ("lathe-inference", "lathe-gateway", "lathe-mlflow", "lathe-rag", "lathe-agent", "prometheus"):
         assert f"job_name: {job}" in config
     assert f"127.0.0.1:{settings.inference.port}" in config
 

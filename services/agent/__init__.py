@@ -1,0 +1,1 @@
+"""The agent service: a tool-calling loop over the gateway (``python -m services.agent``)."""

@@ -1,0 +1,112 @@
+"""The RAG and agent services behind the gateway: ``/v1/rag/...`` and ``/v1/agents/...``.
+
+Same keys and quotas as the OpenAI routes: the caller is authenticated here, each
+request takes one from the key's requests-per-minute, and the caller's key travels on
+so the service generates through the gateway under that same key (its tokens count
+against the same quota). The gateway tells the service who called and which agent
+tools the key may use; headers of that name from the client are dropped, never
+trusted.
+"""
+
+from __future__ import annotations
+
+import time
+
+import aiohttp
+from fastapi import APIRouter, Request
+from fastapi.responses import Response, StreamingResponse
+
+from lathe.errors import EngineUnavailableError, NotFoundError, PayloadTooLargeError
+from lathe.telemetry import REQUEST_ID_HEADER, request_id_var
+from services.gateway.deps import CurrentKey, SettingsDep
+from services.gateway.keys import KeyInfo
+from services.gateway.quotas import Limits, RateLimitedError
+
+router = APIRouter(tags=["services"])
+
+_PASS_HEADERS = ("authorization", "content-type", "accept")
+_RETURN_HEADERS = ("content-type", "cache-control")
+_METHODS = ["GET", "POST", "DELETE"]
+
+
+@router.api_route("/v1/rag/{path:path}", methods=_METHODS, include_in_schema=False)
+async def rag(path: str, request: Request, key: CurrentKey, settings: SettingsDep) -> Response:
+    return await _relay(request, key, settings.rag_url, "rag", f"/v1/rag/{path}", settings)
+
+
+@router.api_route("/v1/agents", methods=["GET"], include_in_schema=False)
+async def agents(request: Request, key: CurrentKey, settings: SettingsDep) -> Response:
+    return await _relay(request, key, settings.agent_url, "agents", "/v1/agents", settings)
+
+
+@router.api_route("/v1/agents/{path:path}", methods=_METHODS, include_in_schema=False)
+async def agent_runs(path: str, request: Request, key: CurrentKey, settings: SettingsDep) -> Response:
+    return await _relay(request, key, settings.agent_url, "agents", f"/v1/agents/{path}", settings)
+
+
+async def _relay(request: Request, key: KeyInfo, base: str | None, route: str, path: str, settings) -> Response:
+    if not base:
+        raise NotFoundError(f"the {route} service is not enabled on this gateway")
+    forwarder = request.app.state.forwarder
+    metrics = request.app.state.metrics
+    try:
+        reservation = await forwarder.limiter.reserve(key.id, 0, Limits(rpm=key.rpm, budget=key.budget))
+    except RateLimitedError:
+        metrics.rate_limited.labels(key=key.name, reason="rate").inc()
+        raise
+    await forwarder.limiter.reconcile(reservation, 0)
+    body = await _body(request, settings.service_max_body_bytes)
+    headers = {name: request.headers[name] for name in _PASS_HEADERS if name in request.headers}
+    headers["x-lathe-key-name"] = key.name
+    headers["x-lathe-allowed-tools"] = ",".join(key.tools) if key.tools else "*"
+    if request_id := request_id_var.get():
+        headers[REQUEST_ID_HEADER] = request_id
+    url = base.rstrip("/") + path
+    if request.url.query:
+        url += "?" + request.url.query
+    started = time.monotonic()
+    try:
+        upstream = await forwarder.http.request(request.method, url, data=body or None, headers=headers)
+    except (aiohttp.ClientError, TimeoutError) as exc:
+        metrics.requests.labels(model="-", route=route, status="503").inc()
+        raise EngineUnavailableError(f"the {route} service cannot be reached ({type(exc).__name__})") from None
+    returned = {k: upstream.headers[k] for k in _RETURN_HEADERS if k in upstream.headers}
+    if upstream.headers.get("content-type", "").startswith("text/event-stream"):
+
+        async def relay():
+            try:
+                async for piece in upstream.content.iter_any():
+                    yield piece
+            except (aiohttp.ClientError, TimeoutError):
+                yield (
+                    b'event: error\ndata: {"error": {"message": "the service stopped mid-stream", '
+                    b'"type": "server_error", "param": null, "code": "upstream_error"}}\n\n'
+                )
+            finally:
+                upstream.close()
+                _observe(metrics, route, upstream.status, started)
+
+        return StreamingResponse(relay(), status_code=upstream.status, headers=returned)
+    try:
+        content = await upstream.read()
+    finally:
+        upstream.release()
+    _observe(metrics, route, upstream.status, started)
+    return Response(content, status_code=upstream.status, headers=returned)
+
+
+def _observe(metrics, route: str, status: int, started: float) -> None:
+    metrics.requests.labels(model="-", route=route, status=str(status)).inc()
+    metrics.latency.labels(model="-", route=route).observe(time.monotonic() - started)
+
+
+async def _body(request: Request, limit: int) -> bytes:
+    declared = request.headers.get("content-length")
+    if declared and declared.isdigit() and int(declared) > limit:
+        raise PayloadTooLargeError(f"request body of {declared} bytes is over the limit of {limit}")
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > limit:
+            raise PayloadTooLargeError(f"request body is over the limit of {limit} bytes")
+    return bytes(body)

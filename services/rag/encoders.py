@@ -1,0 +1,106 @@
+"""The two encoders of hybrid retrieval: MiniLM (dense) and a BM25-style sparse encoder.
+
+The sparse encoder is Lathe's own because fastembed's BM25 downloads its model at
+run time. It stores BM25's saturated term frequency per document term; Qdrant's IDF
+modifier multiplies in the inverse document frequency at query time, from the
+collection's own statistics, so adding documents never re-encodes old ones.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+import zlib
+from collections import Counter
+from pathlib import Path
+
+_TOKEN = re.compile(r"[a-z0-9_]+(?:\.[a-z0-9_]+)*")
+
+# Small and English: what carries no meaning in a query about documentation.
+STOPWORDS = frozenset(
+    "a an and are as at be been but by can could did do does for from had has have how i if in into is it its "
+    "may me might my no not of on or our shall should so such than that the their them then there these they "
+    "this those to too us was we were what when where which while who whom why will with would you your".split()
+)
+
+
+def tokenize(text: str) -> list[str]:
+    """Lower-case words (dotted names like ``os.path`` kept whole), stop words dropped."""
+    tokens = []
+    for token in _TOKEN.findall(text.lower()):
+        if token in STOPWORDS or len(token) < 2:
+            continue
+        tokens.append(_stem(token))
+    return tokens
+
+
+def _stem(token: str) -> str:
+    # A light plural/verb-form fold; enough for "functions" to meet "function".
+    for suffix, keep in (("ies", "y"), ("sses", "ss"), ("ing", ""), ("ed", ""), ("s", "")):
+        if token.endswith(suffix) and len(token) - len(suffix) >= 3 and not token.endswith("ss"):
+            return token[: -len(suffix)] + keep
+    return token
+
+
+def term_id(token: str) -> int:
+    """A stable index for a term (CRC32: the same in every process and release)."""
+    return zlib.crc32(token.encode())
+
+
+class SparseEncoder:
+    """BM25 document weights ``tf·(k1+1) / (tf + k1·(1-b+b·len/avg_len))``; queries weigh 1."""
+
+    def __init__(self, k1: float = 1.2, b: float = 0.75, avg_len: float = 120.0) -> None:
+        self.k1, self.b, self.avg_len = k1, b, avg_len
+
+    def encode_documents(self, texts: list[str]) -> tuple[list[list[int]], list[list[float]]]:
+        indices, values = [], []
+        for text in texts:
+            tokens = tokenize(text)
+            counts = Counter(term_id(t) for t in tokens)
+            norm = self.k1 * (1 - self.b + self.b * len(tokens) / self.avg_len)
+            ids = sorted(counts)
+            indices.append(ids)
+            values.append([counts[i] * (self.k1 + 1) / (counts[i] + norm) for i in ids])
+        return indices, values
+
+    def encode_queries(self, texts: list[str]) -> tuple[list[list[int]], list[list[float]]]:
+        indices, values = [], []
+        for text in texts:
+            ids = sorted({term_id(t) for t in tokenize(text)})
+            indices.append(ids)
+            values.append([1.0] * len(ids))
+        return indices, values
+
+
+class DenseEncoder:
+    """sentence-transformers MiniLM on the CPU, batched by length so padding costs little."""
+
+    def __init__(self, model_path: Path, batch_size: int = 64, threads: int | None = 1) -> None:
+        import torch
+        from sentence_transformers import SentenceTransformer
+
+        if threads:
+            torch.set_num_threads(threads)
+        self.model = SentenceTransformer(str(model_path), device="cpu")
+        self.batch_size = batch_size
+        self.dimension = int(self.model.get_embedding_dimension())
+        self._lock = threading.Lock()  # one forward pass at a time: threads would fight for cores
+
+    def encode(self, texts: list[str]) -> list[list[float]]:
+        if not texts:
+            return []
+        import numpy as np
+
+        order = np.argsort([len(t) for t in texts])
+        with self._lock:
+            vectors = self.model.encode(
+                [texts[i] for i in order],
+                batch_size=self.batch_size,
+                normalize_embeddings=True,
+                convert_to_numpy=True,
+                show_progress_bar=False,
+            )
+        out = np.empty_like(vectors)
+        out[order] = vectors
+        return out.tolist()

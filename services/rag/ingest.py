@@ -1,0 +1,133 @@
+"""Ingest documents into a collection: parse, chunk, embed, write — idempotently.
+
+A document's id is its source path (or an id given with it); its hash covers the
+bytes and the chunking settings. Re-ingesting an unchanged document writes nothing;
+a changed one replaces exactly its chunks. One document that fails (unsupported
+type, corrupt PDF, no text) is reported and the others go on.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from lathe.errors import LatheError
+from lathe.telemetry import log_fields
+from services.rag.chunking import Chunker
+from services.rag.documents import parse_document
+from services.rag.metrics import RagMetrics
+from services.rag.store import VectorStore
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class IncomingDocument:
+    name: str  # a file name or path: it tells the format
+    data: bytes
+    id: str | None = None
+    source: str | None = None
+    format: str | None = None
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def doc_id(self) -> str:
+        return self.id or self.source or self.name
+
+
+@dataclass
+class IngestOutcome:
+    id: str
+    source: str
+    status: str  # added | updated | unchanged | failed
+    chunks: int = 0
+    error: str | None = None
+    error_code: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        out = {"id": self.id, "source": self.source, "status": self.status, "chunks": self.chunks}
+        if self.error:
+            out["error"] = {"message": self.error, "code": self.error_code}
+        return out
+
+
+class Ingestor:
+    def __init__(self, store: VectorStore, embed, chunker: Chunker, metrics: RagMetrics, max_bytes: int) -> None:
+        self.store = store
+        self.embed = embed
+        self.chunker = chunker
+        self.metrics = metrics
+        self.max_bytes = max_bytes
+
+    def fingerprint(self) -> str:
+        c = self.chunker
+        return f"{c.name}:{getattr(c, 'chunk_words', 0)}:{getattr(c, 'overlap_words', 0)}"
+
+    def content_hash(self, document: IncomingDocument) -> str:
+        digest = hashlib.sha256(document.data)
+        digest.update(self.fingerprint().encode())
+        digest.update(repr(sorted(document.metadata.items())).encode())
+        return digest.hexdigest()[:32]
+
+    def ingest_one(self, collection: str, document: IncomingDocument) -> IngestOutcome:
+        doc_id, source = document.doc_id, document.source or document.name
+        try:
+            if len(document.data) > self.max_bytes:
+                raise LatheError(f"{document.name!r} is {len(document.data)} bytes, over {self.max_bytes}")
+            doc_hash = self.content_hash(document)
+            previous = self.store.document_hash(collection, doc_id)
+            if previous == doc_hash:
+                outcome = IngestOutcome(doc_id, source, "unchanged")
+            else:
+                parsed = parse_document(document.name, document.data, document.format)
+                chunks = self.chunker.split(parsed)
+                records = [
+                    {
+                        "text": chunk.text,
+                        "doc_id": doc_id,
+                        "doc_hash": doc_hash,
+                        "source": source,
+                        "title": document.metadata.get("title") or parsed.title,
+                        "section": chunk.section,
+                        "page": chunk.page,
+                        "chunk": chunk.index,
+                        "format": parsed.format,
+                    }
+                    for chunk in chunks
+                ]
+                # Title and section go into both encoders: they say what the chunk is about.
+                texts = [_embed_text(r) for r in records]
+                vectors = self.embed(texts)
+                written = self.store.write_document(collection, doc_id, doc_hash, records, vectors)
+                outcome = IngestOutcome(doc_id, source, "updated" if previous else "added", written)
+                self.metrics.chunks_written.labels(collection=collection).inc(written)
+        except LatheError as exc:
+            outcome = IngestOutcome(doc_id, source, "failed", error=exc.one_line(), error_code=exc.code)
+        except Exception as exc:  # one document's surprise must not stop the batch
+            log.exception("ingest failed", extra=log_fields(doc_id=doc_id))
+            outcome = IngestOutcome(doc_id, source, "failed", error=f"{type(exc).__name__}: {exc}", error_code="error")
+        self.metrics.documents.labels(collection=collection, outcome=outcome.status).inc()
+        return outcome
+
+    def ingest(self, collection: str, documents: list[IncomingDocument]) -> dict[str, Any]:
+        started = time.perf_counter()
+        outcomes = [self.ingest_one(collection, document) for document in documents]
+        seconds = time.perf_counter() - started
+        written = sum(o.chunks for o in outcomes)
+        return {
+            "object": "rag.ingest",
+            "collection": collection,
+            "documents": [o.to_dict() for o in outcomes],
+            "chunks_written": written,
+            "failed": sum(o.status == "failed" for o in outcomes),
+            "seconds": round(seconds, 3),
+            "chunks_per_s": round(written / seconds, 2) if seconds > 0 else None,
+        }
+
+
+def _embed_text(record: dict[str, Any]) -> str:
+    head = " — ".join(p for p in (record.get("title"), record.get("section")) if p)
+    return f"{head}\n{record['text']}" if head else record["text"]

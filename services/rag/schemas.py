@@ -1,0 +1,82 @@
+"""Request bodies of the RAG API; every field validated, unknown fields refused."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field, field_validator, model_validator
+
+COLLECTION = r"^[A-Za-z0-9][A-Za-z0-9_\-]{0,63}$"
+FilterValue = str | int | float | bool | list[str] | list[int]
+
+
+class _Body(BaseModel):
+    model_config = {"extra": "forbid"}
+
+
+class DocumentIn(_Body):
+    """One document in a JSON ingest: its text, or its bytes in base64 with a file name."""
+
+    id: str | None = Field(default=None, min_length=1, max_length=1024)
+    source: str | None = Field(default=None, min_length=1, max_length=2048)
+    filename: str | None = Field(default=None, min_length=1, max_length=512)
+    format: Literal["pdf", "docx", "html", "markdown", "rst", "text"] | None = None
+    text: str | None = None
+    content_base64: str | None = None
+    metadata: dict[str, str | int | float | bool] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _one_body(self) -> DocumentIn:
+        if (self.text is None) == (self.content_base64 is None):
+            raise ValueError("give exactly one of 'text' or 'content_base64'")
+        if self.content_base64 is not None and not (self.filename or self.format):
+            raise ValueError("'content_base64' needs a 'filename' or a 'format'")
+        if not (self.id or self.source or self.filename):
+            raise ValueError("give an 'id', a 'source' or a 'filename' to identify the document")
+        return self
+
+    def data(self) -> bytes:
+        if self.text is not None:
+            return self.text.encode("utf-8")
+        try:
+            return base64.b64decode(self.content_base64 or "", validate=True)
+        except (binascii.Error, ValueError):
+            raise ValueError("content_base64 is not valid base64") from None
+
+
+class IngestRequest(_Body):
+    documents: list[DocumentIn] = Field(min_length=1, max_length=1000)
+
+
+class RetrieveRequest(_Body):
+    query: str = Field(min_length=1, max_length=4000)
+    collection: str = Field(default="docs", pattern=COLLECTION)
+    top_k: int | None = Field(default=None, ge=1, le=500)
+    mode: Literal["dense", "sparse", "hybrid"] = "hybrid"
+    reranker: Literal["mmr", "none", "llm"] | None = None
+    filters: dict[str, FilterValue] = Field(default_factory=dict)
+
+    @field_validator("query")
+    @classmethod
+    def _not_blank(cls, value: str) -> str:
+        if not value.strip():
+            raise ValueError("the query is empty")
+        return value
+
+    @field_validator("filters")
+    @classmethod
+    def _known_fields(cls, value: dict[str, Any]) -> dict[str, Any]:
+        allowed = {"doc_id", "source", "title", "section", "page", "format"}
+        unknown = set(value) - allowed
+        if unknown:
+            raise ValueError(f"unknown filter field(s) {sorted(unknown)}; filter on {sorted(allowed)}")
+        return value
+
+
+class QueryRequest(RetrieveRequest):
+    model: str | None = Field(default=None, min_length=1, max_length=256)
+    stream: bool = False
+    max_tokens: int | None = Field(default=None, ge=1, le=4096)
+    temperature: float | None = Field(default=None, ge=0.0, le=2.0)

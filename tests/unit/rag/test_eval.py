@@ -1,0 +1,43 @@
+"""hit@k, MRR and faithfulness over a question set (``lathe rag eval``)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from lathe.errors import InvalidRequestError
+from lathe.rag_eval import evaluate_questions, load_questions
+
+
+def test_hit_at_k_and_mrr_count_the_first_relevant_rank():
+    items = [
+        {"question": "q1", "expected_source": "library/os.path.rst.txt"},
+        {"question": "q2", "expected_doc_id": "doc-b"},
+        {"question": "q3", "expected_text": "never there"},
+    ]
+    ranked = {
+        "q1": [{"source": "/usr/share/doc/library/os.path.rst.txt"}],
+        "q2": [{"source": "x", "doc_id": "doc-a"}, {"source": "y", "doc_id": "doc-b"}],
+        "q3": [{"source": "z", "text": "something else"}],
+    }
+    answers = {"q1": {"grounded": True, "faithfulness": 1.0}, "q2": {"grounded": False}}
+    report = evaluate_questions(items, ranked.__getitem__, answers.__getitem__, k=5, answers=2)
+    assert report["hit_at_k"] == pytest.approx(2 / 3)
+    assert report["mrr"] == pytest.approx((1 + 0.5 + 0) / 3)
+    assert report["answered"] == 1 and report["unknown"] == 1 and report["faithfulness"] == 1.0
+    assert report["misses"] == [{"question": "q3", "expected": "never there"}]
+
+
+def test_question_files_are_checked_line_by_line(tmp_path):
+    good = tmp_path / "q.jsonl"
+    good.write_text(json.dumps({"question": "What?", "expected_source": "a.md"}) + "\n\n")
+    assert load_questions(good) == [{"question": "What?", "expected_source": "a.md"}]
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text(json.dumps({"question": "What?"}) + "\n")
+    with pytest.raises(InvalidRequestError, match=r"bad\.jsonl:1: needs one of"):
+        load_questions(bad)
+    broken = tmp_path / "broken.jsonl"
+    broken.write_text("{not json\n")
+    with pytest.raises(InvalidRequestError, match=r"broken\.jsonl:1: not JSON"):
+        load_questions(broken)
