@@ -7,6 +7,7 @@
     lathe data curate --config RECIPE [--input PATH --output DIR]
     lathe train submit RECIPE [--set FIELD=VALUE --address URL --no-wait --json] | list | logs JOB_ID
     lathe chat "Hello"
+    lathe cluster status [--namespace NS --json]; lathe train submit RECIPE --k8s [--namespace NS]
     lathe agent ask "What is 17 * 23?" [--agent NAME --session ID --tool-choice TOOL --json] | tools
     lathe rag ingest PATH|URL... [--collection C] | ask "…" | retrieve "…" | eval --questions FILE
 
@@ -21,7 +22,7 @@ import sys
 
 import typer
 
-from lathe.cli import agent, chat, data, keys, models, platform, train
+from lathe.cli import agent, chat, cluster, data, keys, models, platform, train
 from lathe.cli import rag as rag_cli
 from lathe.cli.output import run_guarded
 
@@ -37,6 +38,7 @@ app.add_typer(models.app, name="models")
 app.add_typer(keys.app, name="keys")
 app.add_typer(data.app, name="data")
 app.add_typer(train.app, name="train")
+app.add_typer(cluster.app, name="cluster")
 app.add_typer(agent.app, name="agent")
 app.add_typer(rag_cli.app, name="rag")
 chat.register(app)

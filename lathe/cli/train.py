@@ -135,12 +135,19 @@ def submit(
     wait: bool = typer.Option(True, "--wait/--no-wait", help="Follow the job to its end (default) or only queue it."),
     local: bool = typer.Option(False, "--local", help="Run in this process's own Ray instead of as a Ray job."),
     json_output: bool = typer.Option(False, "--json", help="Print the result as JSON (run, model version, metrics)."),
+    k8s: bool = typer.Option(False, "--k8s", help="Use KubeRay RayJobs in the current kube context instead of Ray."),
+    namespace: str = typer.Option("lathe", "--namespace", help="Namespace of the Lathe release (with --k8s)."),
+    ray_cluster: str = typer.Option("lathe-ray", "--ray-cluster", help="RayCluster the RayJob runs on (with --k8s)."),
 ) -> None:
     """Submit a training recipe as a Ray job, stream its progress, print the run and the model version.
 
     The recipe is checked here first (fields, data, base model, batch sizes, memory): a mistake fails in seconds,
     naming the field, before a job is queued.
     """
+    if k8s:  # a RayJob on the release's RayCluster (lathe/k8s.py)
+        from lathe.cli import train_k8s
+
+        return train_k8s.submit(recipe, sets, namespace, ray_cluster, wait, json_output)
     from lathe.jobs import follow
     from lathe.jobs import submit as submit_job
 
@@ -218,8 +225,14 @@ def _print_result(result: dict) -> None:
 def list_jobs(
     address: str | None = typer.Option(None, "--address", help="Ray Jobs API of a cluster (default: the local head)."),
     json_output: bool = typer.Option(False, "--json", help="Print as JSON."),
+    k8s: bool = typer.Option(False, "--k8s", help="Use KubeRay RayJobs in the current kube context instead of Ray."),
+    namespace: str = typer.Option("lathe", "--namespace", help="Namespace of the Lathe release (with --k8s)."),
 ) -> None:
     """List the Ray jobs Lathe submitted, newest first."""
+    if k8s:
+        from lathe.cli import train_k8s
+
+        return train_k8s.list_jobs(namespace, json_output)
     from rich.table import Table
 
     from lathe.jobs import jobs_client
@@ -252,8 +265,14 @@ def logs(
     job_id: str = typer.Argument(..., help="The Ray job id (from `lathe train submit` or `lathe train list`)."),
     follow_logs: bool = typer.Option(False, "--follow", "-f", help="Keep streaming until the job ends."),
     address: str | None = typer.Option(None, "--address", help="Ray Jobs API of a cluster (default: the local head)."),
+    k8s: bool = typer.Option(False, "--k8s", help="Use KubeRay RayJobs in the current kube context instead of Ray."),
+    namespace: str = typer.Option("lathe", "--namespace", help="Namespace of the Lathe release (with --k8s)."),
 ) -> None:
     """Print a job's logs (or follow them)."""
+    if k8s:
+        from lathe.cli import train_k8s
+
+        return train_k8s.logs(job_id, namespace, follow_logs)
     from lathe.jobs import follow, jobs_client
 
     s = settings()

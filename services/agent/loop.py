@@ -59,6 +59,8 @@ class _State:
     retries_left: int
     forced: Tool | None
     deadline: float
+    # After a forced call succeeds, the next step is steered to answer from its result.
+    answer_next: bool = False
 
 
 class AgentLoop:
@@ -81,7 +83,20 @@ class AgentLoop:
                     yield run.add_step("error", code="max_steps", message=f"no answer after {plan.max_steps} steps")
                     return
                 forced = state.forced
-                prefill = plan.protocol.prefill(forced) if forced else None
+                field_name = single_string_field(forced) if forced else None
+                if forced and field_name and getattr(forced, "input_is_argument", False):
+                    call = ToolCall(forced.name, {field_name: plan.input})
+                    state.messages.append(plan.protocol.call_message(call))
+                    async for step in self._handle(plan, state, call, "input_as_argument"):
+                        yield step
+                    continue
+                if forced:
+                    prefill = plan.protocol.prefill(forced)
+                elif state.answer_next:
+                    prefill = plan.protocol.answer_prefill()
+                    state.answer_next = False
+                else:
+                    prefill = None
                 reply, raw = await self._ask(plan, state, prefill)
                 fallback = None
                 if isinstance(reply, FormatError):
@@ -124,6 +139,8 @@ class AgentLoop:
             "temperature": self.settings.temperature,
             **plan.protocol.request_fields(list(plan.tools.values()), state.forced),
         }
+        if prefill:  # the model continues the assistant turn begun for it (vLLM's chat extension)
+            body.update(continue_final_message=True, add_generation_prompt=False)
         completion = await self.chat.complete(
             body,
             authorization=plan.context.authorization,
@@ -183,6 +200,7 @@ class AgentLoop:
         state.messages.append(plan.protocol.observation(call, text))
         if forced is tool:
             state.forced = None
+            state.answer_next = outcome == "ok"
 
     async def _execute(self, tool: Tool, args: BaseModel, ctx: ToolContext, deadline: float) -> tuple[str, str, float]:
         """The result text (cut to ``tool_result_chars``), the outcome and the seconds it took."""

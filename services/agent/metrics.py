@@ -44,7 +44,7 @@ class AgentMetrics:
             ),
             runs=Counter("lathe_agent_runs_total", "Runs by agent and final status", ["agent", "status"], registry=r),
             run_latency=Histogram(
-                "lathe_agent_run_duration_seconds", "Run duration, first step to answer", ["agent"],
+                "lathe_agent_run_seconds", "Run duration, first step to answer", ["agent"],
                 buckets=_RUN_BUCKETS, registry=r,
             ),
             tokens=Counter(

@@ -76,8 +76,8 @@ CurrentKey = Annotated[KeyInfo, Depends(_current_key)]
 AdminOnly = Depends(_admin)
 
 
-async def read_json(request: Request, limit: int) -> dict[str, Any]:
-    """The body as a JSON object, refusing what is too large, not UTF-8 or not JSON."""
+async def read_body(request: Request, limit: int) -> bytes:
+    """The raw body, refusing it as soon as it is over ``limit`` bytes."""
     declared = request.headers.get("content-length")
     if declared and declared.isdigit() and int(declared) > limit:
         raise PayloadTooLargeError(f"request body of {declared} bytes is over the limit of {limit}")
@@ -86,6 +86,12 @@ async def read_json(request: Request, limit: int) -> dict[str, Any]:
         body += chunk
         if len(body) > limit:
             raise PayloadTooLargeError(f"request body is over the limit of {limit} bytes")
+    return bytes(body)
+
+
+async def read_json(request: Request, limit: int) -> dict[str, Any]:
+    """The body as a JSON object, refusing what is too large, not UTF-8 or not JSON."""
+    body = await read_body(request, limit)
     try:
         text = body.decode("utf-8")
     except UnicodeDecodeError:

@@ -25,12 +25,14 @@ STOPWORDS = frozenset(
 
 
 def tokenize(text: str) -> list[str]:
-    """Lower-case words (dotted names like ``os.path`` kept whole), stop words dropped."""
+    """Lower-case words, stop words dropped; a dotted name (``os.path``) counts whole and by parts."""
     tokens = []
     for token in _TOKEN.findall(text.lower()):
-        if token in STOPWORDS or len(token) < 2:
-            continue
-        tokens.append(_stem(token))
+        parts = token.split(".")
+        for word in [token, *parts] if len(parts) > 1 else parts:
+            if word in STOPWORDS or len(word) < 2:
+                continue
+            tokens.append(_stem(word))
     return tokens
 
 

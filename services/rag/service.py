@@ -103,7 +103,9 @@ class RagService:
         return bool(hits) and best >= self.settings.relevance_threshold
 
     def _generation(self, body: QueryRequest, hits: list[Hit]) -> dict[str, Any]:
+        extra = {"repetition_penalty": self.settings.repetition_penalty} if self.settings.repetition_penalty else {}
         return {
+            **extra,
             "model": body.model or self.settings.model,
             "messages": build_messages(body.query, hits),
             "max_tokens": body.max_tokens or self.settings.max_tokens,

@@ -59,6 +59,9 @@ class RagServiceSettings(RagSettings):
     model: str = "smollm2-135m-instruct"
     max_tokens: int = Field(default=200, ge=1, le=4096)
     temperature: float = Field(default=0.0, ge=0.0, le=2.0)
+    # vLLM's repetition penalty (unset: none). It stops small models from looping on one
+    # sentence, but SmolLM2-135M then invents more: off by default.
+    repetition_penalty: float | None = Field(default=None, ge=1.0, le=2.0)
     request_timeout_s: float = Field(default=120.0, gt=0)
 
     @model_validator(mode="after")

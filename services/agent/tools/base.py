@@ -66,6 +66,12 @@ class BaseTool:
     name: ClassVar[str]
     description: ClassVar[str]
     Input: ClassVar[type[BaseModel]]
+    # A question and the arguments that answer it: shown to text-protocol models, which
+    # copy a worked example far more reliably than they follow a schema.
+    example: ClassVar[tuple[str, dict[str, Any]] | None] = None
+    # A forced call of a search-like tool takes the user's words as its one argument
+    # instead of asking the model to rephrase them (small models paraphrase badly).
+    input_is_argument: ClassVar[bool] = False
 
     def __init__(self, settings: AgentServiceSettings) -> None:
         self.settings = settings

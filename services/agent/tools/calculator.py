@@ -101,6 +101,7 @@ def format_number(value: Any) -> str:
 class Calculator(BaseTool):
     name = "calculator"
     description = "Evaluate an arithmetic expression with + - * / // % ** and parentheses, e.g. (3 + 4) * 2."
+    example = ("What is 12 * (3 + 4)?", {"expression": "12 * (3 + 4)"})
 
     class Input(BaseModel):
         model_config = {"extra": "forbid"}

@@ -34,6 +34,7 @@ def format_chunks(data: list[dict]) -> str:
 class RagSearch(BaseTool):
     name = "rag_search"
     description = "Search the document collection and get the most relevant passages with their sources."
+    input_is_argument = True
 
     class Input(BaseModel):
         model_config = {"extra": "forbid"}

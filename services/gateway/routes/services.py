@@ -16,9 +16,9 @@ import aiohttp
 from fastapi import APIRouter, Request
 from fastapi.responses import Response, StreamingResponse
 
-from lathe.errors import EngineUnavailableError, NotFoundError, PayloadTooLargeError
+from lathe.errors import EngineUnavailableError, NotFoundError
 from lathe.telemetry import REQUEST_ID_HEADER, request_id_var
-from services.gateway.deps import CurrentKey, SettingsDep
+from services.gateway.deps import CurrentKey, SettingsDep, read_body
 from services.gateway.keys import KeyInfo
 from services.gateway.quotas import Limits, RateLimitedError
 
@@ -55,7 +55,7 @@ async def _relay(request: Request, key: KeyInfo, base: str | None, route: str, p
         metrics.rate_limited.labels(key=key.name, reason="rate").inc()
         raise
     await forwarder.limiter.reconcile(reservation, 0)
-    body = await _body(request, settings.service_max_body_bytes)
+    body = await read_body(request, settings.service_max_body_bytes)
     headers = {name: request.headers[name] for name in _PASS_HEADERS if name in request.headers}
     headers["x-lathe-key-name"] = key.name
     headers["x-lathe-allowed-tools"] = ",".join(key.tools) if key.tools else "*"
@@ -98,15 +98,3 @@ async def _relay(request: Request, key: KeyInfo, base: str | None, route: str, p
 def _observe(metrics, route: str, status: int, started: float) -> None:
     metrics.requests.labels(model="-", route=route, status=str(status)).inc()
     metrics.latency.labels(model="-", route=route).observe(time.monotonic() - started)
-
-
-async def _body(request: Request, limit: int) -> bytes:
-    declared = request.headers.get("content-length")
-    if declared and declared.isdigit() and int(declared) > limit:
-        raise PayloadTooLargeError(f"request body of {declared} bytes is over the limit of {limit}")
-    body = bytearray()
-    async for chunk in request.stream():
-        body += chunk
-        if len(body) > limit:
-            raise PayloadTooLargeError(f"request body is over the limit of {limit} bytes")
-    return bytes(body)

@@ -172,7 +172,7 @@ def test_injected_instruction_in_a_tool_result_cannot_call_a_disallowed_tool(mak
 
 
 def test_forced_tool_choice_prefills_and_falls_back_to_the_input(make_client):
-    gw = ScriptedGateway(['3 * 3"}', final("9")])
+    gw = ScriptedGateway(['3 * 3"}', "9"])
     client = make_client(gw)
     run = client.post(RUNS, json={"input": "three times three", "tool_choice": "calculator"}).json()
     sent = gw.chat_requests[0]
@@ -180,7 +180,10 @@ def test_forced_tool_choice_prefills_and_falls_back_to_the_input(make_client):
     assert sent["messages"][-1]["content"].endswith('Action Input: {"expression": "')
     call = next(s for s in run["steps"] if s["type"] == "tool_call")
     assert call["arguments"] == {"expression": "3 * 3"} and call["forced"] is True
-    assert "continue_final_message" not in gw.chat_requests[1]  # forced only until the tool ran
+    # Once the forced tool has run, the next turn is begun as the final answer for the model.
+    steered = gw.chat_requests[1]["messages"][-1]
+    assert steered["role"] == "assistant" and steered["content"].endswith("Final Answer: ")
+    assert run["answer"] == "9" and run["status"] == "completed"
 
     gw = ScriptedGateway(["", "", "", final("done")])  # a model that never writes arguments
     client = make_client(gw, max_retries=2)
@@ -258,7 +261,7 @@ def test_metrics_move_and_are_served(make_client):
     text = client.get("/metrics").text
     assert 'lathe_agent_tool_calls_total{outcome="ok",tool="calculator"} 1.0' in text
     assert 'lathe_agent_runs_total{agent="assistant",status="completed"} 1.0' in text
-    assert 'lathe_agent_run_duration_seconds_count{agent="assistant"} 1.0' in text
+    assert 'lathe_agent_run_seconds_count{agent="assistant"} 1.0' in text
     assert 'lathe_agent_tokens_total{agent="assistant",direction="out"} 14.0' in text
     assert metric(client, "lathe_agent_steps_per_run_count", agent="assistant") == 1
 

@@ -8,8 +8,8 @@ from services.rag.retrieval import Hit, maximal_marginal_relevance, reciprocal_r
 from services.rag.store import StoredChunk, point_id
 
 
-def test_tokenize_drops_stopwords_and_folds_plurals_keeping_dotted_names():
-    assert tokenize("The functions of os.path are joined") == ["function", "os.path", "join"]
+def test_tokenize_drops_stopwords_and_folds_plurals_keeping_dotted_names_whole_and_in_parts():
+    assert tokenize("The functions of os.path are joined") == ["function", "os.path", "os", "path", "join"]
 
 
 def test_bm25_weights_saturate_and_shorter_documents_weigh_more():

@@ -1,0 +1,181 @@
+"""Generate helm/lathe/values.schema.json from helm/lathe/values.yaml.
+
+    python helm/gen_values_schema.py           # rewrite the schema
+    python helm/gen_values_schema.py --check   # exit 1 when it is out of date (the tests run this)
+
+Every object in values.yaml becomes a closed object (``additionalProperties: false``), so a
+misspelt key fails `helm install` naming it; every default's type becomes the key's type.
+What a default cannot say (free-form label maps, resource blocks, enums, patterns, which
+list items are required) is declared in ``RULES`` below, keyed by dotted path where ``*``
+matches one key and ``[]`` a list item.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+CHART = Path(__file__).resolve().parent / "lathe"
+
+STRING_MAP = {"type": "object", "additionalProperties": {"type": "string"}}
+STRINGS = {"type": "array", "items": {"type": "string"}}
+PORT = {"type": "integer", "minimum": 1, "maximum": 65535}
+DNS_LABEL = {"type": "string", "pattern": "^[a-z0-9]([-a-z0-9]{0,28}[a-z0-9])?$"}
+TAG = {"type": "string", "minLength": 1, "not": {"const": "latest"}}
+PULL_POLICY = {"type": "string", "enum": ["Always", "IfNotPresent", "Never"]}
+SECRET_NAME = {"type": "string", "pattern": "^([a-z0-9]([-a-z0-9.]*[a-z0-9])?)?$"}
+
+DEFS = {
+    "quantity": {"type": ["string", "number"], "pattern": r"^[0-9.]+([eE][0-9]+|[numkMGTPE]i?)?$"},
+    "resources": {
+        "type": "object",
+        "additionalProperties": False,
+        "required": ["requests", "limits"],
+        "properties": {
+            key: {
+                "type": "object",
+                "required": ["cpu", "memory"],
+                "additionalProperties": {"$ref": "#/$defs/quantity"},
+            }
+            for key in ("requests", "limits")
+        },
+    },
+    "toleration": {
+        "type": "object",
+        "additionalProperties": False,
+        "properties": {
+            "key": {"type": "string"},
+            "operator": {"type": "string", "enum": ["Exists", "Equal"]},
+            "value": {"type": "string"},
+            "effect": {"type": "string", "enum": ["NoSchedule", "PreferNoSchedule", "NoExecute"]},
+            "tolerationSeconds": {"type": "integer"},
+        },
+    },
+    "envVar": {
+        "type": "object",
+        "required": ["name"],
+        "additionalProperties": False,
+        "properties": {"name": {"type": "string"}, "value": {"type": "string"}, "valueFrom": {"type": "object"}},
+    },
+}
+
+RULES: dict[str, dict[str, Any]] = {
+    "commonLabels": STRING_MAP,
+    "imagePullSecrets": STRINGS,
+    "*.tag": TAG,
+    "*.*.tag": TAG,
+    "*.pullPolicy": PULL_POLICY,
+    "*.*.pullPolicy": PULL_POLICY,
+    "*.resources": {"$ref": "#/$defs/resources"},
+    "*.*.resources": {"$ref": "#/$defs/resources"},
+    "*.*Resources": {"$ref": "#/$defs/resources"},
+    "*.*.*Resources": {"$ref": "#/$defs/resources"},
+    "*.nodeSelector": STRING_MAP,
+    "*.gpuNodeSelector": STRING_MAP,
+    "*.*Tolerations": {"type": "array", "items": {"$ref": "#/$defs/toleration"}},
+    "*.tolerations": {"type": "array", "items": {"$ref": "#/$defs/toleration"}},
+    "*.extraEnv": {"type": "array", "items": {"$ref": "#/$defs/envVar"}},
+    "*.serviceAccountAnnotations": STRING_MAP,
+    "*.existingSecret": SECRET_NAME,
+    "*.*.existingSecret": SECRET_NAME,
+    "*.port": PORT,
+    "*.metricsPort": PORT,
+    "security.seccompProfile": {"type": "string", "enum": ["RuntimeDefault", "Localhost"]},
+    "networkPolicy.*NamespaceSelector": STRING_MAP,
+    "networkPolicy.*Cidrs": STRINGS,
+    "monitoring.selectorLabels": STRING_MAP,
+    "monitoring.interval": {"type": "string", "pattern": "^[0-9]+(ms|s|m|h)$"},
+    "gateway.serviceType": {"type": "string", "enum": ["ClusterIP", "NodePort", "LoadBalancer"]},
+    "gateway.redisFailureMode": {"type": "string", "enum": ["closed", "open"]},
+    "inference.models[].id": DNS_LABEL,
+    "inference.models[].version": {"type": "string", "pattern": "^([0-9]+)?$"},
+    "inference.models[].extraArgs": STRINGS,
+    "inference.models[].gpus": {"type": "integer", "minimum": 0},
+    "inference.models[].replicas": {"type": "integer", "minimum": 0},
+    "inference.models[].gpuMemoryUtilization": {"type": "number", "exclusiveMinimum": 0, "maximum": 1},
+    "mlflow.allowedHosts": STRINGS,
+    "mlflow.artifacts.type": {"type": "string", "enum": ["pvc", "s3"]},
+    "mlflow.artifacts.s3Uri": {"type": "string", "pattern": "^(s3://.+)?$"},
+    "qdrant.externalUrl": {"type": "string", "pattern": "^(https?://.+)?$"},
+    "ray.authMode": {"type": "string", "enum": ["token", "disabled"]},
+    "ray.jobs.recipes[].id": DNS_LABEL,
+    "ray.jobs.recipes[].stage": {
+        "type": "string",
+        "enum": ["curation", "tokenizer", "pretrain", "finetune", "evaluate"],
+    },
+    "ray.jobs.recipes[].recipe": {"type": "string", "pattern": r"^[\w.-]+\.ya?ml$"},
+}
+# List items must carry these keys; the rest of an item's keys are optional.
+REQUIRED_ITEM_KEYS = {
+    "inference.models": ["id", "name", "alias", "replicas", "gpus", "maxModelLen", "gpuMemoryUtilization",
+                         "modelVolumeSize", "resources"],
+    "ray.jobs.recipes": ["id", "stage", "recipe", "enabled"],
+}  # fmt: skip
+
+
+def _rule(path: str) -> dict[str, Any] | None:
+    for pattern, schema in RULES.items():
+        if fnmatch.fnmatchcase(path, pattern.replace("[]", "[[]]")) and path.count(".") == pattern.count("."):
+            return schema
+    return None
+
+
+def schema_for(value: Any, path: str) -> dict[str, Any]:
+    rule = _rule(path)
+    if rule is not None:
+        return rule
+    if isinstance(value, bool):
+        return {"type": "boolean"}
+    if isinstance(value, int):
+        return {"type": "integer"}
+    if isinstance(value, float):
+        return {"type": "number"}
+    if isinstance(value, str):
+        return {"type": "string"}
+    if isinstance(value, dict):
+        properties = {k: schema_for(v, f"{path}.{k}" if path else k) for k, v in value.items()}
+        return {"type": "object", "additionalProperties": False, "properties": properties}
+    if isinstance(value, list) and value and isinstance(value[0], dict):
+        keys: dict[str, Any] = {}
+        for item in value:
+            keys.update({k: v for k, v in item.items() if k not in keys})
+        items = schema_for(keys, f"{path}[]")
+        items["required"] = REQUIRED_ITEM_KEYS.get(path, [])
+        return {"type": "array", "items": items}
+    raise ValueError(f"{path}: add a rule for this value ({value!r}) to RULES in {Path(__file__).name}")
+
+
+def build() -> dict[str, Any]:
+    values = yaml.safe_load((CHART / "values.yaml").read_text())
+    schema = schema_for(values, "")
+    return {
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        "title": "Lathe chart values (generated by helm/gen_values_schema.py; do not edit)",
+        **schema,
+        "$defs": DEFS,
+    }
+
+
+def render() -> str:
+    return json.dumps(build(), indent=2) + "\n"
+
+
+def main(argv: list[str]) -> int:
+    path = CHART / "values.schema.json"
+    text = render()
+    if "--check" in argv:
+        if not path.exists() or path.read_text() != text:
+            print(f"{path} is out of date: run python helm/gen_values_schema.py", file=sys.stderr)
+            return 1
+        return 0
+    path.write_text(text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,24 @@
+output "cluster_name" {
+  description = "Name of the EKS cluster."
+  value       = module.cluster.name
+}
+
+output "kubeconfig_command" {
+  description = "Command that writes a kubeconfig entry for the cluster."
+  value       = "aws eks update-kubeconfig --name ${module.cluster.name} --region ${var.region}"
+}
+
+output "artifacts_bucket" {
+  description = "Bucket holding MLflow artifacts (mlflow/) and Ray checkpoints (checkpoints/)."
+  value       = module.storage.bucket_name
+}
+
+output "grafana_port_forward" {
+  description = "Command that opens Grafana on http://127.0.0.1:3000."
+  value       = module.platform.grafana_port_forward
+}
+
+output "gpu_node_labels" {
+  description = "Labels of the GPU nodes (the chart's inference.gpuNodeSelector must match one)."
+  value       = module.gpu_pool.labels
+}

@@ -1,0 +1,44 @@
+variable "name" {
+  description = "Name of the environment; prefixes every resource."
+  type        = string
+  default     = "lathe-dev"
+  validation {
+    condition     = can(regex("^[a-z][a-z0-9-]{1,20}$", var.name))
+    error_message = "name must be 2-21 lowercase letters, digits or dashes."
+  }
+}
+
+variable "region" {
+  description = "AWS region."
+  type        = string
+  default     = "us-east-1"
+}
+
+variable "availability_zones" {
+  description = "Two or three zones of the region (pick ones that offer the GPU instance type)."
+  type        = list(string)
+  default     = ["us-east-1a", "us-east-1b"]
+}
+
+variable "admin_cidrs" {
+  description = "CIDRs allowed to reach the Kubernetes API (your office or VPN); empty: private endpoint only."
+  type        = list(string)
+  default     = []
+}
+
+variable "gpu_instance_types" {
+  description = "GPU instance types for vLLM and Ray GPU workers."
+  type        = list(string)
+  default     = ["g5.2xlarge"]
+}
+
+variable "gpu_max_nodes" {
+  description = "Most GPU nodes."
+  type        = number
+  default     = 2
+}
+
+variable "artifacts_bucket" {
+  description = "Globally unique bucket name for MLflow artifacts and checkpoints."
+  type        = string
+}
