@@ -223,9 +223,17 @@ def _stream_answer(client: RagClient, body: dict[str, Any]) -> dict[str, Any]:
     return result
 
 
+def _where(hit: dict[str, Any]) -> str:
+    """Title and section, without the title twice when the section path starts with it."""
+    title, section = hit.get("title") or "", hit.get("section") or ""
+    if section.startswith(title):
+        return section or title
+    return " › ".join(p for p in (title, section) if p)
+
+
 def _print_citations(result: dict[str, Any]) -> None:
     for c in result.get("citations") or []:
-        where = " › ".join(p for p in (c.get("title"), c.get("section")) if p)
+        where = _where(c)
         page = f" p.{c['page']}" if c.get("page") else ""
         console.print(
             f"  [cyan][{c['index']}][/] {c['source']}{page} — {where} (score {c['score']:.3f})", highlight=False
@@ -250,7 +258,7 @@ def retrieve(
         print_json(result)
         return
     for rank, hit in enumerate(result["data"], start=1):
-        where = " › ".join(p for p in (hit.get("title"), hit.get("section")) if p)
+        where = _where(hit)
         console.print(f"[bold]{rank}.[/] {hit['source']} — {where} [dim](score {hit['score']:.4f})[/]", highlight=False)
         console.print(f"   {hit['text'][:200]}", highlight=False, markup=False)
 

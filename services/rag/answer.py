@@ -56,6 +56,41 @@ def scrub_instructions(text: str) -> tuple[str, bool]:
     return (" ".join(kept) if removed else text), removed
 
 
+def cut_repetition(text: str, min_chars: int = 20) -> str:
+    """The text up to the first sentence it says a second time.
+
+    Small models under greedy decoding loop on one sentence until ``max_tokens``; the
+    loop adds nothing, so the answer ends where it starts.
+    """
+    seen: set[str] = set()
+    position = 0
+    for sentence in split_sentences(text):
+        found = text.find(sentence, position)
+        key = sentence.lower()
+        if key in seen and len(sentence) >= min_chars:
+            return text[:found].rstrip() if found >= 0 else text
+        seen.add(key)
+        if found >= 0:
+            position = found + len(sentence)
+    return text
+
+
+def fit_context(hits: list[Hit], max_chars: int) -> list[Hit]:
+    """The leading hits whose text fits ``max_chars``; the first is cut rather than dropped."""
+    kept: list[Hit] = []
+    used = 0
+    for hit in hits:
+        if used + len(hit.text) > max_chars:
+            if not kept:
+                cut = Hit(hit.id, hit.text[:max_chars], hit.metadata, hit.score, hit.dense_score, hit.sparse_score)
+                cut.flags = [*hit.flags, "truncated"]
+                kept.append(cut)
+            break
+        kept.append(hit)
+        used += len(hit.text)
+    return kept
+
+
 def build_messages(question: str, hits: list[Hit]) -> list[dict[str, str]]:
     blocks = []
     for number, hit in enumerate(hits, start=1):

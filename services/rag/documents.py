@@ -14,6 +14,9 @@ from pathlib import PurePosixPath
 
 from lathe.errors import InvalidRequestError
 
+# Part of every document's hash: raising it re-ingests documents whose parsing changed.
+PARSER_VERSION = 2
+
 
 class DocumentError(InvalidRequestError):
     """A document that cannot be read: unsupported type, corrupt, empty."""
@@ -119,6 +122,12 @@ def _parse_markdown(data: bytes) -> ParsedDocument:
 
 
 _RST_UNDERLINE = re.compile(r"^([=\-~^\"'`#*+:.])\1{2,}\s*$")
+_RST_ROLE = re.compile(r":[\w:.-]+:`([^`<]*?)\s*(?:<[^>]*>)?`")
+
+
+def _rst_heading(line: str) -> str:
+    """A heading without inline roles: ":mod:`hashlib` --- Hashes" reads "hashlib --- Hashes"."""
+    return _RST_ROLE.sub(r"\1", line.strip()).replace("``", "")
 
 
 def _parse_rst(data: bytes) -> ParsedDocument:
@@ -146,7 +155,7 @@ def _parse_rst(data: bytes) -> ParsedDocument:
             level = levels.index(adornment) + 1
             sections.append(Section(" > ".join(path), "\n".join(buffer)))
             buffer = []
-            path = [*path[: level - 1], line.strip()]
+            path = [*path[: level - 1], _rst_heading(line)]
             i += 2
             continue
         buffer.append(line)

@@ -17,7 +17,7 @@ from typing import Any
 from lathe.errors import LatheError
 from lathe.telemetry import log_fields
 from services.rag.chunking import Chunker
-from services.rag.documents import parse_document
+from services.rag.documents import PARSER_VERSION, parse_document
 from services.rag.metrics import RagMetrics
 from services.rag.store import VectorStore
 
@@ -64,7 +64,7 @@ class Ingestor:
 
     def fingerprint(self) -> str:
         c = self.chunker
-        return f"{c.name}:{getattr(c, 'chunk_words', 0)}:{getattr(c, 'overlap_words', 0)}"
+        return f"p{PARSER_VERSION}:{c.name}:{getattr(c, 'chunk_words', 0)}:{getattr(c, 'overlap_words', 0)}"
 
     def content_hash(self, document: IncomingDocument) -> str:
         digest = hashlib.sha256(document.data)

@@ -13,7 +13,16 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from lathe.errors import LatheError
-from services.rag.answer import NO_ANSWER, GatewayChat, LlmJudgeReranker, build_messages, cite, faithfulness
+from services.rag.answer import (
+    NO_ANSWER,
+    GatewayChat,
+    LlmJudgeReranker,
+    build_messages,
+    cite,
+    cut_repetition,
+    faithfulness,
+    fit_context,
+)
 from services.rag.chunking import make_chunker
 from services.rag.encoders import DenseEncoder
 from services.rag.ingest import IncomingDocument, Ingestor
@@ -133,12 +142,14 @@ class RagService:
         if not self._relevant(hits, info):
             self.metrics.queries.labels(collection=body.collection, outcome="unknown").inc()
             return self._answer(body, NO_ANSWER.format(collection=body.collection), [], False, info)
+        hits = fit_context(hits, self.settings.context_chars)
         try:
             reply = await self.chat.complete(authorization, self._generation(body, hits))
         except LatheError:
             self.metrics.queries.labels(collection=body.collection, outcome="failed").inc()
             raise
         answer = ((reply.get("choices") or [{}])[0].get("message") or {}).get("content") or ""
+        answer = cut_repetition(answer)
         self.metrics.queries.labels(collection=body.collection, outcome="answered").inc()
         return self._answer(body, answer.strip(), hits, True, info, reply.get("usage"))
 
@@ -147,6 +158,7 @@ class RagService:
         try:
             hits, info = await self.retrieve(body, authorization)
             relevant = self._relevant(hits, info)
+            hits = fit_context(hits, self.settings.context_chars)
             shown = hits if relevant else []
             yield _event("sources", {"sources": [{"index": n, **h.to_dict()} for n, h in enumerate(shown, 1)]})
             if not relevant:
@@ -155,12 +167,15 @@ class RagService:
                 self.metrics.queries.labels(collection=body.collection, outcome="unknown").inc()
                 yield _event("answer", self._answer(body, answer, [], False, info))
             else:
-                parts = []
+                parts: list[str] = []
                 async for delta in self.chat.stream(authorization, self._generation(body, hits)):
                     parts.append(delta)
                     yield _event("delta", {"content": delta})
+                    if delta.rstrip().endswith((".", "!", "?")) and cut_repetition("".join(parts)) != "".join(parts):
+                        break  # the model started saying it again: stop generating
                 self.metrics.queries.labels(collection=body.collection, outcome="answered").inc()
-                yield _event("answer", self._answer(body, "".join(parts).strip(), hits, True, info))
+                answer = cut_repetition("".join(parts).strip())
+                yield _event("answer", self._answer(body, answer, hits, True, info))
         except LatheError as exc:
             self.metrics.queries.labels(collection=body.collection, outcome="failed").inc()
             yield _event("error", exc.to_openai())

@@ -59,6 +59,10 @@ class RagServiceSettings(RagSettings):
     gateway_url: str = Field(default="http://127.0.0.1:8000", pattern=r"^https?://")
     model: str = "smollm2-135m-instruct"
     max_tokens: int = Field(default=200, ge=1, le=4096)
+    # Source text sent to the model, in characters: with max_tokens it must fit the served
+    # model's window (SmolLM2 on the laptop: 2,048 tokens; documentation with code runs
+    # ~3 characters a token). Chunks that do not fit are left out, the last one cut.
+    context_chars: int = Field(default=4000, ge=200)
     temperature: float = Field(default=0.0, ge=0.0, le=2.0)
     # vLLM's repetition penalty (unset: none). It stops small models from looping on one
     # sentence, but SmolLM2-135M then invents more: off by default.

@@ -15,6 +15,8 @@ import json
 import httpx
 import pytest
 
+from services.rag.answer import cut_repetition
+
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 PATHS_MD = """# Paths
@@ -167,7 +169,8 @@ def test_streamed_answer_sends_sources_deltas_then_the_answer(gateway, ingested)
     assert kinds[-2] == "answer" and "delta" in kinds
     final = json.loads(events[-2][1])
     streamed = "".join(json.loads(d)["content"] for k, d in events if k == "delta")
-    assert final["answer"] == streamed.strip()
+    # The final answer is the streamed text, ending where a looping model began to repeat.
+    assert final["answer"] == cut_repetition(streamed.strip())
 
 
 def test_rag_refuses_bad_input_and_bad_keys_through_the_gateway(platform, gateway, ingested):

@@ -97,3 +97,22 @@ def test_faithfulness_is_the_share_of_supported_sentences():
     assert faithfulness("os.path.join joins path components. Bananas grow on trees.", chunks) == 0.5
     assert faithfulness("os.path.join joins components [1].", chunks) == 1.0
     assert faithfulness("", chunks) == 0.0
+
+
+def test_context_keeps_the_leading_chunks_that_fit_and_cuts_a_lone_long_one():
+    from services.rag.answer import fit_context
+
+    hits = [_hit(1, "a" * 300), _hit(2, "b" * 300), _hit(3, "c" * 10)]
+    assert [h.id for h in fit_context(hits, 605)] == ["id1", "id2"]  # stops at the first that does not fit
+    assert len(fit_context(hits, 610)) == 3
+    lone = fit_context([_hit(1, "x" * 1000)], 200)
+    assert len(lone) == 1 and len(lone[0].text) == 200 and "truncated" in lone[0].flags
+
+
+def test_an_answer_ends_where_a_looping_model_starts_to_repeat():
+    from services.rag.answer import cut_repetition
+
+    looping = "BLAKE2 is a family of hash functions. It is fast. BLAKE2 is a family of hash functions. It is"
+    assert cut_repetition(looping) == "BLAKE2 is a family of hash functions. It is fast."
+    assert cut_repetition("Short. Short. Fine.") == "Short. Short. Fine."  # short sentences may repeat
+    assert cut_repetition("No repeats here. None at all.") == "No repeats here. None at all."
