@@ -9,7 +9,7 @@ BIN := $(VENV)/bin
 LATHE := $(BIN)/lathe
 PIP_FLAGS := --disable-pip-version-check --quiet
 DEMO_QUESTION ?= In one sentence, what is a language model?
-RAG_QUESTION ?= What does hashlib.blake2b do?
+RAG_QUESTION ?= What does sys.setswitchinterval do?
 AGENT_QUESTION ?= What is 17 * 23?
 
 .PHONY: help install install-system demo up down status test test-unit test-integration lint bench-serving bench-gateway bench-dedup bench-training bench-rag demo-data demo-train demo-rag clean

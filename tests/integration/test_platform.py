@@ -104,6 +104,8 @@ def test_unknown_model_fails_and_rolls_back(tmp_path):
         "LATHE_RAY_AGENT_PORT": "22366",
         "LATHE_GATEWAY_PORT": "28060",
         "LATHE_GATEWAY_METRICS_PORT": "28069",
+        "LATHE_RAG_PORT": "28310",
+        "LATHE_AGENT_PORT": "28410",
         "LATHE_PROMETHEUS_ENABLED": "false",
     }
     env = platform_env(tmp_path / "home", LATHE_INFERENCE_MODEL_NAME="no-such-model", **ports)
