@@ -46,6 +46,7 @@ class Hit:
             "score": round(self.score, 6),
             "dense_score": None if self.dense_score is None else round(self.dense_score, 6),
             "sparse_score": None if self.sparse_score is None else round(self.sparse_score, 6),
+            "flags": list(self.flags),
         }
 
 

@@ -132,7 +132,7 @@ class RagService:
             "citations": citations,
             # Share of answer sentences supported by a cited chunk (0 when nothing is cited).
             "faithfulness": round(faithfulness(answer, [c["text"] for c in citations]), 4) if grounded else None,
-            "sources": [{"index": n, **h.to_dict(), "flags": h.flags} for n, h in enumerate(hits, start=1)],
+            "sources": [{"index": n, **h.to_dict()} for n, h in enumerate(hits, start=1)],
             "usage": usage,
             "info": info,
         }

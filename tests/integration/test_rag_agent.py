@@ -143,6 +143,16 @@ def test_a_planted_instruction_is_not_followed(gateway, ingested):
     assert "PWNED" not in answer["answer"].upper()
 
 
+def test_the_llm_judge_reranks_the_fused_candidates(gateway, ingested):
+    base = {"query": "when do pears ripen", "collection": "docs"}
+    candidates = gateway.post("/v1/rag/retrieve", json={**base, "top_k": 9, "reranker": "none"}).json()["data"]
+    judged = gateway.post("/v1/rag/retrieve", json={**base, "top_k": 3, "reranker": "llm"}).json()
+    assert judged["info"]["reranker"] == "llm" and len(judged["data"]) == 3
+    assert {d["id"] for d in judged["data"]} <= {c["id"] for c in candidates}
+    grades = [int(f.split(":")[1]) for d in judged["data"] for f in d["flags"] if f.startswith("llm_grade:")]
+    assert len(grades) == 3 and grades == sorted(grades, reverse=True)  # the served model graded each one
+
+
 def test_nothing_relevant_means_i_dont_know(gateway, ingested):
     answer = gateway.post("/v1/rag/query", json={"query": "Who won the 1954 football world cup?",
                                                   "collection": "docs"}).json()  # fmt: skip
