@@ -18,7 +18,7 @@ import typer
 from rich.table import Table
 from rich.text import Text
 
-from lathe.cli.output import console, err_console, print_json, settings
+from lathe.cli.output import console, err_console, gateway_access, print_json
 
 app = typer.Typer(help="Ask an agent (tool calling over the gateway) and list its tools.", no_args_is_help=True)
 
@@ -26,10 +26,7 @@ _STYLE = {"thought": "dim", "tool_call": "cyan", "tool_result": "green", "answer
 
 
 def _endpoint(url: str | None, api_key: str | None) -> tuple[str, dict[str, str]]:
-    s = settings()
-    base = (url or s.gateway.base_url).rstrip("/")
-    key_file = s.gateway_dir / "cli_key"
-    key = api_key or (key_file.read_text().strip() if key_file.exists() else None)
+    base, key = gateway_access(url, api_key)
     return base, ({"authorization": f"Bearer {key}"} if key else {})
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from lathe.cli.output import console, print_json, settings
+from lathe.cli.output import console, gateway_access, print_json, settings
 
 
 def register(app: typer.Typer) -> None:
@@ -31,10 +31,8 @@ def chat(
     if not message.strip():
         raise InvalidRequestError("the message is empty", param="message")
     s = settings()
-    base = (url or s.gateway.base_url).rstrip("/")
-    key_file = s.gateway_dir / "cli_key"
-    key = api_key or (key_file.read_text().strip() if key_file.exists() else "none")
-    client = openai.OpenAI(base_url=f"{base}/v1", api_key=key, max_retries=0, timeout=120)
+    base, key = gateway_access(url, api_key)
+    client = openai.OpenAI(base_url=f"{base}/v1", api_key=key or "none", max_retries=0, timeout=120)
     messages = ([{"role": "system", "content": system}] if system else []) + [{"role": "user", "content": message}]
     version = _served_version(s.inference.base_url)
     try:

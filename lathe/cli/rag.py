@@ -36,7 +36,8 @@ class RagClient:
 
         base, key = gateway_access(url, api_key)
         self.base = base
-        self.http = httpx.Client(base_url=base, headers={"authorization": f"Bearer {key}"}, timeout=timeout)
+        headers = {"authorization": f"Bearer {key or 'none'}"}
+        self.http = httpx.Client(base_url=base, headers=headers, timeout=timeout)
 
     def call(self, method: str, path: str, **kwargs) -> Any:
         import httpx

@@ -20,6 +20,7 @@ should read (bad query, host not allowed) and returns text otherwise.
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from typing import Any, ClassVar, Protocol, runtime_checkable
 
@@ -60,7 +61,7 @@ class Tool(Protocol):
     async def run(self, args: Any, ctx: ToolContext) -> str: ...
 
 
-class BaseTool:
+class BaseTool(ABC):
     """Convenience base: keeps the settings and derives the JSON schema from ``Input``."""
 
     name: ClassVar[str]
@@ -76,8 +77,9 @@ class BaseTool:
     def __init__(self, settings: AgentServiceSettings) -> None:
         self.settings = settings
 
-    async def run(self, args: Any, ctx: ToolContext) -> str:  # pragma: no cover - abstract
-        raise NotImplementedError
+    @abstractmethod
+    async def run(self, args: Any, ctx: ToolContext) -> str:
+        """Do the work; a ``ToolError`` becomes an error result the model sees."""
 
 
 def parameters_schema(tool: Tool) -> dict[str, Any]:
