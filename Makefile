@@ -12,7 +12,7 @@ DEMO_QUESTION ?= In one sentence, what is a language model?
 RAG_QUESTION ?= What does sys.setswitchinterval do?
 AGENT_QUESTION ?= What is 17 * 23?
 
-.PHONY: help install install-system demo up down status test test-unit test-integration lint bench-serving bench-gateway bench-dedup bench-training bench-rag demo-data demo-train demo-rag clean
+.PHONY: help install install-system demo up down status test test-unit test-integration lint bench-serving bench-gateway bench-dedup bench-training bench-rag demo-data demo-train demo-rag clean policy
 
 help: ## Show this help
 	@awk 'BEGIN {FS = ":.*##"; printf "Lathe — make verbs\n\n"} /^[a-zA-Z_-]+:.*##/ { printf "  \033[1m%-18s\033[0m %s\n", $$1, $$2 }' $(MAKEFILE_LIST)
@@ -54,14 +54,10 @@ install-system: ## Debian packages used when present: prometheus, redis-server, 
 	  else echo "   ($(SYSTEM_PACKAGES) not found and not root: the platform runs without them)"; fi; \
 	fi
 
-demo: install install-system ## Start the platform and ask the served model a question
-	@$(LATHE) up
-	@echo
-	@echo "==> lathe chat \"$(DEMO_QUESTION)\""
-	@$(LATHE) chat "$(DEMO_QUESTION)"
-	@echo
-	@$(LATHE) models list
-	@$(LATHE) status
+demo: ## Install, then run the whole loop: curate, train, evaluate, promote, serve, RAG, agent, monitoring
+	@started=$$(date +%s); $(MAKE) --no-print-directory install install-system; \
+	  installed=$$(( $$(date +%s) - started )); echo "==> installs took $${installed} s (not counted in the demo's time)"; \
+	  $(LATHE) demo --install-seconds $${installed}
 
 demo-data: install install-system ## Build the demo corpus and curate it as a Ray job (platform must be up)
 	@$(BIN)/python -m pipelines.curation.demo_corpus --out .lathe/data/raw-docs
@@ -106,8 +102,18 @@ test-unit: $(VENV)/.installed ## Fast tests, no servers
 test-integration: install install-system ## Real MLflow, Ray and vLLM on loopback
 	@$(BIN)/pytest -q -m "integration or e2e" tests/integration
 
-test: install install-system lint ## Everything CI runs: lint, unit, integration and e2e tests
+test: install install-system .venv-checkov/.installed lint ## Everything CI runs: lint, unit, integration and e2e tests
 	@$(BIN)/pytest -q tests
+
+# checkov pins many packages of its own: it gets an environment apart, like the baselines.
+.venv-checkov/.installed:
+	@echo "==> policy environment (.venv-checkov): checkov"
+	@test -x .venv-checkov/bin/python || $(PYTHON) -m venv .venv-checkov
+	@.venv-checkov/bin/pip install $(PIP_FLAGS) 'checkov==3.3.30'
+	@touch $@
+
+policy: $(VENV)/.installed .venv-checkov/.installed ## checkov over the rendered Helm chart and the Terraform code
+	@$(BIN)/pytest -q tests/unit/k8s/test_checkov.py
 
 bench-training: $(VENV)/.installed ## Training tokens/s: one process vs Ray Train DDP vs DeepSpeed ZeRO-2
 	@$(BIN)/python benchmarks/training.py

@@ -28,6 +28,7 @@ PORT = {"type": "integer", "minimum": 1, "maximum": 65535}
 DNS_LABEL = {"type": "string", "pattern": "^[a-z0-9]([-a-z0-9]{0,28}[a-z0-9])?$"}
 TAG = {"type": "string", "minLength": 1, "not": {"const": "latest"}}
 PULL_POLICY = {"type": "string", "enum": ["Always", "IfNotPresent", "Never"]}
+DIGEST = {"type": "string", "pattern": "^(sha256:[a-f0-9]{64})?$"}
 SECRET_NAME = {"type": "string", "pattern": "^([a-z0-9]([-a-z0-9.]*[a-z0-9])?)?$"}
 
 DEFS = {
@@ -71,6 +72,8 @@ RULES: dict[str, dict[str, Any]] = {
     "*.*.tag": TAG,
     "*.pullPolicy": PULL_POLICY,
     "*.*.pullPolicy": PULL_POLICY,
+    "*.digest": DIGEST,
+    "*.*.digest": DIGEST,
     "*.resources": {"$ref": "#/$defs/resources"},
     "*.*.resources": {"$ref": "#/$defs/resources"},
     "*.*Resources": {"$ref": "#/$defs/resources"},

@@ -17,6 +17,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m pipelines.tokenizer", description=__doc__.splitlines()[0])
     parser.add_argument("--config", required=True, help="the recipe (YAML)")
     parser.add_argument("--output", help="override output")
+    parser.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE", help="override a recipe field")
     parser.add_argument("--json", action="store_true", help="print the summary as JSON")
     parser.add_argument("--check", action="store_true", help="validate the recipe and inputs, then stop")
     args = parser.parse_args(argv)
@@ -24,11 +25,14 @@ def main(argv: list[str] | None = None) -> int:
     from lathe.errors import LatheError
 
     try:
+        from pipelines.common.cli import parse_sets
         from pipelines.common.data import load_texts, mlflow_dataset
         from pipelines.common.recipes import load_recipe
         from pipelines.tokenizer.config import TokenizerRecipe
 
-        overrides = {"output": args.output} if args.output else {}
+        overrides = parse_sets(args.set)
+        if args.output:
+            overrides["output"] = args.output
         recipe = load_recipe(TokenizerRecipe, args.config, overrides)
         frame = load_texts(recipe.data.path, recipe.data.text_field, "data.path", recipe.data.max_documents)
         tracking_uri = _tracking_uri(recipe)

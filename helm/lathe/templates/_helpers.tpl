@@ -56,12 +56,13 @@ helm.sh/chart: {{ include "lathe.chart" .root }}
 lathe.dev/job: lathe-{{ .component }}
 {{- end -}}
 
-{{/* lathe.image: "repository:tag" of an image block; refuses an empty or `latest` tag. */}}
+{{/* lathe.image: "repository:tag" of an image block, "repository:tag@digest" when it sets a digest; refuses an empty or `latest` tag. */}}
 {{- define "lathe.image" -}}
 {{- if or (not .tag) (eq (toString .tag) "latest") -}}
 {{- fail (printf "image %s: pin a tag (got %q); `latest` is not allowed" .repository (toString .tag)) -}}
 {{- end -}}
 {{- printf "%s:%s" .repository (toString .tag) -}}
+{{- with .digest }}@{{ . }}{{ end -}}
 {{- end -}}
 
 {{/* lathe.podSecurityContext: non-root pod defaults; call with (dict "root" $ "user" UID). */}}

@@ -10,6 +10,7 @@ apiVersion: monitoring.coreos.com/v1
 kind: ServiceMonitor
 metadata:
   name: {{ include "lathe.componentName" $ctx }}
+  namespace: {{ .root.Release.Namespace }}
   labels:
     {{- include "lathe.labels" $ctx | nindent 4 }}
     {{- with .root.Values.monitoring.selectorLabels }}

@@ -1,6 +1,9 @@
 # EKS control plane: private endpoint (public only for listed CIDRs), secrets encrypted with a
-# customer-managed KMS key, control-plane logs on, an OIDC provider for workload identity (IRSA),
-# and the VPC CNI with NetworkPolicy enforcement on (the Lathe chart's policies need it).
+# customer-managed KMS key, every control-plane log on, an OIDC provider for workload identity
+# (IRSA), and the VPC CNI with NetworkPolicy enforcement on (the Lathe chart's policies need it).
+
+data "aws_caller_identity" "current" {}
+data "aws_partition" "current" {}
 
 data "aws_iam_policy_document" "eks_assume" {
   statement {
@@ -23,9 +26,27 @@ resource "aws_iam_role_policy_attachment" "cluster" {
   policy_arn = "arn:aws:iam::aws:policy/AmazonEKSClusterPolicy"
 }
 
+# The key policy AWS would apply by default, written out: the account administers the key through
+# IAM, and the cluster role uses it through the IAM permissions EKS grants it.
+data "aws_iam_policy_document" "secrets_key" {
+  #checkov:skip=CKV_AWS_109:A key policy: its Resource * is this key alone, and kms:* for the account root is AWS's default key policy, which hands access control to IAM
+  #checkov:skip=CKV_AWS_111:A key policy: its Resource * is this key alone; write access is granted to the account root (through IAM) and, where present, to one AWS service under a condition
+  #checkov:skip=CKV_AWS_356:A key policy: Resource * is the only resource a key policy can name, and means this key
+  statement {
+    sid       = "AccountAdministersThroughIAM"
+    actions   = ["kms:*"]
+    resources = ["*"]
+    principals {
+      type        = "AWS"
+      identifiers = ["arn:${data.aws_partition.current.partition}:iam::${data.aws_caller_identity.current.account_id}:root"]
+    }
+  }
+}
+
 resource "aws_kms_key" "secrets" {
   description         = "${var.name}: envelope encryption of Kubernetes Secrets"
   enable_key_rotation = true
+  policy              = data.aws_iam_policy_document.secrets_key.json
   tags                = var.tags
 }
 
@@ -53,7 +74,7 @@ resource "aws_eks_cluster" "this" {
     }
   }
 
-  enabled_cluster_log_types = ["api", "audit", "authenticator"]
+  enabled_cluster_log_types = ["api", "audit", "authenticator", "controllerManager", "scheduler"]
   tags                      = var.tags
   depends_on                = [aws_iam_role_policy_attachment.cluster]
 }

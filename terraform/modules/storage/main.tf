@@ -1,13 +1,37 @@
 # Object storage for MLflow artifacts and Ray checkpoints: private (every public access
 # blocked, TLS only), encrypted with a customer-managed KMS key, versioned.
 
+data "aws_caller_identity" "current" {}
+data "aws_partition" "current" {}
+
+# The key policy AWS would apply by default, written out: the account administers the key through
+# IAM; the workload-identity roles get kms:Decrypt and kms:GenerateDataKey from their IAM policies.
+data "aws_iam_policy_document" "artifacts_key" {
+  #checkov:skip=CKV_AWS_109:A key policy: its Resource * is this key alone, and kms:* for the account root is AWS's default key policy, which hands access control to IAM
+  #checkov:skip=CKV_AWS_111:A key policy: its Resource * is this key alone; write access is granted to the account root (through IAM) and, where present, to one AWS service under a condition
+  #checkov:skip=CKV_AWS_356:A key policy: Resource * is the only resource a key policy can name, and means this key
+  statement {
+    sid       = "AccountAdministersThroughIAM"
+    actions   = ["kms:*"]
+    resources = ["*"]
+    principals {
+      type        = "AWS"
+      identifiers = ["arn:${data.aws_partition.current.partition}:iam::${data.aws_caller_identity.current.account_id}:root"]
+    }
+  }
+}
+
 resource "aws_kms_key" "artifacts" {
   description         = "${var.bucket_name}: encryption of MLflow artifacts and checkpoints"
   enable_key_rotation = true
+  policy              = data.aws_iam_policy_document.artifacts_key.json
   tags                = var.tags
 }
 
 resource "aws_s3_bucket" "artifacts" {
+  #checkov:skip=CKV_AWS_18:MLflow proxies every artifact transfer (--serve-artifacts) and logs it; object-level audit belongs to the account's CloudTrail data events, not a log bucket per module
+  #checkov:skip=CKV_AWS_144:Cross-region replication is a disaster-recovery choice of the environment (a second region and bucket); versioning and the noncurrent-version lifecycle guard against deletion here
+  #checkov:skip=CKV2_AWS_62:Nothing consumes bucket events; the MLflow registry is the index of what the bucket holds
   bucket        = var.bucket_name
   force_destroy = var.force_destroy
   tags          = var.tags

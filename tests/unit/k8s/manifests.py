@@ -74,6 +74,29 @@ def strip_test_annotation(obj: dict[str, Any]) -> dict[str, Any]:
     return clean
 
 
+def write_rendered(out_dir: Path, values_files: list[Path] = CI_VALUES) -> dict[str, list[Path]]:
+    """Render each values file into ``out_dir/<values set>/<template>.yaml``, as Helm renders it.
+
+    For scanners that read manifests from disk (checkov): one folder per values set and one file
+    per template, so a finding names both; the tests' bookkeeping annotation is left out.
+    Returns ``values set -> files written``.
+    """
+    written: dict[str, list[Path]] = {}
+    for values_file in values_files:
+        name = values_file.name.removesuffix("-values.yaml")
+        by_template: dict[str, list[dict[str, Any]]] = {}
+        for obj in render(load_values(values_file)):
+            by_template.setdefault(Path(template_of(obj)).name, []).append(strip_test_annotation(obj))
+        folder = out_dir / name
+        folder.mkdir(parents=True, exist_ok=True)
+        for stale in folder.glob("*.yaml"):
+            stale.unlink()
+        for template, objects in sorted(by_template.items()):
+            (folder / template).write_text(yaml.safe_dump_all(objects, sort_keys=False))
+        written[name] = sorted(folder.glob("*.yaml"))
+    return written
+
+
 def crd_schema_dir() -> Path:
     chosen = os.environ.get("LATHE_CRD_SCHEMAS")
     if chosen and not any(Path(chosen).glob("*.yaml")):

@@ -176,6 +176,7 @@ def test_values_schema_is_in_step_with_values_yaml():
         ({"gateway": {"replicas": 3}}, "additional properties 'replicas' not allowed"),
         ({"gateway": {"port": "8000"}}, "at '/gateway/port': got string, want integer"),
         ({"inference": {"image": {"tag": "latest"}}}, "at '/inference/image/tag'"),
+        ({"redis": {"image": {"digest": "7.4.2"}}}, "at '/redis/image/digest'"),
         ({"ray": {"jobs": {"recipes": [{"id": "x", "stage": "train", "recipe": "x.yaml", "enabled": True}]}}}, "stage"),
     ],
 )
@@ -185,6 +186,21 @@ def test_schema_turns_mistakes_into_clear_helm_errors(values, message):
     with pytest.raises(helm_python.HelmValuesError) as caught:
         manifests.render(values)
     assert message in str(caught.value)
+
+
+def test_every_object_names_the_release_namespace(all_objects):
+    # `helm template | kubectl apply` lands where `helm install -n` would, never in `default`.
+    for values_file, obj in all_objects:
+        where = f"{values_file}: {obj['kind']}/{obj['metadata']['name']}"
+        assert obj["metadata"].get("namespace") == manifests.NAMESPACE, where
+
+
+def test_an_image_digest_pins_the_image_by_content():
+    digest = "sha256:" + "0" * 64
+    objects = manifests.render({"image": {"digest": digest}, "redis": {"image": {"digest": digest}}})
+    images = {c["image"] for o in objects for _, spec in manifests.pod_specs(o) for c in manifests.containers(spec)}
+    assert f"ghcr.io/lathe-llmops/lathe:0.1.0@{digest}" in images and f"redis:7.4.2-alpine@{digest}" in images
+    assert "postgres:17.2-alpine" in images  # no digest given: the tag alone
 
 
 def test_notes_print_the_commands_to_reach_gateway_and_grafana():

@@ -115,9 +115,14 @@ def test_rbac_is_the_gateways_read_only_discovery(all_objects):
 def test_secrets_only_by_reference(all_objects):
     assert not [o for _, o in all_objects if o["kind"] == "Secret"]
     for name, _, spec in pods(all_objects):
+        secret_volumes = {v["name"] for v in spec.get("volumes", []) if "secret" in v}
         for container in manifests.containers(spec):
+            secret_dirs = [m["mountPath"] for m in container.get("volumeMounts", []) if m["name"] in secret_volumes]
             for env in container.get("env", []):
-                if SECRET_NAMES.search(env["name"]):
+                if env["name"].endswith("_FILE") and "value" in env:
+                    # A secret as a file (the better way): the variable names a file of a mounted Secret.
+                    assert any(env["value"].startswith(f"{d}/") for d in secret_dirs), f"{name}: {env['name']}"
+                elif SECRET_NAMES.search(env["name"]):
                     assert "valueFrom" in env and "secretKeyRef" in env["valueFrom"], f"{name}: {env['name']}"
 
 

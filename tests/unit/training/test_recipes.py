@@ -189,3 +189,17 @@ def test_dpo_loss_is_log2_when_policy_equals_reference():
     assert float(loss) == pytest.approx(math.log(2), abs=1e-6)
     assert extras["rewards_margin"] == pytest.approx(0.0, abs=1e-6)
     assert tokens == 24
+
+
+def test_every_stage_takes_set_overrides_and_names_a_bad_field(tmp_path):
+    """`lathe train submit RECIPE --set FIELD=VALUE` works for every kind, the tokenizer too."""
+    import subprocess
+    import sys
+
+    for module, recipe in (("pipelines.tokenizer", "tokenizer.yaml"), ("pipelines.pretrain", "pretrain-tiny.yaml")):
+        result = subprocess.run(
+            [sys.executable, "-m", module, "--config", str(RECIPES / recipe), "--set", "name=", "--check"],
+            capture_output=True, text=True, cwd=tmp_path, timeout=120,
+        )  # fmt: skip
+        assert result.returncode == 2, (module, result.stderr)
+        assert "name" in result.stderr.strip().splitlines()[-1], (module, result.stderr)

@@ -1,0 +1,209 @@
+"""Runs the demo's stages as commands and keeps their results for the summary."""
+
+from __future__ import annotations
+
+import json
+import shlex
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from lathe.errors import PlatformError
+from lathe.settings import LatheSettings
+
+MODEL = "smollm2-135m-instruct"
+CHAT_QUESTION = "What does json.dumps() do?"
+RAG_QUESTION = "What does sys.setswitchinterval do?"
+AGENT_QUESTION = "What is 17 * 23?"
+RECIPES = Path("pipelines/recipes")
+
+
+@dataclass(frozen=True)
+class DemoSize:
+    """How much each stage does. ``full`` fits 15 minutes on 2 cores; ``ci`` proves the loop."""
+
+    name: str
+    pretrain_steps: int
+    sft_steps: int
+    dpo_steps: int
+    eval_questions: int
+    eval_documents: int
+    rag_pages: int
+    max_examples: int | None  # SFT/DPO examples built; None: all
+
+
+SIZES = {
+    "full": DemoSize(
+        "full",
+        pretrain_steps=100,
+        sft_steps=12,
+        dpo_steps=6,
+        eval_questions=24,
+        eval_documents=2,
+        rag_pages=12,
+        max_examples=None,
+    ),
+    "ci": DemoSize(
+        "ci",
+        pretrain_steps=20,
+        sft_steps=4,
+        dpo_steps=2,
+        eval_questions=8,
+        eval_documents=1,
+        rag_pages=4,
+        max_examples=200,
+    ),
+}
+
+
+class StageFailed(PlatformError):
+    """A stage's command failed; its own error was printed above the summary."""
+
+
+@dataclass
+class StageResult:
+    name: str
+    command: str
+    status: str = "ok"  # ok | failed | kept (the gate kept the champion) | skipped
+    seconds: float = 0.0
+    figure: str = ""
+    data: dict[str, Any] = field(default_factory=dict)
+    run_url: str | None = None
+
+
+@dataclass
+class Stage:
+    name: str
+    what: str
+    run: Callable[[DemoLoop], StageResult]
+
+
+class DemoLoop:
+    """Runs the stages against the platform the settings describe, collecting results."""
+
+    def __init__(self, settings: LatheSettings, size: DemoSize, say: Callable[[str], None]) -> None:
+        self.s = settings
+        self.size = size
+        self.say = say
+        self.data_dir = settings.home / "data" / "demo"
+        self.train_dir = settings.home / "train" / "demo"
+        self.results: list[StageResult] = []
+        self.facts: dict[str, Any] = {}  # what later stages need: versions, paths
+
+    # -- running commands -------------------------------------------------------------
+    def command(self, name: str, argv: list[str], *, ok_codes: tuple[int, ...] = (0,)) -> tuple[StageResult, Any]:
+        """Run one stage command; stdout is its JSON result, stderr (progress) goes to the terminal."""
+        shown = " ".join(shlex.quote(a) for a in argv)
+        full = [sys.executable, "-m", "lathe.cli", *argv[1:]] if argv[0] == "lathe" else [sys.executable, *argv[1:]]
+        started = time.monotonic()
+        process = subprocess.run(full, stdout=subprocess.PIPE, text=True, check=False)
+        result = StageResult(name, shown, seconds=time.monotonic() - started)
+        payload: Any = None
+        text = process.stdout.strip()
+        if text:
+            try:
+                payload = json.loads(text)
+            except json.JSONDecodeError:
+                payload = {"output": text.splitlines()[-1]}
+        if process.returncode not in ok_codes:
+            error = StageFailed(f"{name}: exited {process.returncode} (its error is printed above)")
+            error.command = shown
+            raise error
+        result.data["exit_code"] = process.returncode
+        return result, payload
+
+    def train(self, name: str, recipe: str, *sets: str) -> tuple[StageResult, dict]:
+        argv = ["lathe", "train", "submit", str(RECIPES / recipe), "--json"]
+        for pair in sets:
+            argv += ["--set", pair]
+        result, payload = self.command(name, argv)
+        result.run_url = self.run_url(payload.get("run_id"))
+        result.data.update({k: payload.get(k) for k in ("run_id", "job_id", "model_name", "model_version")})
+        result.data["metrics"] = payload.get("metrics", {})
+        return result, payload
+
+    # -- MLflow, for links and the loss curve -----------------------------------------
+    def _mlflow(self, path: str, **params: str) -> dict:
+        import httpx
+
+        response = httpx.get(f"{self.s.mlflow.uri}/api/2.0/mlflow/{path}", params=params, timeout=10)
+        response.raise_for_status()
+        return response.json()
+
+    def run_url(self, run_id: str | None) -> str | None:
+        if not run_id:
+            return None
+        try:
+            experiment = self._mlflow("runs/get", run_id=run_id)["run"]["info"]["experiment_id"]
+        except Exception:  # a link is a convenience: the run id is still in the summary
+            return None
+        return f"{self.s.mlflow.uri}/#/experiments/{experiment}/runs/{run_id}"
+
+    def loss_curve(self, run_id: str | None) -> list[float]:
+        if not run_id:
+            return []
+        try:
+            history = self._mlflow("metrics/get-history", run_id=run_id, metric_key="loss")["metrics"]
+        except Exception:
+            return []
+        return [m["value"] for m in sorted(history, key=lambda m: m["step"])]
+
+    # -- the loop ---------------------------------------------------------------------
+    def run(self, stages: list[Stage]) -> bool:
+        for number, stage in enumerate(stages, start=1):
+            self.say(f"[{number}/{len(stages)}] {stage.name}: {stage.what}")
+            started = time.monotonic()
+            try:
+                result = stage.run(self)
+            except StageFailed as exc:
+                failed = StageResult(stage.name, getattr(exc, "command", ""), "failed", time.monotonic() - started)
+                failed.figure = exc.one_line()
+                self.results.append(failed)
+                return False
+            result.seconds = time.monotonic() - started
+            self.results.append(result)
+            self.say(f"    {stage.name}: {result.figure} ({result.seconds:.0f} s)")
+        return True
+
+    def summary(self, total_seconds: float, install_seconds: float | None) -> dict[str, Any]:
+        return {
+            "size": asdict(self.size),
+            "finished_at": datetime.now(UTC).isoformat(timespec="seconds"),
+            "ok": all(r.status != "failed" for r in self.results),
+            "total_seconds": round(total_seconds, 1),
+            "install_seconds": install_seconds,
+            "stages": [{**asdict(r), "seconds": round(r.seconds, 1)} for r in self.results],
+            "urls": urls(self.s),
+        }
+
+
+def urls(s: LatheSettings) -> dict[str, str]:
+    return {
+        "gateway (OpenAI API)": f"{s.gateway.base_url}/v1",
+        "MLflow": s.mlflow.uri,
+        "Ray dashboard": s.ray.jobs_address,
+        "Prometheus": f"http://127.0.0.1:{s.prometheus.port}",
+        "inference health": f"{s.inference.base_url}/health",
+    }
+
+
+def sparkline(values: list[float], width: int = 16) -> str:
+    if len(values) < 2:
+        return ""
+    step = max(1, len(values) // width)
+    points = values[::step][:width]
+    low, high = min(points), max(points)
+    bars = "▁▂▃▄▅▆▇█"
+    return "".join(bars[int((v - low) / (high - low or 1) * (len(bars) - 1))] for v in points)
+
+
+def write_summary(summary: dict[str, Any], home: Path) -> Path:
+    out = home / "demo" / "summary.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(summary, indent=2, default=str) + "\n")
+    return out

@@ -1,0 +1,360 @@
+"""The demo's stages, in order. Each runs the commands a user would type and reads their JSON."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import httpx
+
+from lathe.demo.loop import AGENT_QUESTION, CHAT_QUESTION, MODEL, DemoLoop, Stage, StageFailed, StageResult, sparkline
+
+
+def _served_version(loop: DemoLoop) -> str | None:
+    try:
+        return httpx.get(f"{loop.s.inference.base_url}/health", timeout=5).json().get("version")
+    except (httpx.HTTPError, ValueError):
+        return None
+
+
+def platform_up(loop: DemoLoop) -> StageResult:
+    result, status = loop.command("platform", ["lathe", "up", "--json"])
+    components = [c for c in status["components"] if c["state"] != "unavailable"]
+    healthy = [c["name"] for c in components if c["state"] == "healthy"]
+    loop.facts["champion"] = _served_version(loop)
+    result.data.update(healthy=healthy, serving=loop.facts["champion"])
+    result.figure = f"{len(healthy)}/{len(components)} components healthy; serving {MODEL} v{loop.facts['champion']}"
+    return result
+
+
+def curate(loop: DemoLoop) -> StageResult:
+    raw, curated = loop.data_dir / "raw-docs", loop.data_dir / "curated"
+    build, _ = loop.command("corpus", ["python", "-m", "pipelines.curation.demo_corpus", "--out", str(raw)])
+    result, summary = loop.command(
+        "curate",
+        [
+            "lathe",
+            "data",
+            "curate",
+            "--config",
+            "pipelines/recipes/curation.yaml",
+            "--input",
+            str(raw / "docs"),
+            "--output",
+            str(curated),
+            "--json",
+        ],
+    )
+    result.command = f"{build.command} && {result.command}"
+    result.run_url = loop.run_url(summary.get("mlflow_run_id"))
+    pii = sum((summary.get("pii_redacted") or {}).values())
+    result.data.update({k: summary.get(k) for k in ("documents_in", "documents_kept", "dropped_by_stage")})
+    result.data.update(pii_redacted=pii, run_id=summary.get("mlflow_run_id"))
+    result.figure = f"{summary['documents_kept']}/{summary['documents_in']} documents kept, {pii} PII spans redacted"
+    loop.facts["curated"] = curated
+    return result
+
+
+def finetune_data(loop: DemoLoop) -> StageResult:
+    out = loop.data_dir / "sft"
+    argv = [
+        "python",
+        "-m",
+        "pipelines.finetune.demo_data",
+        "--input",
+        str(loop.facts["curated"] / "data"),
+        "--out",
+        str(out),
+        "--json",
+    ]
+    if loop.size.max_examples:
+        argv += ["--max-examples", str(loop.size.max_examples)]
+    result, manifest = loop.command("finetune data", argv)
+    counts = manifest["counts"]
+    result.data.update(counts={k: counts[k] for k in ("sft", "dpo", "eval_questions", "heldout_pages")})
+    result.figure = f"{counts['sft']} SFT / {counts['dpo']} DPO examples, {counts['eval_questions']} eval questions"
+    loop.facts["sft_data"] = out
+    return result
+
+
+def tokenizer(loop: DemoLoop) -> StageResult:
+    out = loop.train_dir / "tokenizer"
+    result, payload = loop.train("tokenizer", "tokenizer.yaml", f"data.path={loop.facts['curated']}", f"output={out}")
+    metrics = payload.get("metrics", {})
+    result.figure = f"vocabulary {int(metrics.get('vocab_size', 0)):,}" if metrics.get("vocab_size") else "trained"
+    loop.facts["tokenizer"] = out
+    return result
+
+
+def _schedule(steps: int) -> list[str]:
+    """Overrides that keep a short run's warm-up, logging and checkpoints inside its steps."""
+    return [
+        f"training.max_steps={steps}",
+        f"training.log_every={max(1, steps // 6)}",
+        f"checkpoint.every_steps={max(1, steps // 2)}",
+        f"optimizer.warmup_steps={max(1, steps // 8)}",
+        "checkpoint.storage_path={train}",
+    ]
+
+
+def _train_sets(loop: DemoLoop, steps: int, *extra: str) -> list[str]:
+    return [s.replace("{train}", str(loop.train_dir)) for s in _schedule(steps)] + list(extra)
+
+
+def pretrain(loop: DemoLoop) -> StageResult:
+    sets = _train_sets(
+        loop, loop.size.pretrain_steps, f"data.path={loop.facts['curated']}", f"tokenizer={loop.facts['tokenizer']}"
+    )
+    result, payload = loop.train("pretrain", "pretrain-tiny.yaml", *sets)
+    metrics = payload.get("metrics", {})
+    curve = loop.loss_curve(payload.get("run_id"))
+    result.data["loss_curve"] = curve
+    first = f"{curve[0]:.2f} → " if curve else ""
+    result.figure = (
+        f"loss {first}{metrics.get('loss', float('nan')):.2f} {sparkline(curve)} · "
+        f"{metrics.get('tokens_per_s', 0):,.0f} tok/s · {payload.get('model_name')} "
+        f"v{payload.get('model_version')}"
+    )
+    return result
+
+
+def sft(loop: DemoLoop) -> StageResult:
+    sets = _train_sets(loop, loop.size.sft_steps, f"data.path={loop.facts['sft_data'] / 'sft.jsonl'}")
+    result, payload = loop.train("sft", "sft-lora-smollm2.yaml", *sets)
+    loss = payload.get("metrics", {}).get("loss", float("nan"))
+    result.figure = f"loss {loss:.3f} · LoRA merged → {MODEL} v{payload['model_version']} @sft"
+    return result
+
+
+def dpo(loop: DemoLoop) -> StageResult:
+    sets = _train_sets(loop, loop.size.dpo_steps, f"data.path={loop.facts['sft_data'] / 'dpo.jsonl'}")
+    result, payload = loop.train("dpo", "dpo-lora-smollm2.yaml", *sets)
+    metrics = payload.get("metrics", {})
+    result.figure = (
+        f"loss {metrics.get('loss', float('nan')):.3f}, reward accuracy "
+        f"{metrics.get('rewards_accuracy', float('nan')):.2f} → {MODEL} v{payload['model_version']} @dpo"
+    )
+    loop.facts["candidate"] = str(payload["model_version"])
+    return result
+
+
+def _evaluate(loop: DemoLoop, name: str, *extra: str) -> tuple[StageResult, dict]:
+    data = loop.facts["sft_data"]
+    result, payload = loop.train(
+        name,
+        "evaluate.yaml",
+        f"name=demo-{name.replace(' ', '-')}",
+        f"perplexity.texts={data / 'heldout.jsonl'}",
+        f"perplexity.max_documents={loop.size.eval_documents}",
+        f"task.questions={data / 'eval_questions.jsonl'}",
+        f"task.max_questions={loop.size.eval_questions}",
+        *extra,
+    )
+    metrics = payload.get("metrics", {})
+    f1, ppl = metrics.get("token_f1", metrics.get("eval_token_f1")), metrics.get("perplexity")
+    result.data["scores"] = {"token_f1": f1, "perplexity": ppl}
+    return result, metrics
+
+
+def evaluate_champion(loop: DemoLoop) -> StageResult:
+    result, metrics = _evaluate(loop, "champion eval")
+    result.figure = (
+        f"v{loop.facts['champion']}: token F1 {_num(metrics, 'token_f1')}, perplexity {_num(metrics, 'perplexity')}"
+    )
+    return result
+
+
+def evaluate_candidate(loop: DemoLoop) -> StageResult:
+    version = loop.facts["candidate"]
+    result, metrics = _evaluate(loop, "candidate eval", f"model=models:/{MODEL}/{version}", "task.endpoint.serve=true")
+    result.figure = f"v{version}: token F1 {_num(metrics, 'token_f1')}, perplexity {_num(metrics, 'perplexity')}"
+    return result
+
+
+def _num(metrics: dict, key: str) -> str:
+    value = metrics.get(key, metrics.get(f"eval_{key}"))
+    return f"{value:.3f}" if isinstance(value, int | float) else "-"
+
+
+def gate(loop: DemoLoop) -> StageResult:
+    version = loop.facts["candidate"]
+    argv = [
+        "lathe",
+        "models",
+        "promote",
+        MODEL,
+        "--version",
+        version,
+        "--if-better-than",
+        "champion",
+        "--metric",
+        "eval_token_f1",
+        "--json",
+    ]
+    result, decision = loop.command("gate", argv, ok_codes=(0, 1))
+    result.run_url = loop.run_url(decision.get("gate_run_id"))
+    result.data.update(decision)
+    promoted = decision["decision"] == "promoted"
+    result.status = "ok" if promoted else "kept"
+    verdict = f"promoted v{version} to @champion" if promoted else f"kept v{decision.get('champion_version')}"
+    result.figure = f"{verdict}: {decision['reason']}"
+    loop.facts["promoted"] = decision["version"] if promoted else None
+    return result
+
+
+def hot_swap(loop: DemoLoop, timeout_s: float = 420) -> StageResult:
+    target = loop.facts.get("promoted")
+    result = StageResult("hot swap", f"curl {loop.s.inference.base_url}/health")
+    if not target:
+        result.status = "skipped"
+        result.figure = f"still serving v{_served_version(loop)} (the gate kept the champion)"
+        return result
+    deadline = time.monotonic() + timeout_s
+    while (served := _served_version(loop)) != str(target):
+        if time.monotonic() > deadline:
+            raise StageFailed(f"hot swap: the inference service still serves v{served} after {timeout_s:.0f} s")
+        time.sleep(2)
+    result.data["serving"] = served
+    result.figure = f"serving v{loop.facts['champion']} → v{served} with no restart of the gateway"
+    return result
+
+
+def chat(loop: DemoLoop) -> StageResult:
+    started = time.monotonic()
+    result, answer = loop.command("chat", ["lathe", "chat", CHAT_QUESTION, "--max-tokens", "48", "--json"])
+    seconds = time.monotonic() - started
+    tokens = (answer.get("usage") or {}).get("completion_tokens") or 0
+    result.data.update(
+        answer=answer["answer"],
+        version=answer.get("version"),
+        completion_tokens=tokens,
+        tokens_per_s=round(tokens / seconds, 1),
+    )
+    result.figure = f"v{answer.get('version')}: “{_clip(answer['answer'])}” · {tokens / seconds:.1f} tok/s"
+    return result
+
+
+def _clip(text: str, width: int = 70) -> str:
+    text = " ".join((text or "").split())
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
+def rag_ingest(loop: DemoLoop) -> StageResult:
+    out = loop.data_dir / "rag"
+    build, _ = loop.command(
+        "rag corpus",
+        ["python", "-m", "services.rag.demo_questions", "--out", str(out), "--pages", str(loop.size.rag_pages)],
+    )
+    result, ingest = loop.command(
+        "rag ingest", ["lathe", "rag", "ingest", str(out / "docs"), "--collection", "demo", "--json"]
+    )
+    evaluation, report = loop.command(
+        "rag eval",
+        [
+            "lathe",
+            "rag",
+            "eval",
+            "--questions",
+            str(out / "questions.jsonl"),
+            "--collection",
+            "demo",
+            "--answers",
+            "0",
+            "--json",
+        ],
+    )
+    result.command = " && ".join((build.command, result.command, evaluation.command))
+    result.data.update(
+        documents=len(ingest["documents"]),
+        chunks=ingest["chunks_written"],
+        hit_at_5=report["hit_at_k"],
+        mrr=report["mrr"],
+        questions=report["questions"],
+    )
+    result.figure = (
+        f"{len(ingest['documents'])} pages, {ingest['chunks_written']} chunks · hit@5 "
+        f"{report['hit_at_k']:.3f}, MRR {report['mrr']:.3f} on {report['questions']} questions"
+    )
+    loop.facts["rag_question"] = json.loads((out / "questions.jsonl").read_text().splitlines()[0])["question"]
+    return result
+
+
+def rag_answer(loop: DemoLoop) -> StageResult:
+    question = loop.facts["rag_question"]
+    result, answer = loop.command("rag answer", ["lathe", "rag", "ask", question, "--collection", "demo", "--json"])
+    citations = answer.get("citations") or []
+    result.data.update(
+        question=question,
+        answer=answer.get("answer"),
+        citations=[{k: c.get(k) for k in ("index", "source", "section", "score")} for c in citations],
+    )
+    sources = ", ".join(sorted({c["source"].rsplit("/", 1)[-1] for c in citations})) or "none"
+    result.figure = f"{question} → “{_clip(answer.get('answer', ''), 50)}” [{len(citations)} citations: {sources}]"
+    return result
+
+
+def agent(loop: DemoLoop) -> StageResult:
+    result, run = loop.command(
+        "agent", ["lathe", "agent", "ask", AGENT_QUESTION, "--tool-choice", "calculator", "--json"]
+    )
+    calls = [s for s in run.get("steps", []) if s["type"] == "tool_call"]
+    outputs = [s for s in run.get("steps", []) if s["type"] == "tool_result"]
+    if not calls:
+        raise StageFailed(f"agent: the run ({run.get('status')}) called no tool")
+    shown = (
+        f"{calls[0]['tool']}({json.dumps(calls[0].get('arguments'))}) → {_clip(outputs[0]['content'], 20)}"
+        if outputs
+        else calls[0]["tool"]
+    )
+    result.data.update(
+        run_id=run.get("id"), status=run.get("status"), tools=[c["tool"] for c in calls], answer=run.get("answer")
+    )
+    result.figure = f"{AGENT_QUESTION} {shown}; answer “{_clip(run.get('answer') or '', 30)}”"
+    return result
+
+
+def monitoring(loop: DemoLoop, timeout_s: float = 60) -> StageResult:
+    base = f"http://127.0.0.1:{loop.s.prometheus.port}"
+    result = StageResult("monitoring", f"curl {base}/api/v1/targets")
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            targets = httpx.get(f"{base}/api/v1/targets", timeout=5).json()["data"]["activeTargets"]
+        except httpx.ConnectError:
+            result.status = "skipped"
+            result.figure = "Prometheus is not installed (make install-system): nothing scraped"
+            return result
+        health = {t["labels"]["job"]: t["health"] for t in targets}
+        if health and all(h == "up" for h in health.values()):
+            break
+        if time.monotonic() > deadline:
+            raise StageFailed(f"monitoring: targets not all up after {timeout_s:.0f} s: {health}")
+        time.sleep(2)
+    query = httpx.get(f"{base}/api/v1/query", params={"query": "sum(lathe_gateway_requests_total)"}, timeout=5)
+    samples = query.json()["data"]["result"]
+    requests = int(float(samples[0]["value"][1])) if samples else 0
+    result.data.update(targets=health, gateway_requests=requests)
+    result.figure = (
+        f"{len(health)}/{len(health)} targets up ({', '.join(sorted(health))}); {requests} gateway requests counted"
+    )
+    return result
+
+
+STAGES = [
+    Stage("platform", "lathe up: MLflow, Ray, vLLM inference, RAG, agent, gateway, Prometheus", platform_up),
+    Stage("curate", "build the documentation corpus, curate it as a Ray job", curate),
+    Stage("finetune data", "Q&A and preference pairs from the curated pages", finetune_data),
+    Stage("tokenizer", "train a BPE tokenizer on the curated corpus", tokenizer),
+    Stage("pretrain", "pre-train a tiny model with DDP on 2 Ray workers", pretrain),
+    Stage("sft", "LoRA SFT of SmolLM2-135M on the Q&A", sft),
+    Stage("dpo", "DPO (LoRA) on the preference pairs", dpo),
+    Stage("champion eval", "score the served champion through the gateway", evaluate_champion),
+    Stage("candidate eval", "score the DPO candidate on an inference service of its own", evaluate_candidate),
+    Stage("gate", "promote the candidate if it beats the champion", gate),
+    Stage("hot swap", "the inference service moves to the new champion", hot_swap),
+    Stage("chat", "a chat completion through the gateway", chat),
+    Stage("rag ingest", "ingest documentation pages, measure retrieval", rag_ingest),
+    Stage("rag answer", "a question answered with citations", rag_answer),
+    Stage("agent", "an agent run that calls a tool", agent),
+    Stage("monitoring", "Prometheus has scraped every component", monitoring),
+]

@@ -1,0 +1,111 @@
+"""The whole loop (`lathe demo --size ci`) on a platform of its own: raw text to a served, monitored model.
+
+The same stages as `make demo` at a smaller size: curation of the documentation corpus,
+tokenizer, pre-training, SFT and DPO on SmolLM2, evaluation of both versions, the gate,
+the hot swap, a chat, RAG with citations, an agent run and Prometheus. About 12 minutes.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.integration.conftest import platform_env
+
+pytestmark = [pytest.mark.e2e, pytest.mark.slow]
+
+STAGES = ["platform", "curate", "finetune data", "tokenizer", "pretrain", "sft", "dpo", "champion eval",
+          "candidate eval", "gate", "hot swap", "chat", "rag ingest", "rag answer", "agent", "monitoring"]  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory) -> dict:
+    if not Path("/usr/share/doc/python3.11/html/_sources").is_dir():
+        pytest.fail("the demo corpus needs python3.11-doc (make install-system installs it)")
+    home = tmp_path_factory.mktemp("demo-home")
+    env = platform_env(home)
+    try:
+        result = subprocess.run(
+            [sys.executable, "-m", "lathe.cli", "demo", "--size", "ci", "--json"],
+            capture_output=True, text=True, env=env, timeout=1800,
+        )  # fmt: skip
+        assert result.returncode == 0, f"lathe demo failed:\n{result.stdout[-3000:]}\n{result.stderr[-6000:]}"
+        summary = json.loads(result.stdout)
+        written = json.loads((home / "demo" / "summary.json").read_text())
+        yield {"summary": summary, "written": written, "stderr": result.stderr, "env": env}
+    finally:
+        subprocess.run([sys.executable, "-m", "lathe.cli", "down"], env=env, capture_output=True, timeout=300)
+
+
+def stage(demo: dict, name: str) -> dict:
+    return next(s for s in demo["summary"]["stages"] if s["name"] == name)
+
+
+def test_every_stage_ran_in_order_and_the_summary_is_written(demo):
+    summary = demo["summary"]
+    assert summary == demo["written"]
+    assert summary["ok"] is True
+    assert [s["name"] for s in summary["stages"]] == STAGES
+    for s in summary["stages"]:
+        assert s["status"] in ("ok", "kept", "skipped"), s
+        assert s["seconds"] > 0 and s["figure"], s
+    assert abs(sum(s["seconds"] for s in summary["stages"]) - summary["total_seconds"]) < 30
+    # Every stage said what it runs, so a user can run it alone.
+    for name in ("curate", "tokenizer", "pretrain", "sft", "dpo", "gate", "chat"):
+        assert f"[{STAGES.index(name) + 1}/{len(STAGES)}] {name}:" in demo["stderr"]
+        assert stage(demo, name)["command"].startswith(("lathe ", "python -m"))
+
+
+def test_curation_kept_a_clean_subset(demo):
+    curate = stage(demo, "curate")["data"]
+    assert 0 < curate["documents_kept"] < curate["documents_in"]
+    assert curate["pii_redacted"] > 0
+    assert sum(curate["dropped_by_stage"].values()) == curate["documents_in"] - curate["documents_kept"]
+
+
+def test_training_stages_lower_the_loss_and_link_their_mlflow_runs(demo):
+    mlflow = demo["env"]["LATHE_MLFLOW_PORT"]
+    pretrain = stage(demo, "pretrain")
+    curve = pretrain["data"]["loss_curve"]
+    assert len(curve) >= 3 and curve[-1] < curve[0]
+    for name in ("curate", "tokenizer", "pretrain", "sft", "dpo", "champion eval", "candidate eval", "gate"):
+        assert f"127.0.0.1:{mlflow}/#/experiments/" in (stage(demo, name)["run_url"] or ""), name
+    assert int(stage(demo, "dpo")["data"]["model_version"]) == int(stage(demo, "sft")["data"]["model_version"]) + 1
+
+
+def test_the_gate_decides_and_serving_follows_its_decision(demo):
+    gate = stage(demo, "gate")["data"]
+    assert gate["decision"] in ("promoted", "refused")
+    assert gate["candidate_value"] is not None and gate["champion_value"] is not None
+    served = stage(demo, "chat")["data"]["version"]
+    if gate["decision"] == "promoted":
+        assert stage(demo, "hot swap")["data"]["serving"] == gate["candidate_version"] == served
+    else:
+        assert stage(demo, "hot swap")["status"] == "skipped"
+        assert served == gate["champion_version"]
+
+
+def test_the_served_model_answers_rag_cites_and_the_agent_uses_a_tool(demo):
+    chat = stage(demo, "chat")["data"]
+    assert chat["answer"].strip() and chat["completion_tokens"] > 0
+    rag = stage(demo, "rag ingest")["data"]
+    assert rag["chunks"] > 0 and rag["hit_at_5"] >= 0.5
+    answer = stage(demo, "rag answer")["data"]
+    assert answer["citations"] and all(c["source"] for c in answer["citations"])
+    agent = stage(demo, "agent")["data"]
+    assert agent["tools"][0] == "calculator" and "391" in agent["answer"]
+
+
+def test_prometheus_scraped_every_component(demo):
+    monitoring = stage(demo, "monitoring")
+    if shutil.which("prometheus") is None:
+        assert monitoring["status"] == "skipped"
+        return
+    assert set(monitoring["data"]["targets"]) == {"lathe-inference", "lathe-gateway", "lathe-mlflow", "lathe-rag",
+                                                  "lathe-agent", "prometheus"}  # fmt: skip
+    assert monitoring["data"]["gateway_requests"] > 0
