@@ -12,7 +12,7 @@ DEMO_QUESTION ?= In one sentence, what is a language model?
 RAG_QUESTION ?= What does sys.setswitchinterval do?
 AGENT_QUESTION ?= What is 17 * 23?
 
-.PHONY: help install install-system demo up down status test test-unit test-integration lint bench-serving bench-gateway bench-dedup bench-training bench-rag demo-data demo-train demo-rag clean policy
+.PHONY: help install install-system demo up down status test test-unit test-integration lint bench-serving bench-gateway bench-dedup bench-training bench-rag demo-data demo-train demo-rag clean policy fuzz faults load soak test-load test-e2e
 
 help: ## Show this help
 	@awk 'BEGIN {FS = ":.*##"; printf "Lathe — make verbs\n\n"} /^[a-zA-Z_-]+:.*##/ { printf "  \033[1m%-18s\033[0m %s\n", $$1, $$2 }' $(MAKEFILE_LIST)
@@ -111,6 +111,24 @@ test: install install-system .venv-checkov/.installed lint ## Everything CI runs
 	@test -x .venv-checkov/bin/python || $(PYTHON) -m venv .venv-checkov
 	@.venv-checkov/bin/pip install $(PIP_FLAGS) 'checkov==3.3.30'
 	@touch $@
+
+load: install ## Locust mix against the running platform (lathe up): 4 users, 60 s; table + .lathe/load/mix/summary.json
+	@$(BIN)/python -m tests.load.run --scenario mix --users 4 --duration 60s --csv-dir .lathe/load/mix
+
+soak: install ## 10-minute soak at a fixed 0.5 req/s against the running platform: 0 errors, RSS, p99 first vs last minute
+	@$(BIN)/python -m tests.load.run --soak --duration 10m --csv-dir .lathe/load/soak
+
+test-load: install install-system ## The load suite's short version on a platform of its own (~5 min)
+	@$(BIN)/pytest -q tests/load
+
+test-e2e: install install-system ## The whole loop at CI size (lathe demo --size ci) on a platform of its own (~12 min)
+	@$(BIN)/pytest -q -m e2e tests/e2e
+
+faults: install install-system ## The fault suite: vLLM, MLflow, a Ray worker, Redis and the RAG store fail on purpose
+	@$(BIN)/pytest -q -m fault tests
+
+fuzz: $(VENV)/.installed ## Fuzz the gateway from its OpenAPI spec (~7,400 cases; CI runs ~1,100)
+	@LATHE_FUZZ_EXAMPLES=1000 $(BIN)/pytest -q tests/integration/test_fuzz_gateway.py
 
 policy: $(VENV)/.installed .venv-checkov/.installed ## checkov over the rendered Helm chart and the Terraform code
 	@$(BIN)/pytest -q tests/unit/k8s/test_checkov.py

@@ -134,6 +134,9 @@ class RagSettings(_Section):
     host: str = "127.0.0.1"
     port: Port = 8300
     url: str | None = None  # set when the service runs elsewhere (the cluster)
+    # The OpenAI model name its encoder answers to at POST /v1/embeddings (the local
+    # gateway routes this name to it); rename it with LATHE_RAG_EMBED_MODEL_PATH.
+    embedding_model: str = Field(default="all-minilm-l6-v2", min_length=1, max_length=256)
 
     _port = field_validator("port")(_check_port)
 

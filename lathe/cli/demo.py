@@ -64,7 +64,7 @@ def summary_table(summary: dict) -> Table:
     table.add_column("stage", no_wrap=True)
     table.add_column("time", justify="right", no_wrap=True)
     table.add_column("result", overflow="fold")
-    table.add_column("MLflow run", overflow="fold")
+    table.add_column("MLflow exp/run", no_wrap=True)
     style = {"ok": "green", "kept": "yellow", "skipped": "dim", "failed": "bold red"}
     for stage in summary["stages"]:
         mark = {"ok": "✔", "kept": "■", "skipped": "–", "failed": "✘"}[stage["status"]]
@@ -72,9 +72,17 @@ def summary_table(summary: dict) -> Table:
             f"[{style[stage['status']]}]{mark}[/] {stage['name']}",
             _clock(stage["seconds"]),
             stage["figure"],
-            stage.get("run_url") or "",
+            _run_link(stage.get("run_url")),
         )
     return table
+
+
+def _run_link(url: str | None) -> str:
+    """The run's short id, a link in terminals that follow them; the whole URL is in summary.json."""
+    if not url:
+        return ""
+    experiment, run = url.rsplit("/experiments/", 1)[1].split("/runs/")
+    return f"[link={url}]{experiment}/{run[:8]}[/link]"
 
 
 def _clock(seconds: float) -> str:

@@ -40,9 +40,9 @@ class DemoSize:
 SIZES = {
     "full": DemoSize(
         "full",
-        pretrain_steps=100,
-        sft_steps=12,
-        dpo_steps=6,
+        pretrain_steps=60,
+        sft_steps=8,
+        dpo_steps=4,
         eval_questions=24,
         eval_documents=2,
         rag_pages=12,

@@ -342,13 +342,17 @@ class GatewayComponent(_ServerComponent):
         return [sys.executable, "-m", "services.gateway"]
 
     def env(self) -> dict[str, str]:
-        return {
+        env = {
             "LATHE_HOME": str(self.settings.home),
             "LATHE_GATEWAY_DEFAULT_MODEL": self.settings.inference.model_name,
             "LATHE_GATEWAY_DEFAULT_BACKEND_URL": self.settings.inference.base_url,
             "LATHE_GATEWAY_RAG_URL": self.settings.rag.base_url,
             "LATHE_GATEWAY_AGENT_URL": self.settings.agent.base_url,
         }
+        if self.settings.rag.enabled:
+            # No embedding server runs locally: the RAG service's MiniLM serves /v1/embeddings.
+            env["LATHE_GATEWAY_RAG_EMBEDDING_MODEL"] = self.settings.rag.embedding_model
+        return env
 
 
 def write_secret(path: Path, value: str) -> bool:

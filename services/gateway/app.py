@@ -16,7 +16,7 @@ from lathe.telemetry import RequestIdMiddleware
 from services.gateway.discovery import EndpointDiscovery, kubernetes_slice_api
 from services.gateway.keys import KeyCache, KeyStore, UsageRecorder
 from services.gateway.metrics import GatewayMetrics
-from services.gateway.proxy import Forwarder
+from services.gateway.proxy import BREAKER_VALUE, Forwarder
 from services.gateway.quotas import InProcessLimiter, RateLimitedError, RedisLimiter, retry_after_header
 from services.gateway.routes import admin, health, openai, services
 from services.gateway.routing import Router
@@ -116,6 +116,8 @@ async def check_backends(
                 log.warning("backend health changed", extra={"fields": {"backend": backend.url, "healthy": healthy}})
             backend.healthy = healthy
             metrics.backend_healthy.labels(backend=backend.url).set(1 if healthy else 0)
+            # A breaker half-opens with time, not with a request: keep its gauge current.
+            metrics.breaker_state.labels(backend=backend.url).set(BREAKER_VALUE[backend.breaker.state])
 
         await asyncio.gather(*(probe(b) for b in backends))
         await asyncio.sleep(interval_s)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hmac
 import json
+import re
 from typing import Annotated, Any, TypeVar
 
 from fastapi import Depends, Request
@@ -89,20 +90,61 @@ async def read_body(request: Request, limit: int) -> bytes:
     return bytes(body)
 
 
+# Deeper than any OpenAI body (tool schemas included); far enough below Python's
+# recursion limit that parsing, validating and re-serialising never hit it.
+MAX_JSON_DEPTH = 64
+# A \uD800-\uDFFF escape: only a lone one (not half of a pair) is worth a full check.
+_SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
+
+
 async def read_json(request: Request, limit: int) -> dict[str, Any]:
-    """The body as a JSON object, refusing what is too large, not UTF-8 or not JSON."""
+    """The body as a JSON object, refusing what is too large, not UTF-8 or not JSON.
+
+    "Not JSON" is strict RFC 8259 here, stricter than ``json.loads``: no NaN or
+    Infinity, no lone surrogate escapes (they cannot be encoded again, so they would
+    fail later, deep in the forwarder or the database) and no absurd nesting.
+    """
     body = await read_body(request, limit)
     try:
         text = body.decode("utf-8")
     except UnicodeDecodeError:
         raise InvalidRequestError("request body is not valid UTF-8") from None
     try:
-        data = json.loads(text)
+        data = json.loads(text, parse_constant=_refuse_constant)
+    except RecursionError:
+        raise InvalidRequestError(f"request body is nested deeper than {MAX_JSON_DEPTH} levels") from None
     except ValueError as exc:
         raise InvalidRequestError(f"request body is not valid JSON: {exc}") from None
     if not isinstance(data, dict):
         raise InvalidRequestError("request body must be a JSON object")
+    # Cheap byte counts first: a body with few brackets cannot be deep.
+    if body.count(b"{") + body.count(b"[") > MAX_JSON_DEPTH and _depth(data) > MAX_JSON_DEPTH:
+        raise InvalidRequestError(f"request body is nested deeper than {MAX_JSON_DEPTH} levels")
+    if _SURROGATE_ESCAPE.search(body):
+        try:
+            json.dumps(data, ensure_ascii=False).encode("utf-8")
+        except UnicodeEncodeError:
+            raise InvalidRequestError("request body has a lone surrogate escape (\\uD800-\\uDFFF)") from None
     return data
+
+
+def _refuse_constant(name: str) -> None:
+    raise ValueError(f"{name} is not a JSON value")
+
+
+def _depth(data: Any) -> int:
+    """How deeply ``data`` nests, counted without recursion; stops once over the limit."""
+    deepest = 0
+    stack = [(data, 1)]
+    while stack:
+        node, depth = stack.pop()
+        if depth > deepest:
+            deepest = depth
+            if deepest > MAX_JSON_DEPTH:
+                break
+        children = node.values() if isinstance(node, dict) else node
+        stack.extend((child, depth + 1) for child in children if isinstance(child, dict | list))
+    return deepest
 
 
 M = TypeVar("M", bound=BaseModel)

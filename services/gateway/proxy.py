@@ -40,7 +40,7 @@ from services.gateway.settings import GatewayServiceSettings
 
 log = logging.getLogger(__name__)
 
-_BREAKER_VALUE = {"closed": 0, "half_open": 1, "open": 2}
+BREAKER_VALUE = {"closed": 0, "half_open": 1, "open": 2}
 
 
 @dataclass
@@ -196,7 +196,7 @@ class Forwarder:
         started: float,
         client_wants_usage: bool,
     ) -> StreamingResponse:
-        state = {"prompt": 0, "completion": 0, "chunks": 0, "done": False}
+        state = {"prompt": 0, "completion": 0, "chunks": 0, "done": False, "error": None}
 
         async def relay() -> AsyncIterator[bytes]:
             buffer = b""
@@ -216,12 +216,19 @@ class Forwarder:
                         yield keep + b"\n\n"
                 if buffer.strip():
                     yield buffer
-                self._succeeded(backend)
+                if state["error"] is None:
+                    self._succeeded(backend)
+                else:
+                    # The backend ended the stream with an error event (already relayed).
+                    # One whose own upstream broke off (an inference service whose engine
+                    # died) is down, like a backend that breaks the connection.
+                    status = 502
+                    self._failed(backend, "stream_error_event", trip=state["error"] == UpstreamError.code)
             except (aiohttp.ClientError, TimeoutError) as exc:
                 # The backend died mid-stream: end with an OpenAI-shaped error event.
                 status = 502
-                self._failed(backend, "stream_" + type(exc).__name__)
-                yield _error_event("the backend stopped in the middle of the stream", "upstream_error")
+                self._failed(backend, "stream_" + type(exc).__name__, trip=True)
+                yield _error_event("the backend stopped in the middle of the stream", UpstreamError.code)
             finally:
                 # Also reached when the client disconnects: closing the upstream
                 # response cancels the request at the backend.
@@ -244,6 +251,9 @@ class Forwarder:
         except ValueError:
             return event
         if not isinstance(data, dict):
+            return event
+        if isinstance(data.get("error"), dict):
+            state["error"] = str(data["error"].get("code") or data["error"].get("type") or "error")
             return event
         usage = data.get("usage")
         if usage:
@@ -273,10 +283,13 @@ class Forwarder:
         self.metrics.requests.labels(model=admission.model, route=admission.route, status=str(status)).inc()
         self.metrics.latency.labels(model=admission.model, route=admission.route).observe(time.monotonic() - started)
 
-    def _failed(self, backend: Backend, kind: str) -> None:
-        backend.breaker.on_failure()
+    def _failed(self, backend: Backend, kind: str, trip: bool = False) -> None:
+        if trip:
+            backend.breaker.trip()
+        else:
+            backend.breaker.on_failure()
         self.metrics.upstream_errors.labels(backend=backend.url, kind=kind).inc()
-        self.metrics.breaker_state.labels(backend=backend.url).set(_BREAKER_VALUE[backend.breaker.state])
+        self.metrics.breaker_state.labels(backend=backend.url).set(BREAKER_VALUE[backend.breaker.state])
         log.warning("backend failed", extra=log_fields(backend=backend.url, kind=kind))
 
     def _succeeded(self, backend: Backend) -> None:

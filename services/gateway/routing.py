@@ -11,7 +11,10 @@ policy picks among that version's healthy backends:
 
 Each backend has a circuit breaker: after ``failures`` consecutive errors it opens
 and takes no traffic until ``reset_s`` has passed; then one trial request (half-open)
-closes it again on success.
+closes it again on success. A backend that breaks off a stream it had begun opens it
+at once (``trip``): a busy backend answers slowly or refuses, a crashing one drops
+what it was sending, and every request sent to it before its health check fails
+would be dropped the same way.
 """
 
 from __future__ import annotations
@@ -63,6 +66,12 @@ class CircuitBreaker:
         self.trial_in_flight = False
         if self.state == "half_open" or self.consecutive_failures >= self.failures_to_open:
             self.opened_at = self.clock()
+
+    def trip(self) -> None:
+        """Open now, whatever the count: the backend failed in a way that says it is down."""
+        self.consecutive_failures = max(self.consecutive_failures + 1, self.failures_to_open)
+        self.trial_in_flight = False
+        self.opened_at = self.clock()
 
 
 @dataclass(eq=False)

@@ -11,6 +11,30 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 
+def openapi_body(model: type[BaseModel]) -> dict[str, Any]:
+    """``openapi_extra`` that documents ``model`` as a route's JSON body.
+
+    The routes read their bodies themselves (a size limit before parsing, OpenAI's
+    error shape after), so FastAPI cannot see the model; without this the spec, and
+    every client or fuzzer generated from it, would show no body at all. Nested models
+    are inlined: a ``$ref`` into the model's own ``$defs`` means nothing in a spec.
+    """
+    schema = model.model_json_schema()
+    defs = schema.pop("$defs", {})
+
+    def inline(node: Any) -> Any:
+        if isinstance(node, dict):
+            ref = node.get("$ref", "")
+            if ref.startswith("#/$defs/"):
+                return inline(defs[ref.removeprefix("#/$defs/")])
+            return {key: inline(value) for key, value in node.items()}
+        if isinstance(node, list):
+            return [inline(value) for value in node]
+        return node
+
+    return {"requestBody": {"required": True, "content": {"application/json": {"schema": inline(schema)}}}}
+
+
 class _OpenAIBody(BaseModel):
     model_config = ConfigDict(extra="allow")
 
@@ -74,15 +98,20 @@ class EmbeddingRequest(BaseModel):
         return [self.input] if isinstance(self.input, str) else list(self.input)
 
 
+# Limits are stored in 64-bit integer columns and compared in Redis Lua, whose numbers
+# are doubles: 2**53 is exact in both, and more tokens than any key will ever spend.
+MAX_LIMIT = 2**53
+
+
 class KeyCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     name: str = Field(min_length=1, max_length=128, pattern=r"^[\w.\-@]+$")
     models: list[str] = Field(default_factory=list)
-    rpm: int | None = Field(default=None, ge=1)
-    tpm: int | None = Field(default=None, ge=1)
-    budget: int | None = Field(default=None, ge=1)
-    max_tokens: int | None = Field(default=None, ge=1)
+    rpm: int | None = Field(default=None, ge=1, le=MAX_LIMIT)
+    tpm: int | None = Field(default=None, ge=1, le=MAX_LIMIT)
+    budget: int | None = Field(default=None, ge=1, le=MAX_LIMIT)
+    max_tokens: int | None = Field(default=None, ge=1, le=MAX_LIMIT)
     tools: list[str] = Field(default_factory=list)
     expires_at: str | None = None
 

@@ -8,6 +8,7 @@ through the small ``Engine`` protocol, so a test or another runtime can stand in
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import shlex
 import signal
@@ -18,6 +19,7 @@ from pathlib import Path
 from typing import Protocol
 
 import httpx
+import psutil
 
 from lathe.errors import EngineUnavailableError, MissingDependencyError
 from services.inference.settings import InferenceServiceSettings
@@ -42,6 +44,10 @@ class Engine(Protocol):
     async def stop(self) -> None: ...
 
     def exited(self) -> bool: ...
+
+    @property
+    def returncode(self) -> int | None:
+        """The exit status once it exited (negative: killed by that signal)."""
 
 
 def vllm_argv(settings: InferenceServiceSettings, model_dir: Path, port: int) -> list[str]:
@@ -88,6 +94,7 @@ class VllmEngine:
         self.port = port
         self.log_file = settings.engine_log_dir / f"vllm-{settings.model_name}-v{version}-{port}.log"
         self.process: subprocess.Popen | None = None
+        self.children: list[psutil.Process] = []  # vLLM's engine-core processes, seen once it is up
         self.handle = EngineHandle(version=version, base_url=f"http://{settings.engine_host}:{port}", pid=None)
 
     async def start(self) -> None:
@@ -108,6 +115,8 @@ class VllmEngine:
             )
         self.handle.pid = self.process.pid
         await self._wait_healthy()
+        with contextlib.suppress(psutil.Error):
+            self.children = psutil.Process(self.process.pid).children(recursive=True)
 
     async def _wait_healthy(self) -> None:
         deadline = time.monotonic() + self.settings.engine_start_timeout_s
@@ -133,13 +142,24 @@ class VllmEngine:
     def exited(self) -> bool:
         return self.process is not None and self.process.poll() is not None
 
+    @property
+    def returncode(self) -> int | None:
+        return self.process.poll() if self.process is not None else None
+
     async def stop(self) -> None:
-        if self.process is None or self.process.poll() is not None:
+        if self.process is None:
             return
-        self.process.send_signal(signal.SIGTERM)
-        for _ in range(150):
-            if self.process.poll() is not None:
-                return
-            await asyncio.sleep(0.1)
-        self.process.kill()
-        await asyncio.to_thread(self.process.wait)
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            for _ in range(150):
+                if self.process.poll() is not None:
+                    break
+                await asyncio.sleep(0.1)
+            else:
+                self.process.kill()
+                await asyncio.to_thread(self.process.wait)
+        # A server killed outright leaves its engine-core processes behind (GBs each).
+        for child in self.children:
+            with contextlib.suppress(psutil.Error):
+                if child.is_running():  # the same process, not a reused pid
+                    child.kill()

@@ -4,12 +4,20 @@
 than the one being served, download it, start an engine for it beside the current
 one, switch new requests to it once healthy, wait for the old engine's requests to
 finish and stop it. A registry that is down leaves the current version serving and
-is retried with exponential backoff; an engine that exits is restarted.
+is retried with exponential backoff.
+
+Beside it a watcher checks the engine process every ``engine_check_interval_s``: one
+that exits (killed, out of memory, crashed) is restarted from the folder it served,
+so no registry is needed for it, and each restart is logged and counted
+(``lathe_inference_engine_restarts_total``). Until the new engine is healthy,
+``/health`` says ``degraded`` (503) with the reason, and requests get a 503 that
+says so rather than a connection error.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Callable
@@ -48,13 +56,15 @@ class AliasServer:
         self.last_error: str | None = None
         self.registry_ok = False
         self.swaps = 0
+        self.restarts = 0
+        self._model_dir: Path | None = None  # the active engine's folder: what a restart starts from
         self._swap_lock = asyncio.Lock()
 
     # -- requests ---------------------------------------------------------------------
     def acquire(self) -> EngineHandle:
         """The engine for a new request; counted until ``release``. No await: atomic."""
         if self.active is None or self.active.exited():
-            raise EngineUnavailableError(f"no engine is serving {self.settings.model_name} yet ({self.phase})")
+            raise EngineUnavailableError(f"no engine is serving {self.settings.model_name} now ({self.detail})")
         handle = self.active.handle
         handle.inflight += 1
         self.metrics.inflight.inc()
@@ -71,8 +81,33 @@ class AliasServer:
     def healthy(self) -> bool:
         return self.active is not None and not self.active.exited()
 
-    # -- the loop ---------------------------------------------------------------------
+    @property
+    def detail(self) -> str:
+        """What ``/health`` and a refused request say is going on."""
+        dead = self.active
+        if dead is not None and dead.exited():  # also before the watcher's next look
+            return f"restarting vLLM for version {dead.handle.version}: it exited (code {dead.returncode})"
+        return self.phase
+
+    def status(self) -> str:
+        """``ok``: an engine serves; ``degraded``: the one that served exited and is being
+        restarted; ``unavailable``: none has served yet (starting, or no registry)."""
+        if self.healthy():
+            return "ok"
+        return "degraded" if self.active is not None else "unavailable"
+
+    # -- the loops --------------------------------------------------------------------
     async def run(self) -> None:
+        """Follow the alias; beside it, restart an engine that exits."""
+        watcher = asyncio.create_task(self._watch_engine(), name="engine-watch")
+        try:
+            await self._follow_alias()
+        finally:
+            watcher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await watcher
+
+    async def _follow_alias(self) -> None:
         backoff = 1.0
         labels = {"model": self.settings.model_name}
         while True:
@@ -80,12 +115,7 @@ class AliasServer:
                 target = await asyncio.to_thread(self._target)
                 self.registry_ok = True
                 backoff = 1.0
-                if self.active is not None and self.active.exited():
-                    log.error("engine exited; restarting", extra=log_fields(version=self.version))
-                    self.metrics.engine_restarts.labels(**labels).inc()
-                    self.metrics.engine_up.labels(**labels).set(0)
-                    dead, self.active = self.active, None
-                    await dead.stop()
+                # A dead engine of the same version is the watcher's to restart.
                 if self.active is None or target.version != self.version:
                     await self.swap_to(target)
                 self.last_error = None
@@ -114,6 +144,47 @@ class AliasServer:
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, self.settings.registry_backoff_max_s)
 
+    async def _watch_engine(self) -> None:
+        backoff = 1.0
+        while True:
+            await asyncio.sleep(self.settings.engine_check_interval_s)
+            dead = self.active
+            if dead is None or not dead.exited():
+                continue
+            try:
+                await self._restart(dead)
+                backoff = 1.0
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                self.last_error = exc.one_line() if isinstance(exc, LatheError) else f"{type(exc).__name__}: {exc}"
+                log.error("engine restart failed", extra=log_fields(error=self.last_error, retry_in_s=backoff))
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, self.settings.registry_backoff_max_s)
+
+    async def _restart(self, dead: Engine) -> None:
+        """Start the version ``dead`` served, from its folder, and switch to it."""
+        async with self._swap_lock:
+            if self.active is not dead or self._model_dir is None:
+                return  # a swap replaced it meanwhile
+            labels = {"model": self.settings.model_name}
+            version = dead.handle.version
+            started = time.monotonic()
+            self.restarts += 1
+            self.metrics.engine_up.labels(**labels).set(0)
+            self.metrics.engine_restarts.labels(**labels).inc()
+            self.phase = self.detail
+            fields = log_fields(version=version, pid=dead.handle.pid, exit_code=dead.returncode, restarts=self.restarts)
+            log.error("engine exited; restarting", extra=fields)
+            await dead.stop()  # reap it and whatever it left running
+            engine = self.engine_factory(self._model_dir, version, self._free_port())
+            await engine.start()
+            self.active = engine  # the dead one had no requests left to drain: they failed with it
+            self.phase = f"serving version {version}"
+            self.metrics.engine_up.labels(**labels).set(1)
+            restart_s = round(time.monotonic() - started, 1)
+            log.info("engine restarted", extra=log_fields(version=version, pid=engine.handle.pid, restart_s=restart_s))
+
     async def swap_to(self, target: ModelVersionInfo) -> None:
         """Start ``target`` beside the current engine, switch, drain and stop the old one."""
         async with self._swap_lock:
@@ -138,6 +209,7 @@ class AliasServer:
                 raise
             # The switch itself: one assignment, no await, so no request sees a gap.
             self.active = engine
+            self._model_dir = model_dir
             self.swaps += 1
             self.phase = f"serving version {target.version}"
             self.metrics.model_version.labels(alias=self.settings.alias, **labels).set(float(target.version))

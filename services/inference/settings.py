@@ -50,6 +50,8 @@ class InferenceServiceSettings(InferenceSettings):
     # How often the alias is checked; MLflow has no push, and a few seconds is cheap.
     poll_interval_s: float = Field(default=5.0, gt=0)
     registry_backoff_max_s: float = Field(default=60.0, gt=0)
+    # How often the engine process is checked; one that exited is restarted from its folder.
+    engine_check_interval_s: float = Field(default=1.0, gt=0)
     drain_timeout_s: float = Field(default=120.0, gt=0)
     request_timeout_s: float = Field(default=600.0, gt=0)
 

@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 
 from fastapi import FastAPI, Request
-from fastapi.responses import Response
+from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from lathe.serving import NO_OTEL, install_error_handlers
 from lathe.telemetry import RequestIdMiddleware
-from services.rag.routes import collections, query
+from services.rag.routes import collections, embeddings, query
 from services.rag.settings import RagServiceSettings
+from services.rag.store import StoreLockedError
 
 
 def create_app(settings: RagServiceSettings, *, service=None) -> FastAPI:
@@ -34,10 +36,15 @@ def create_app(settings: RagServiceSettings, *, service=None) -> FastAPI:
     app.add_middleware(RequestIdMiddleware)
 
     @app.get("/health", tags=["health"])
-    async def health(request: Request) -> dict:
+    async def health(request: Request) -> JSONResponse:
         rag = request.app.state.rag
         store = rag.settings.qdrant_url or str(rag.settings.store_path)
-        return {"status": "ok", "store": store, "embedder": rag.settings.embed_model().name}
+        body = {"status": "ok", "store": store, "embedder": rag.settings.embed_model().name}
+        try:
+            await asyncio.to_thread(rag.store.connect)  # a local folder another process held at start
+        except StoreLockedError as exc:
+            return JSONResponse({**body, "status": "unavailable", "detail": exc.one_line()}, status_code=503)
+        return JSONResponse(body)
 
     @app.get("/metrics", include_in_schema=False)
     async def metrics(request: Request) -> Response:
@@ -45,5 +52,6 @@ def create_app(settings: RagServiceSettings, *, service=None) -> FastAPI:
 
     app.include_router(collections.router)
     app.include_router(query.router)
+    app.include_router(embeddings.router)
     install_error_handlers(app)
     return app

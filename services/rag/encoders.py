@@ -90,12 +90,24 @@ class DenseEncoder:
         self._lock = threading.Lock()  # one forward pass at a time: threads would fight for cores
 
     def encode(self, texts: list[str]) -> list[list[float]]:
-        if not texts:
-            return []
+        return self._encode(texts, count=False)[0].tolist() if texts else []
+
+    def embed(self, texts: list[str]):
+        """For ``/v1/embeddings``: unit vectors (a float32 array, one row per text) and the
+        number of word pieces embedded (texts past the model's 256 are cut, as in ingest)."""
+        return self._encode(texts, count=True)
+
+    def _encode(self, texts: list[str], count: bool):
         import numpy as np
 
+        if not texts:
+            return np.empty((0, self.dimension), dtype=np.float32), 0
         order = np.argsort([len(t) for t in texts])
+        pieces = 0
         with self._lock:
+            if count:  # under the lock too: a fast tokenizer used by two threads fails ("Already borrowed")
+                limit = self.model.max_seq_length
+                pieces = sum(map(len, self.model.tokenizer(texts, truncation=True, max_length=limit)["input_ids"]))
             vectors = self.model.encode(
                 [texts[i] for i in order],
                 batch_size=self.batch_size,
@@ -103,6 +115,6 @@ class DenseEncoder:
                 convert_to_numpy=True,
                 show_progress_bar=False,
             )
-        out = np.empty_like(vectors)
+        out = np.empty_like(vectors, dtype=np.float32)
         out[order] = vectors
-        return out.tolist()
+        return out, pieces

@@ -2,8 +2,9 @@
 
 A document's id is its source path (or an id given with it); its hash covers the
 bytes and the chunking settings. Re-ingesting an unchanged document writes nothing;
-a changed one replaces exactly its chunks. One document that fails (unsupported
-type, corrupt PDF, no text) is reported and the others go on.
+a changed one replaces exactly its chunks, and so does one that an interrupted ingest
+left half-written. One document that fails (unsupported type, corrupt PDF, no text)
+is reported and the others go on; a store held by another process fails the batch.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from lathe.telemetry import log_fields
 from services.rag.chunking import Chunker
 from services.rag.documents import PARSER_VERSION, parse_document
 from services.rag.metrics import RagMetrics
-from services.rag.store import VectorStore
+from services.rag.store import StoreLockedError, VectorStore
 
 log = logging.getLogger(__name__)
 
@@ -78,8 +79,10 @@ class Ingestor:
             if len(document.data) > self.max_bytes:
                 raise LatheError(f"{document.name!r} is {len(document.data)} bytes, over {self.max_bytes}")
             doc_hash = self.content_hash(document)
-            previous = self.store.document_hash(collection, doc_id)
-            if previous == doc_hash:
+            # Unchanged only when this version is stored whole and alone: a document an
+            # interrupted ingest left half-written or twice is written again.
+            previous = self.store.document_versions(collection, doc_id)
+            if previous is not None and previous.settled == doc_hash:
                 outcome = IngestOutcome(doc_id, source, "unchanged")
             else:
                 parsed = parse_document(document.name, document.data, document.format)
@@ -104,6 +107,8 @@ class Ingestor:
                 written = self.store.write_document(collection, doc_id, doc_hash, records, vectors)
                 outcome = IngestOutcome(doc_id, source, "updated" if previous else "added", written)
                 self.metrics.chunks_written.labels(collection=collection).inc(written)
+        except StoreLockedError:
+            raise  # the store, not this document: the whole ingest gets the 503
         except LatheError as exc:
             outcome = IngestOutcome(doc_id, source, "failed", error=exc.one_line(), error_code=exc.code)
         except Exception as exc:  # one document's surprise must not stop the batch

@@ -80,3 +80,33 @@ class QueryRequest(RetrieveRequest):
     stream: bool = False
     max_tokens: int | None = Field(default=None, ge=1, le=4096)
     temperature: float | None = Field(default=None, ge=0.0, le=2.0)
+
+
+# OpenAI's own limit on inputs per embeddings request.
+MAX_EMBEDDING_INPUTS = 2048
+
+
+class EmbeddingsRequest(_Body):
+    """OpenAI's embeddings request. ``input`` is text; token-id arrays are refused."""
+
+    model: str = Field(min_length=1, max_length=256)
+    input: str | list[str]
+    # The official SDK asks for base64 (little-endian float32) unless told otherwise.
+    encoding_format: Literal["float", "base64"] = "float"
+    dimensions: int | None = Field(default=None, ge=1)
+    user: str | None = Field(default=None, max_length=256)
+
+    @field_validator("input")
+    @classmethod
+    def _texts(cls, value: str | list[str]) -> str | list[str]:
+        texts = [value] if isinstance(value, str) else value
+        if not texts:
+            raise ValueError("input must not be an empty list")
+        if len(texts) > MAX_EMBEDDING_INPUTS:
+            raise ValueError(f"input has {len(texts)} items, over the limit of {MAX_EMBEDDING_INPUTS}")
+        if not all(texts):
+            raise ValueError("input must not contain empty strings")
+        return value
+
+    def texts(self) -> list[str]:
+        return [self.input] if isinstance(self.input, str) else list(self.input)

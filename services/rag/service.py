@@ -7,12 +7,13 @@ the event loop keeps answering health checks while a large ingest runs.
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 import time
 from collections.abc import AsyncIterator
 from typing import Any
 
-from lathe.errors import LatheError
+from lathe.errors import InvalidRequestError, LatheError, ModelNotFoundError
 from services.rag.answer import (
     NO_ANSWER,
     GatewayChat,
@@ -28,7 +29,7 @@ from services.rag.encoders import DenseEncoder
 from services.rag.ingest import IncomingDocument, Ingestor
 from services.rag.metrics import RagMetrics
 from services.rag.retrieval import Hit, KeepOrder, MmrReranker, Retriever
-from services.rag.schemas import QueryRequest, RetrieveRequest
+from services.rag.schemas import EmbeddingsRequest, QueryRequest, RetrieveRequest
 from services.rag.settings import RagServiceSettings
 from services.rag.store import VectorStore
 
@@ -60,6 +61,7 @@ class RagService:
             path=str(settings.store_path),
             api_key=settings.qdrant_api_key.get_secret_value() if settings.qdrant_api_key else None,
             dimension=encoder.dimension,
+            wait_for_lock=True,  # start anyway: /health and every call say who holds it until it is free
         )
         chat = GatewayChat(settings.gateway_url, settings.request_timeout_s, transport)
         return cls(settings, encoder, store, chat)
@@ -78,6 +80,24 @@ class RagService:
             removed = await asyncio.to_thread(self.store.delete_document, collection, doc_id)
         self.metrics.documents.labels(collection=collection, outcome="deleted").inc()
         return {"object": "rag.document.deleted", "collection": collection, "id": doc_id, "chunks_removed": removed}
+
+    # -- embeddings (OpenAI's /v1/embeddings, for clients of the gateway) ---------------
+    async def embeddings(self, body: EmbeddingsRequest) -> dict[str, Any]:
+        name = self.settings.embedding_model
+        if body.model != name:
+            raise ModelNotFoundError(f"model {body.model!r} is not served here (embeddings: {name!r})", param="model")
+        if body.dimensions is not None and body.dimensions != self.encoder.dimension:
+            raise InvalidRequestError(
+                f"{name} makes {self.encoder.dimension}-dimensional vectors; 'dimensions' cannot change that",
+                param="dimensions",
+            )
+        vectors, pieces = await asyncio.to_thread(self.encoder.embed, body.texts())
+        data = [
+            {"object": "embedding", "index": i, "embedding": _wire_vector(vector, body.encoding_format)}
+            for i, vector in enumerate(vectors)
+        ]
+        usage = {"prompt_tokens": pieces, "total_tokens": pieces}
+        return {"object": "list", "data": data, "model": name, "usage": usage}
 
     # -- retrieval --------------------------------------------------------------------
     async def retrieve(self, body: RetrieveRequest, authorization: str | None) -> tuple[list[Hit], dict[str, Any]]:
@@ -185,6 +205,12 @@ class RagService:
 def _run(coroutine):
     """Run a coroutine that does blocking work to completion inside a worker thread."""
     return asyncio.run(coroutine)
+
+
+def _wire_vector(vector, encoding_format: str) -> list[float] | str:
+    if encoding_format == "base64":
+        return base64.b64encode(vector.astype("<f4").tobytes()).decode("ascii")
+    return vector.tolist()
 
 
 def _event(name: str, data: dict[str, Any]) -> bytes:

@@ -15,10 +15,25 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration.conftest import platform_env
+from tests.support.platform import platform_env
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
+# Ports of its own (23xxx), clear of a developer's platform, the other suites and Ray's worker range.
+PORTS = {
+    "LATHE_MLFLOW_PORT": "23500",
+    "LATHE_RAY_PORT": "23380",
+    "LATHE_RAY_DASHBOARD_PORT": "23265",
+    "LATHE_RAY_CLIENT_PORT": "23001",
+    "LATHE_RAY_AGENT_PORT": "23365",
+    "LATHE_INFERENCE_PORT": "23100",
+    "LATHE_INFERENCE_ENGINE_PORT_BASE": "23200",
+    "LATHE_GATEWAY_PORT": "23050",
+    "LATHE_GATEWAY_METRICS_PORT": "23059",
+    "LATHE_PROMETHEUS_PORT": "23090",
+    "LATHE_RAG_PORT": "23300",
+    "LATHE_AGENT_PORT": "23400",
+}
 STAGES = ["platform", "curate", "finetune data", "tokenizer", "pretrain", "sft", "dpo", "champion eval",
           "candidate eval", "gate", "hot swap", "chat", "rag ingest", "rag answer", "agent", "monitoring"]  # fmt: skip
 
@@ -28,7 +43,7 @@ def demo(tmp_path_factory) -> dict:
     if not Path("/usr/share/doc/python3.11/html/_sources").is_dir():
         pytest.fail("the demo corpus needs python3.11-doc (make install-system installs it)")
     home = tmp_path_factory.mktemp("demo-home")
-    env = platform_env(home)
+    env = platform_env(home, PORTS)
     try:
         result = subprocess.run(
             [sys.executable, "-m", "lathe.cli", "demo", "--size", "ci", "--json"],

@@ -51,6 +51,27 @@ class Stub:
         self.log.close()
 
 
+class EchoUpstream:
+    """tests/support/echo_stub.py: stands in for the RAG and agent services."""
+
+    def __init__(self, port: int, log_dir: Path) -> None:
+        self.url = f"http://127.0.0.1:{port}"
+        self.log = open(log_dir / f"echo-{port}.log", "ab")  # noqa: SIM115 - closed in stop()
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "tests.support.echo_stub", "--port", str(port)],
+            cwd=REPO,
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+        )
+        wait_http(self.url + "/health", proc=self.proc)
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(timeout=10)
+        self.log.close()
+
+
 class RedisServer:
     def __init__(self, port: int, workdir: Path) -> None:
         binary = shutil.which("redis-server")

@@ -271,8 +271,9 @@ def test_budget_runs_out(gateway):
     assert _spent(gateway, "budget-40") <= 40
 
 
+@pytest.mark.fault
 def test_redis_down_fails_closed_with_a_clear_error(redis_gateways, redis_server):
-    gw = redis_gateways[1]
+    gw = redis_gateways[1]  # LATHE_GATEWAY_REDIS_FAILURE_MODE unset: closed is the default
     key = gw.create_key("redis-down")
     redis_server.stop()
     response = httpx.post(
@@ -282,8 +283,31 @@ def test_redis_down_fails_closed_with_a_clear_error(redis_gateways, redis_server
         timeout=30,
     )
     assert response.status_code == 503
-    assert response.json()["error"]["code"] == "quota_backend_unavailable"
-    assert "Redis" in response.json()["error"]["message"]
+    error = response.json()["error"]
+    assert set(error) == {"message", "type", "param", "code"} and error["code"] == "quota_backend_unavailable"
+    assert "Redis" in error["message"] and "LATHE_GATEWAY_REDIS_FAILURE_MODE=closed" in error["message"]
+    assert httpx.get(gw.url + "/health").status_code == 200  # the gateway itself stays up
+
+
+@pytest.mark.fault
+def test_redis_down_admits_requests_when_set_to_fail_open(tmp_path_factory, routes_file, redis_server):
+    redis_server.stop()  # already stopped when the test above ran first
+    gw = Gateway(
+        tmp_path_factory.mktemp("gw-redis-open"),
+        28030,
+        28031,
+        routes_file,
+        LATHE_GATEWAY_REDIS_URL=redis_server.url,
+        LATHE_GATEWAY_REDIS_FAILURE_MODE="open",
+    )
+    try:
+        key = gw.create_key("redis-open", rpm=1)
+        for _ in range(2):  # past the RPM limit: with Redis down nothing counts
+            reply = client_for(gw, key).chat.completions.create(model="stub-model", messages=HELLO, max_tokens=2)
+            assert reply.choices[0].message.content == "tok0 tok1"
+        assert gw.admin("GET", "/admin/keys/redis-open/usage").json()["requests"] == 2  # usage is still recorded
+    finally:
+        gw.stop()
 
 
 # -- routing ----------------------------------------------------------------------------
@@ -321,6 +345,7 @@ def test_prefix_affinity_keeps_a_prompt_on_one_backend(gateway):
         assert len(seen) == 1
 
 
+@pytest.mark.fault
 def test_failover_when_a_backend_dies(gateway, stubs):
     client = client_for(gateway, gateway.create_key("failover"))
     stubs["d"].stop()
@@ -333,7 +358,8 @@ def test_failover_when_a_backend_dies(gateway, stubs):
     assert dead["healthy"] is False or dead["breaker"] != "closed"
 
 
-def test_backend_dying_mid_stream_ends_with_an_error_event(gateway):
+@pytest.mark.fault
+def test_backend_dying_mid_stream_ends_with_an_error_event(gateway, stubs):
     client = client_for(gateway, gateway.create_key("mid-stream"))
     received = []
     with pytest.raises(openai.APIError, match="stopped in the middle"):
@@ -342,6 +368,10 @@ def test_backend_dying_mid_stream_ends_with_an_error_event(gateway):
         ):
             received.append(chunk)
     assert len(received) == 3
+    # A backend that breaks off a stream opens its breaker at once (reset here: 2 s).
+    dies = gateway.admin("GET", "/admin/routes").json()["dies-model"][0]
+    assert dies["breaker"] == "open"
+    assert f'lathe_gateway_breaker_state{{backend="{stubs["dies"].url}"}} 2.0' in httpx.get(gateway.metrics_url).text
     assert httpx.get(gateway.url + "/health").status_code == 200
 
 

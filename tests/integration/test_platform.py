@@ -9,7 +9,8 @@ import httpx
 import pytest
 
 from lathe.platform.processes import port_is_free
-from tests.integration.conftest import PORTS, platform_env, run_lathe
+from tests.integration.conftest import PORTS, platform_env
+from tests.support.platform import run_lathe
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

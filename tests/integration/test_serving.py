@@ -5,8 +5,10 @@ registry outage last, because each changes the served version or the registry.
 """
 
 import json
+import re
 import threading
 import time
+from pathlib import Path
 
 import httpx
 import openai
@@ -145,11 +147,35 @@ def test_hot_swap_under_steady_traffic_loses_no_request(platform, client):
     assert 'lathe_inference_swaps_total{model="smollm2-135m-instruct",outcome="success"} 2.0' in metrics
 
 
+def _registry_retry_delays(log: Path, offset: int) -> list[float]:
+    """The waits the inference service logged between registry attempts, from ``offset`` on."""
+    delays = []
+    with open(log, "rb") as handle:
+        handle.seek(offset)
+        for line in handle:
+            try:
+                entry = json.loads(line)
+            except ValueError:
+                continue
+            if entry.get("msg") == "registry unavailable; retrying":
+                delays.append(float(entry["retry_in_s"]))
+    return delays
+
+
+def _registry_errors(platform) -> float:
+    text = httpx.get(platform.inference_url + "/metrics", timeout=10).text
+    match = re.search(r'^lathe_inference_registry_errors_total\{model="[^"]+"\} (\S+)$', text, re.MULTILINE)
+    return float(match.group(1)) if match else 0.0
+
+
+@pytest.mark.fault
 def test_registry_outage_keeps_serving_and_status_says_so(platform, client):
     from lathe.platform.processes import stop_pid
 
     served = httpx.get(platform.inference_url + "/health", timeout=5).json()["version"]
-    inference_pid = platform.component("inference")["pid"]
+    inference = platform.component("inference")
+    log = Path(inference["log"])
+    offset, errors_before = log.stat().st_size, _registry_errors(platform)
     stop_pid(platform.component("mlflow")["pid"])
 
     response = client.chat.completions.create(model=BASE_MODEL_NAME, messages=QUESTION, max_tokens=8)
@@ -161,12 +187,29 @@ def test_registry_outage_keeps_serving_and_status_says_so(platform, client):
     health = httpx.get(platform.inference_url + "/health", timeout=5).json()
     assert health["status"] == "ok" and health["version"] == served
 
+    # The registry is retried with backoff: each wait is twice the last (1 s, 2 s, 4 s, ...).
+    deadline = time.monotonic() + 30
+    while len(delays := _registry_retry_delays(log, offset)) < 3:
+        assert time.monotonic() < deadline, f"retries logged: {delays}"
+        time.sleep(0.5)
+    assert delays[:3] == [1.0, 2.0, 4.0], delays
+    assert _registry_errors(platform) >= errors_before + 3
+    after_retries = client.chat.completions.create(model=BASE_MODEL_NAME, messages=QUESTION, max_tokens=8)
+    assert after_retries.choices[0].message.content  # still serving the version it had
+
     status = platform.lathe("status", "--json")
     assert status.returncode == 1
-    mlflow = next(c for c in json.loads(status.stdout)["components"] if c["name"] == "mlflow")
-    assert mlflow["state"] == "stopped"
+    components = {c["name"]: c for c in json.loads(status.stdout)["components"]}
+    assert components["mlflow"]["state"] == "stopped"  # what is down
+    assert components["inference"]["state"] == "healthy"  # and what still serves, saying why it cannot follow
+    detail = components["inference"]["detail"]
+    assert f"= v{served}" in detail and "registry unreachable" in detail
 
     repaired = platform.lathe("up", "--json")  # brings back only what is missing
     assert repaired.returncode == 0, repaired.stderr
-    assert platform.component("inference")["pid"] == inference_pid
+    assert platform.component("inference")["pid"] == inference["pid"]
     assert platform.component("mlflow")["state"] == "healthy"
+    deadline = time.monotonic() + 90  # the next retry finds it: at most one backoff step away
+    while httpx.get(platform.inference_url + "/health", timeout=5).json()["registry"] != "ok":
+        assert time.monotonic() < deadline, "the inference service never saw the registry come back"
+        time.sleep(1)

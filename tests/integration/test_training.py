@@ -155,6 +155,7 @@ def kill_a_worker_after_checkpoint(platform, job_id: str, storage: Path, step: i
     return worker.pid
 
 
+@pytest.mark.fault
 def test_a_killed_worker_resumes_from_the_last_checkpoint_and_finishes_the_same_steps(platform, work, tokenizer_dir):
     recipe = pretrain_recipe(
         work,
@@ -190,6 +191,7 @@ def test_a_killed_worker_resumes_from_the_last_checkpoint_and_finishes_the_same_
     assert final == {"step": 400, "final": True}
 
 
+@pytest.mark.fault
 def test_a_crashed_job_keeps_its_checkpoints_and_marks_its_run_failed(platform, work, tokenizer_dir):
     recipe = pretrain_recipe(
         work,

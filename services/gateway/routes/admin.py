@@ -9,22 +9,23 @@ from fastapi import APIRouter, Request
 
 from lathe.errors import InvalidRequestError
 from services.gateway.deps import AdminOnly, KeyStoreDep, RouterDep, parse_body, read_json
-from services.gateway.schemas import CanaryUpdate, KeyCreate
+from services.gateway.schemas import CanaryUpdate, KeyCreate, openapi_body
 
 router = APIRouter(prefix="/admin", tags=["admin"], dependencies=[AdminOnly])
 
 
-@router.post("/keys", status_code=201)
+@router.post("/keys", status_code=201, openapi_extra=openapi_body(KeyCreate))
 async def create_key(request: Request, keys: KeyStoreDep) -> dict:
     body = parse_body(KeyCreate, await read_json(request, 65536))
     expires = None
     if body.expires_at:
         try:
             expires = dt.datetime.fromisoformat(body.expires_at)
-        except ValueError:
+            if expires.tzinfo is not None:
+                # Near year 1 or 9999 the shift to UTC leaves the calendar: OverflowError.
+                expires = expires.astimezone(dt.UTC).replace(tzinfo=None)
+        except (ValueError, OverflowError):
             raise InvalidRequestError("expires_at must be an ISO date, e.g. 2027-01-31", param="expires_at") from None
-        if expires.tzinfo is not None:
-            expires = expires.astimezone(dt.UTC).replace(tzinfo=None)
     raw, info = await asyncio.to_thread(
         keys.create,
         body.name,
@@ -57,7 +58,7 @@ async def key_usage(name: str, request: Request, keys: KeyStoreDep) -> dict:
     return await asyncio.to_thread(keys.usage, name)
 
 
-@router.post("/canary")
+@router.post("/canary", openapi_extra=openapi_body(CanaryUpdate))
 async def set_canary(request: Request, router_: RouterDep) -> dict:
     body = parse_body(CanaryUpdate, await read_json(request, 65536))
     weights = router_.set_canary(body.model, body.version, body.weight)

@@ -7,19 +7,19 @@ import time
 from fastapi import APIRouter, Request, Response
 
 from services.gateway.deps import CurrentKey, ForwarderDep, RouterDep, SettingsDep, parse_body, read_json
-from services.gateway.schemas import ChatCompletionRequest, CompletionRequest, EmbeddingRequest
+from services.gateway.schemas import ChatCompletionRequest, CompletionRequest, EmbeddingRequest, openapi_body
 
 router = APIRouter(prefix="/v1", tags=["openai"])
 
 
-@router.post("/chat/completions")
+@router.post("/chat/completions", openapi_extra=openapi_body(ChatCompletionRequest))
 async def chat_completions(
     request: Request, key: CurrentKey, forwarder: ForwarderDep, settings: SettingsDep
 ) -> Response:
     return await _generate(request, key, forwarder, settings, ChatCompletionRequest, "chat", "/v1/chat/completions")
 
 
-@router.post("/completions")
+@router.post("/completions", openapi_extra=openapi_body(CompletionRequest))
 async def completions(request: Request, key: CurrentKey, forwarder: ForwarderDep, settings: SettingsDep) -> Response:
     return await _generate(request, key, forwarder, settings, CompletionRequest, "completions", "/v1/completions")
 
@@ -33,7 +33,7 @@ async def _generate(request, key, forwarder, settings, schema, route: str, path:
     return await forwarder.forward(admission, path, data, stream=body.stream)
 
 
-@router.post("/embeddings")
+@router.post("/embeddings", openapi_extra=openapi_body(EmbeddingRequest))
 async def embeddings(request: Request, key: CurrentKey, forwarder: ForwarderDep, settings: SettingsDep) -> Response:
     data = await read_json(request, settings.max_body_bytes)
     body = parse_body(EmbeddingRequest, data)

@@ -11,12 +11,14 @@ trusted.
 from __future__ import annotations
 
 import time
+from urllib.parse import quote
 
 import aiohttp
 from fastapi import APIRouter, Request
 from fastapi.responses import Response, StreamingResponse
+from yarl import URL
 
-from lathe.errors import EngineUnavailableError, NotFoundError
+from lathe.errors import EngineUnavailableError, InvalidRequestError, NotFoundError
 from lathe.telemetry import REQUEST_ID_HEADER, request_id_var
 from services.gateway.deps import CurrentKey, SettingsDep, read_body
 from services.gateway.keys import KeyInfo
@@ -27,26 +29,39 @@ router = APIRouter(tags=["services"])
 _PASS_HEADERS = ("authorization", "content-type", "accept")
 _RETURN_HEADERS = ("content-type", "cache-control")
 _METHODS = ["GET", "POST", "DELETE"]
+# What a query string may carry as it is; anything else is percent-encoded on the way.
+_QUERY_SAFE = "/?:@!$&'()*+,;=%"
 
 
 @router.api_route("/v1/rag/{path:path}", methods=_METHODS, include_in_schema=False)
-async def rag(path: str, request: Request, key: CurrentKey, settings: SettingsDep) -> Response:
-    return await _relay(request, key, settings.rag_url, "rag", f"/v1/rag/{path}", settings)
+async def rag(request: Request, key: CurrentKey, settings: SettingsDep) -> Response:
+    return await _relay(request, key, settings.rag_url, "rag", settings)
 
 
 @router.api_route("/v1/agents", methods=["GET"], include_in_schema=False)
 async def agents(request: Request, key: CurrentKey, settings: SettingsDep) -> Response:
-    return await _relay(request, key, settings.agent_url, "agents", "/v1/agents", settings)
+    return await _relay(request, key, settings.agent_url, "agents", settings)
 
 
 @router.api_route("/v1/agents/{path:path}", methods=_METHODS, include_in_schema=False)
-async def agent_runs(path: str, request: Request, key: CurrentKey, settings: SettingsDep) -> Response:
-    return await _relay(request, key, settings.agent_url, "agents", f"/v1/agents/{path}", settings)
+async def agent_runs(request: Request, key: CurrentKey, settings: SettingsDep) -> Response:
+    return await _relay(request, key, settings.agent_url, "agents", settings)
 
 
-async def _relay(request: Request, key: KeyInfo, base: str | None, route: str, path: str, settings) -> Response:
+async def _relay(request: Request, key: KeyInfo, base: str | None, route: str, settings) -> Response:
     if not base:
         raise NotFoundError(f"the {route} service is not enabled on this gateway")
+    # The whole path, not the route's {path} parameter: Starlette's pattern stops short
+    # of a trailing newline. It arrives percent-decoded: "%2e%2e" is ".." by now and
+    # "%3F" is "?". Sent on as it is, the upstream URL would climb out of the service's
+    # prefix (to its /metrics, say) or grow a query the client never wrote.
+    path = request.scope["path"]
+    if any(segment in (".", "..") for segment in path.split("/")):
+        raise InvalidRequestError("the path may not have '.' or '..' segments")
+    url = base.rstrip("/") + quote(path, safe="/")
+    if request.url.query:
+        url += "?" + quote(request.url.query, safe=_QUERY_SAFE)
+    url = URL(url, encoded=True)
     forwarder = request.app.state.forwarder
     metrics = request.app.state.metrics
     try:
@@ -61,9 +76,6 @@ async def _relay(request: Request, key: KeyInfo, base: str | None, route: str, p
     headers["x-lathe-allowed-tools"] = ",".join(key.tools) if key.tools else "*"
     if request_id := request_id_var.get():
         headers[REQUEST_ID_HEADER] = request_id
-    url = base.rstrip("/") + path
-    if request.url.query:
-        url += "?" + request.url.query
     started = time.monotonic()
     try:
         upstream = await forwarder.http.request(request.method, url, data=body or None, headers=headers)

@@ -16,8 +16,9 @@ router = APIRouter(tags=["health"])
 
 @router.get("/health")
 async def health(server: ServerDep, settings: SettingsDep) -> JSONResponse:
+    status = server.status()
     body = {
-        "status": "ok" if server.healthy() else "unavailable",
+        "status": status,
         "model": settings.model_name,
         "alias": settings.alias,
         "version": server.version,
@@ -25,10 +26,12 @@ async def health(server: ServerDep, settings: SettingsDep) -> JSONResponse:
         "engine_url": server.active.handle.base_url if server.active else None,
         "registry": "ok" if server.registry_ok else "unreachable",
         "swaps": server.swaps,
-        "detail": server.phase,
+        "engine_restarts": server.restarts,
+        "detail": server.detail,
         "last_error": server.last_error,
     }
-    return JSONResponse(body, status_code=200 if server.healthy() else 503)
+    # degraded (the engine died and is restarting) is 503 too: no request can be served.
+    return JSONResponse(body, status_code=200 if status == "ok" else 503)
 
 
 @router.get("/metrics")

@@ -1,9 +1,19 @@
 import asyncio
+import socket
 
 import pytest
 
 from services.gateway.proxy import estimate_prompt_tokens
-from services.gateway.quotas import BudgetExceededError, InProcessLimiter, Limits, RateLimitedError
+from services.gateway.quotas import (
+    BudgetExceededError,
+    InProcessLimiter,
+    Limits,
+    QuotaBackendError,
+    RateLimitedError,
+    RedisLimiter,
+    Reservation,
+)
+from services.gateway.settings import GatewayServiceSettings
 
 
 class Clock:
@@ -109,3 +119,49 @@ def test_a_request_larger_than_the_limit_says_so():
 def test_prompt_estimate_bounds_byte_level_tokens():
     assert estimate_prompt_tokens(["hello"], overhead=0) == 5
     assert estimate_prompt_tokens(["héllo", "日本"], overhead=4) == 6 + 6 + 12
+
+
+# -- Redis down: LATHE_GATEWAY_REDIS_FAILURE_MODE ------------------------------------------
+@pytest.fixture
+def redis_down() -> str:
+    """A Redis URL on a port nothing listens on."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    return f"redis://127.0.0.1:{port}/0"
+
+
+@pytest.mark.fault
+def test_redis_down_fails_closed_by_default_naming_the_setting(redis_down, clean_lathe_env):
+    assert GatewayServiceSettings().redis_failure_mode == "closed"
+    limiter = RedisLimiter(redis_down, nothing_spent)
+
+    async def scenario():
+        try:
+            with pytest.raises(QuotaBackendError) as info:
+                await limiter.reserve("k", 10, Limits(tpm=100))
+            # Settling a reservation made before Redis went away only over-counts; it never fails the request.
+            await limiter.reconcile(Reservation("k", "m:10", 10, 0.0), 3)
+        finally:
+            await limiter.close()
+        return info.value
+
+    error = run(scenario())
+    assert error.status_code == 503 and error.code == "quota_backend_unavailable"
+    assert "Redis" in error.message and "LATHE_GATEWAY_REDIS_FAILURE_MODE=closed" in error.message
+
+
+@pytest.mark.fault
+def test_redis_down_admits_uncounted_when_set_to_fail_open(redis_down):
+    limiter = RedisLimiter(redis_down, nothing_spent, failure_mode="open")
+
+    async def scenario():
+        try:
+            reservation = await limiter.reserve("k", 10, Limits(rpm=1, tpm=100, budget=50))
+            await limiter.reconcile(reservation, 10)  # nothing reserved, nothing to settle
+            return reservation, await limiter.reserve("k", 10, Limits(rpm=1))
+        finally:
+            await limiter.close()
+
+    first, second = run(scenario())
+    assert first is None and second is None  # admitted past the RPM limit: Redis could not count

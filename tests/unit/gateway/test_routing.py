@@ -48,6 +48,18 @@ def test_breaker_opens_after_failures_and_half_opens_after_the_reset():
     assert breaker.state == "closed" and breaker.allows()
 
 
+def test_a_tripped_breaker_opens_at_once_and_recovers_after_the_reset():
+    clock = Clock()
+    breaker = CircuitBreaker(failures=3, reset_s=5.0, clock=clock)
+    breaker.trip()  # a stream broken off: no need to wait for two more failures
+    assert breaker.state == "open" and not breaker.allows()
+    clock.now = 5.0
+    assert breaker.state == "half_open" and breaker.allows()
+    breaker.on_attempt()
+    breaker.on_success()
+    assert breaker.state == "closed"
+
+
 def test_round_robin_takes_turns():
     backends = [backend("a"), backend("b"), backend("c")]
     policy = RoundRobin()

@@ -33,3 +33,23 @@ def test_admin_key_file_is_read_when_no_variable(monkeypatch, tmp_path):
     (tmp_path / "gateway").mkdir()
     (tmp_path / "gateway" / "admin_key").write_text("lk-admin-0123456789abcdef\n")
     assert GatewayServiceSettings().load_admin_key() == "lk-admin-0123456789abcdef"
+
+
+def test_the_local_platform_routes_the_rag_encoder_as_an_embedding_model(monkeypatch, tmp_path):
+    from lathe.platform.components import GatewayComponent
+    from lathe.platform.processes import StateStore
+    from lathe.settings import load_settings
+
+    monkeypatch.setenv("LATHE_HOME", str(tmp_path))
+    monkeypatch.setenv("LATHE_RAG_PORT", "18333")
+    platform = load_settings()
+    for name, value in GatewayComponent(platform, StateStore(platform.run_dir)).env().items():
+        monkeypatch.setenv(name, value)
+    routes = GatewayServiceSettings().load_routes()
+    assert list(routes.models) == ["smollm2-135m-instruct", "all-minilm-l6-v2"]
+    assert routes.models["all-minilm-l6-v2"].backends[0].url == "http://127.0.0.1:18333"
+
+    monkeypatch.setenv("LATHE_RAG_ENABLED", "false")
+    monkeypatch.delenv("LATHE_GATEWAY_RAG_EMBEDDING_MODEL")
+    platform = load_settings()
+    assert "LATHE_GATEWAY_RAG_EMBEDDING_MODEL" not in GatewayComponent(platform, StateStore(platform.run_dir)).env()

@@ -129,6 +129,7 @@ def test_bad_input_gets_a_4xx_in_openai_shape(client, method, path, body, status
     assert (error["param"] or "").startswith(param)
 
 
+@pytest.mark.fault
 def test_a_store_held_by_another_process_gives_a_clear_error(client):
     code = (
         "from services.rag.store import VectorStore\n"

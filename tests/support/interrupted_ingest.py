@@ -1,0 +1,58 @@
+"""Ingest documents into a RAG collection and stop dead once N chunks are on disk.
+
+tests/integration/test_rag_faults.py runs this as its own process and SIGKILLs it when
+it prints ``PAUSED``: the store then holds exactly what a crash at that moment leaves.
+Qdrant's local mode commits every point on its own, so counting the points it
+persists is counting the chunks that exist.
+
+    python -m tests.support.interrupted_ingest COLLECTION DOCUMENTS.json --pause-after-chunks N
+
+Settings (home, chunking) come from the environment, as for the service; the
+documents file is a JSON list of ``{"source", "filename", "text"}``, as the ingest
+route takes them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("collection")
+    parser.add_argument("documents", type=Path)
+    parser.add_argument("--pause-after-chunks", type=int, required=True)
+    args = parser.parse_args()
+
+    from qdrant_client.local.persistence import CollectionPersistence
+
+    from services.rag.ingest import IncomingDocument
+    from services.rag.service import RagService
+    from services.rag.settings import RagServiceSettings
+
+    persisted = 0
+    persist = CollectionPersistence.persist
+
+    def counting_persist(self, point) -> None:
+        nonlocal persisted
+        persist(self, point)
+        persisted += 1
+        if persisted == args.pause_after_chunks:
+            print(f"PAUSED after {persisted} chunks", flush=True)
+            time.sleep(3600)  # until the test kills us
+
+    CollectionPersistence.persist = counting_persist
+    service = RagService.build(RagServiceSettings())
+    print("READY", flush=True)
+    for item in json.loads(args.documents.read_text()):
+        document = IncomingDocument(item["filename"], item["text"].encode("utf-8"), source=item["source"])
+        outcome = service.ingestor.ingest_one(args.collection, document)
+        print("DONE", json.dumps(outcome.to_dict()), flush=True)
+    print("FINISHED", flush=True)
+
+
+if __name__ == "__main__":
+    main()
