@@ -17,7 +17,8 @@ import pytest
 
 from tests.support.platform import platform_env
 
-pytestmark = [pytest.mark.e2e, pytest.mark.slow]
+# The loop runs in the module fixture, counted against the first test: more than the suite-wide 900 s.
+pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.timeout(2400)]
 
 # Ports of its own (23xxx), clear of a developer's platform, the other suites and Ray's worker range.
 PORTS = {
