@@ -30,14 +30,15 @@ def wait_http(url: str, timeout: float = 30.0, proc: subprocess.Popen | None = N
     raise RuntimeError(f"{url} did not come up")
 
 
-class Stub:
-    def __init__(self, port: int, name: str, log_dir: Path, *extra: str) -> None:
+class StubProcess:
+    """A stub server from tests/support as a process of its own, logging to a file."""
+
+    def __init__(self, module: str, port: int, log_path: Path, *args: str) -> None:
         self.port = port
-        self.name = name
         self.url = f"http://127.0.0.1:{port}"
-        self.log = open(log_dir / f"stub-{name}.log", "ab")  # noqa: SIM115 - closed in stop()
+        self.log = open(log_path, "ab")  # noqa: SIM115 - closed in stop()
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "tests.support.openai_stub", "--port", str(port), "--name", name, *extra],
+            [sys.executable, "-m", module, "--port", str(port), *args],
             cwd=REPO,
             stdout=self.log,
             stderr=subprocess.STDOUT,
@@ -51,25 +52,19 @@ class Stub:
         self.log.close()
 
 
-class EchoUpstream:
+class Stub(StubProcess):
+    """tests/support/openai_stub.py: an OpenAI-compatible backend."""
+
+    def __init__(self, port: int, name: str, log_dir: Path, *extra: str) -> None:
+        self.name = name
+        super().__init__("tests.support.openai_stub", port, log_dir / f"stub-{name}.log", "--name", name, *extra)
+
+
+class EchoUpstream(StubProcess):
     """tests/support/echo_stub.py: stands in for the RAG and agent services."""
 
     def __init__(self, port: int, log_dir: Path) -> None:
-        self.url = f"http://127.0.0.1:{port}"
-        self.log = open(log_dir / f"echo-{port}.log", "ab")  # noqa: SIM115 - closed in stop()
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "tests.support.echo_stub", "--port", str(port)],
-            cwd=REPO,
-            stdout=self.log,
-            stderr=subprocess.STDOUT,
-        )
-        wait_http(self.url + "/health", proc=self.proc)
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait(timeout=10)
-        self.log.close()
+        super().__init__("tests.support.echo_stub", port, log_dir / f"echo-{port}.log")
 
 
 class RedisServer:
