@@ -78,7 +78,8 @@ class GatewayServiceSettings(GatewaySettings):
     # The RAG and agent services behind /v1/rag/... and /v1/agents/... (empty: not served).
     rag_url: str | None = Field(default="http://127.0.0.1:8300", pattern=r"^https?://")
     # With no routes file, also route this embedding model to the RAG service's encoder
-    # (``{rag_url}/v1/embeddings``); the local platform sets it. Unset: no such route.
+    # (``{rag_url}/v1/embeddings``), on Kubernetes too; the local platform and the Helm chart
+    # set it. Unset: no such route.
     rag_embedding_model: str | None = Field(default=None, min_length=1, max_length=256)
     agent_url: str | None = Field(default="http://127.0.0.1:8400", pattern=r"^https?://")
     # Document uploads go to /v1/rag: a larger body limit than the OpenAI routes'.
@@ -133,10 +134,9 @@ class GatewayServiceSettings(GatewaySettings):
         return [ServiceTarget.model_validate(item) for item in json.loads(self.k8s_services)]
 
     def load_routes(self) -> RoutesConfig:
-        if self.routes_file is None and self.k8s_services:
-            return RoutesConfig()
         if self.routes_file is None:
-            models = {self.default_model: ModelRoute(backends=[BackendConfig(url=self.default_backend_url)])}
+            # Kubernetes: the chat models' backends are discovered, not configured.
+            models = {} if self.k8s_services else {self.default_model: ModelRoute(backends=[BackendConfig(url=self.default_backend_url)])}
             if self.rag_embedding_model and self.rag_url:
                 models[self.rag_embedding_model] = ModelRoute(backends=[BackendConfig(url=self.rag_url, version="rag")])
             return RoutesConfig(models=models)

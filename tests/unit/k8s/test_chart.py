@@ -248,3 +248,24 @@ def test_gateway_discovers_every_model_service(rendered):
     assert {t["model"] for t in targets} == {"llama-3-1-8b-instruct-docs", "smollm2-135m-instruct"}
     assert all(t["service"] in services and t["port_name"] == "http" for t in targets)
     assert env["LATHE_GATEWAY_DATABASE_URL"]["valueFrom"]["secretKeyRef"]["name"] == "lathe-gateway-db"
+
+
+def test_gateway_routes_embeddings_to_the_rag_service(rendered, monkeypatch):
+    from services.gateway.settings import GatewayServiceSettings
+
+    objects = rendered["production-gpu-values.yaml"]
+    deployments = {o["metadata"]["name"]: o for o in objects if o["kind"] == "Deployment"}
+
+    def env_of(name):
+        return {e["name"]: e.get("value") for e in deployments[name]["spec"]["template"]["spec"]["containers"][0]["env"]}
+
+    gateway, rag = env_of("lathe-gateway"), env_of("lathe-rag")
+    # The gateway's route name is the name the RAG service's encoder answers to.
+    assert gateway["LATHE_GATEWAY_RAG_EMBEDDING_MODEL"] == rag["LATHE_RAG_EMBEDDING_MODEL"] == "all-minilm-l6-v2"
+    # The settings the gateway pod starts with: chat models discovered, embeddings to RAG.
+    for name, value in gateway.items():
+        if name.startswith("LATHE_GATEWAY_") and value is not None:
+            monkeypatch.setenv(name, value)
+    routes = GatewayServiceSettings().load_routes()
+    assert list(routes.models) == ["all-minilm-l6-v2"]
+    assert routes.models["all-minilm-l6-v2"].backends[0].url == gateway["LATHE_GATEWAY_RAG_URL"]
