@@ -89,7 +89,8 @@ def create_app(settings: GatewayServiceSettings, *, serve_metrics: bool = True) 
                 metrics_server.shutdown()
             keys.engine.dispose()
 
-    app = FastAPI(title="Lathe gateway", version="0.1.0", lifespan=lifespan, telemetry=NO_OTEL)
+    described = {} if settings.docs else {"docs_url": None, "redoc_url": None, "openapi_url": None}
+    app = FastAPI(title="Lathe gateway", version="0.1.0", lifespan=lifespan, telemetry=NO_OTEL, **described)
     app.add_middleware(RequestIdMiddleware)
     app.include_router(health.router)
     app.include_router(openai.router)

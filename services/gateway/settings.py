@@ -65,6 +65,9 @@ class GatewayServiceSettings(GatewaySettings):
     redis_failure_mode: Literal["closed", "open"] = "closed"
     admin_key: SecretStr | None = None
     admin_key_file: Path | None = None
+    # Serve the API's description (/docs, /redoc, /openapi.json) to anyone who can reach the
+    # gateway. On locally; the Helm chart turns it off unless gateway.docs is set.
+    docs: bool = True
 
     routes_file: Path | None = None
     # The default route: the local inference service.
@@ -136,7 +139,9 @@ class GatewayServiceSettings(GatewaySettings):
     def load_routes(self) -> RoutesConfig:
         if self.routes_file is None:
             # Kubernetes: the chat models' backends are discovered, not configured.
-            models = {} if self.k8s_services else {self.default_model: ModelRoute(backends=[BackendConfig(url=self.default_backend_url)])}
+            models = {}
+            if not self.k8s_services:
+                models[self.default_model] = ModelRoute(backends=[BackendConfig(url=self.default_backend_url)])
             if self.rag_embedding_model and self.rag_url:
                 models[self.rag_embedding_model] = ModelRoute(backends=[BackendConfig(url=self.rag_url, version="rag")])
             return RoutesConfig(models=models)

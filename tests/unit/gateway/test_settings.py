@@ -53,3 +53,16 @@ def test_the_local_platform_routes_the_rag_encoder_as_an_embedding_model(monkeyp
     monkeypatch.delenv("LATHE_GATEWAY_RAG_EMBEDDING_MODEL")
     platform = load_settings()
     assert "LATHE_GATEWAY_RAG_EMBEDDING_MODEL" not in GatewayComponent(platform, StateStore(platform.run_dir)).env()
+
+
+@pytest.mark.parametrize("docs, status", [("true", 200), ("false", 404)])
+def test_the_api_description_is_served_only_when_docs_is_on(monkeypatch, tmp_path, docs, status):
+    from fastapi.testclient import TestClient
+
+    from services.gateway.app import create_app
+
+    monkeypatch.setenv("LATHE_HOME", str(tmp_path))
+    monkeypatch.setenv("LATHE_GATEWAY_DOCS", docs)
+    client = TestClient(create_app(GatewayServiceSettings(), serve_metrics=False))  # no lifespan: routes only
+    for path in ("/docs", "/redoc", "/openapi.json"):
+        assert client.get(path).status_code == status, path

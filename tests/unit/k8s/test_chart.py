@@ -254,12 +254,7 @@ def test_gateway_routes_embeddings_to_the_rag_service(rendered, monkeypatch):
     from services.gateway.settings import GatewayServiceSettings
 
     objects = rendered["production-gpu-values.yaml"]
-    deployments = {o["metadata"]["name"]: o for o in objects if o["kind"] == "Deployment"}
-
-    def env_of(name):
-        return {e["name"]: e.get("value") for e in deployments[name]["spec"]["template"]["spec"]["containers"][0]["env"]}
-
-    gateway, rag = env_of("lathe-gateway"), env_of("lathe-rag")
+    gateway, rag = _env_of(objects, "lathe-gateway"), _env_of(objects, "lathe-rag")
     # The gateway's route name is the name the RAG service's encoder answers to.
     assert gateway["LATHE_GATEWAY_RAG_EMBEDDING_MODEL"] == rag["LATHE_RAG_EMBEDDING_MODEL"] == "all-minilm-l6-v2"
     # The settings the gateway pod starts with: chat models discovered, embeddings to RAG.
@@ -269,3 +264,18 @@ def test_gateway_routes_embeddings_to_the_rag_service(rendered, monkeypatch):
     routes = GatewayServiceSettings().load_routes()
     assert list(routes.models) == ["all-minilm-l6-v2"]
     assert routes.models["all-minilm-l6-v2"].backends[0].url == gateway["LATHE_GATEWAY_RAG_URL"]
+
+
+def test_the_gateway_keeps_its_api_description_private_unless_asked(monkeypatch):
+    from services.gateway.settings import GatewayServiceSettings
+
+    for values, expected in (({}, False), ({"gateway": {"docs": True}}, True)):
+        env = _env_of(manifests.render(values), "lathe-gateway")
+        monkeypatch.setenv("LATHE_GATEWAY_DOCS", env["LATHE_GATEWAY_DOCS"])
+        assert GatewayServiceSettings().docs is expected
+
+
+def _env_of(objects, deployment: str) -> dict:
+    """name -> value (None for valueFrom) of the first container of a Deployment."""
+    (obj,) = [o for o in objects if o["kind"] == "Deployment" and o["metadata"]["name"] == deployment]
+    return {e["name"]: e.get("value") for e in obj["spec"]["template"]["spec"]["containers"][0]["env"]}
