@@ -64,7 +64,8 @@ async def _admin(request: Request) -> None:
     if expected is None:
         raise PermissionDeniedError("no admin key is configured (LATHE_GATEWAY_ADMIN_KEY)")
     if not hmac.compare_digest(raw.encode(), expected.encode()):
-        if await request.app.state.key_cache.verify(raw) is not None:
+        key = await request.app.state.key_cache.verify(raw)
+        if key is not None and key.active:  # a revoked or expired key is no key at all: 401
             raise PermissionDeniedError("this route needs the admin key, not a user key")
         raise AuthenticationError("invalid admin key")
 
