@@ -53,6 +53,8 @@ class _ServerComponent(ABC):
     description = ""
     port_env = ""
     start_timeout_s = 120.0
+    # Health answers (their JSON "code") that waiting will not cure: fail the start early.
+    give_up_codes: frozenset[str] = frozenset()
 
     def __init__(self, settings: LatheSettings, store: StateStore) -> None:
         self.settings = settings
@@ -111,6 +113,7 @@ class _ServerComponent(ABC):
                 log_file=self.log_file,
                 on_wait=on_wait,
                 headers=self.health_headers(),
+                give_up_codes=self.give_up_codes,
             )
         except BaseException:
             self.stop(state)
@@ -272,6 +275,8 @@ class RagComponent(_ServerComponent):
     description = "RAG service (LlamaIndex + Qdrant, MiniLM embeddings)"
     port_env = "LATHE_RAG_PORT"
     start_timeout_s = 120.0
+    # Another process holding the store folder: say so after a short grace, not after 120 s.
+    give_up_codes = frozenset({"store_locked"})
 
     @property
     def port(self) -> int:

@@ -126,10 +126,18 @@ def wait_healthy(
     log_file: Path | None = None,
     on_wait: Callable[[float, str], None] | None = None,
     headers: dict[str, str] | None = None,
+    give_up_codes: frozenset[str] = frozenset(),
+    give_up_after_s: float = 10.0,
 ) -> None:
-    """Poll ``url`` until it answers 200; fail early if ``process`` exits."""
+    """Poll ``url`` until it answers 200; fail early if ``process`` exits.
+
+    A health answer whose JSON ``code`` is in ``give_up_codes`` names a condition that
+    waiting does not cure (another process holds a folder): once it has lasted
+    ``give_up_after_s`` the wait fails with that answer's detail, not at ``timeout_s``.
+    """
     start = time.monotonic()
     detail = "waiting"
+    stuck_since: float | None = None
     while True:
         if process is not None and process.poll() is not None:
             raise PlatformError(
@@ -141,6 +149,12 @@ def wait_healthy(
             if response.status_code == 200:
                 return
             detail = _health_detail(response)
+            if _health_code(response) in give_up_codes:
+                stuck_since = stuck_since if stuck_since is not None else time.monotonic()
+                if time.monotonic() - stuck_since >= give_up_after_s:
+                    raise PlatformError(f"{url} is not healthy: {detail}", hint=f"see {log_file}" if log_file else None)
+            else:
+                stuck_since = None
         except httpx.HTTPError:
             detail = "not answering yet"
         elapsed = time.monotonic() - start
@@ -152,6 +166,14 @@ def wait_healthy(
                 hint=f"see {log_file}" if log_file else None,
             )
         time.sleep(0.5)
+
+
+def _health_code(response: httpx.Response) -> str | None:
+    try:
+        body = response.json()
+    except ValueError:
+        return None
+    return body.get("code") if isinstance(body, dict) else None
 
 
 def _health_detail(response: httpx.Response) -> str:

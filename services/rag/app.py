@@ -43,7 +43,8 @@ def create_app(settings: RagServiceSettings, *, service=None) -> FastAPI:
         try:
             await asyncio.to_thread(rag.store.connect)  # a local folder another process held at start
         except StoreLockedError as exc:
-            return JSONResponse({**body, "status": "unavailable", "detail": exc.one_line()}, status_code=503)
+            unavailable = {"status": "unavailable", "code": exc.code, "detail": exc.one_line()}
+            return JSONResponse({**body, **unavailable}, status_code=503)
         return JSONResponse(body)
 
     @app.get("/metrics", include_in_schema=False)

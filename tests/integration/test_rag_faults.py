@@ -19,6 +19,10 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 
+from lathe.errors import PlatformError
+from lathe.platform.components import RagComponent
+from lathe.platform.processes import StateStore, port_is_free
+from lathe.settings import load_settings
 from services.rag.app import create_app
 from services.rag.chunking import make_chunker
 from services.rag.documents import parse_document
@@ -30,6 +34,7 @@ pytestmark = [pytest.mark.integration, pytest.mark.fault]
 
 REPO = Path(__file__).resolve().parents[2]
 COLLECTION = "faults"
+RAG_PORT = 24731  # the RAG service `lathe up` would start (its own port: no platform here)
 CHUNK_WORDS, OVERLAP_WORDS = 40, 5  # small chunks: a short document makes several
 TOPICS = ["quokka", "zeppelin", "saffron", "tundra", "obsidian", "marimba"]
 FACTS = [
@@ -138,7 +143,7 @@ def read_until(process: subprocess.Popen, marker: str, timeout_s: float) -> list
     raise AssertionError(f"no {marker!r} from the child (exit {process.poll()}):\n" + "\n".join(lines) + rest[-3000:])
 
 
-def test_a_store_held_by_another_process_is_a_clear_503_and_loses_nothing(tmp_path):
+def test_a_store_held_by_another_process_is_a_clear_503_and_loses_nothing(tmp_path, monkeypatch):
     home = tmp_path / "home"
     settings = settings_for(home)
     topics = TOPICS[:3]
@@ -154,10 +159,24 @@ def test_a_store_held_by_another_process_is_a_clear_503_and_loses_nothing(tmp_pa
     )  # fmt: skip
     try:
         read_until(holder, "HOLDING", 60)
+        # `lathe up` starting the RAG service meanwhile: it says why after a short grace
+        # instead of waiting out its 120 s start timeout, and leaves no process behind.
+        for name in [name for name in os.environ if name.startswith("LATHE_")]:
+            monkeypatch.delenv(name)
+        monkeypatch.setenv("LATHE_HOME", str(home))
+        monkeypatch.setenv("LATHE_RAG_PORT", str(RAG_PORT))
+        platform = load_settings()
+        component = RagComponent(platform, StateStore(platform.run_dir))
+        with pytest.raises(PlatformError, match=r"is not healthy: .*in use by another process") as failed:
+            component.start(on_wait=lambda elapsed, detail: None)
+        assert "after 120s" not in str(failed.value)
+        assert component.store.load("rag") is None and port_is_free(RAG_PORT)
+
         with TestClient(create_app(settings)) as client:  # the service starts all the same
             health = client.get("/health")
             assert health.status_code == 503, health.text
             assert health.json()["status"] == "unavailable" and "in use by another process" in health.json()["detail"]
+            assert health.json()["code"] == "store_locked"
             calls = {
                 "ingest": ingest(client, [document(TOPICS[3], 1)]),
                 "retrieve": client.post("/v1/rag/retrieve", json={"query": "quokka", "collection": COLLECTION}),
