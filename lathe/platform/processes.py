@@ -148,8 +148,9 @@ def wait_healthy(
             response = httpx.get(url, timeout=2.0, headers=headers)
             if response.status_code == 200:
                 return
-            detail = _health_detail(response)
-            if _health_code(response) in give_up_codes:
+            body = _health_body(response)
+            detail = _health_detail(body, response.status_code)
+            if body.get("code") in give_up_codes:
                 stuck_since = stuck_since if stuck_since is not None else time.monotonic()
                 if time.monotonic() - stuck_since >= give_up_after_s:
                     raise PlatformError(f"{url} is not healthy: {detail}", hint=f"see {log_file}" if log_file else None)
@@ -168,22 +169,17 @@ def wait_healthy(
         time.sleep(0.5)
 
 
-def _health_code(response: httpx.Response) -> str | None:
+def _health_body(response: httpx.Response) -> dict:
+    """A health answer's JSON object; {} when it is not one."""
     try:
         body = response.json()
     except ValueError:
-        return None
-    return body.get("code") if isinstance(body, dict) else None
+        return {}
+    return body if isinstance(body, dict) else {}
 
 
-def _health_detail(response: httpx.Response) -> str:
-    try:
-        body = response.json()
-        if isinstance(body, dict) and body.get("detail"):
-            return str(body["detail"])
-    except ValueError:
-        pass
-    return f"HTTP {response.status_code}"
+def _health_detail(body: dict, status: int) -> str:
+    return str(body["detail"]) if body.get("detail") else f"HTTP {status}"
 
 
 def stop_pid(pid: int, *, timeout_s: float = 20.0) -> bool:
