@@ -102,8 +102,10 @@ test-unit: $(VENV)/.installed ## Fast tests, no servers
 test-integration: install install-system ## Real MLflow, Ray and vLLM on loopback
 	@$(BIN)/pytest -q -m "integration or e2e" tests/integration
 
-test: install install-system .venv-checkov/.installed lint ## Everything CI runs: lint, unit, integration and e2e tests
-	@$(BIN)/pytest -q tests
+test: ## Everything CI runs: installs, lint, unit, integration, e2e and load tests, then a time table per suite
+	@started=$$(date +%s); \
+	  $(MAKE) --no-print-directory install install-system .venv-checkov/.installed lint || exit $$?; \
+	  $(BIN)/pytest -q tests --time-table-json .lathe/test-times.json --time-table-before $$(( $$(date +%s) - started ))
 
 # checkov pins many packages of its own: it gets an environment apart, like the baselines.
 .venv-checkov/.installed:

@@ -4,6 +4,9 @@ import os
 
 import pytest
 
+# The time table per suite at the end of every run (tests/support/timetable.py).
+pytest_plugins = ["tests.support.timetable"]
+
 
 @pytest.fixture
 def clean_lathe_env(monkeypatch):
