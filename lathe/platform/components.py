@@ -15,17 +15,18 @@ import subprocess
 import sys
 import tempfile
 from abc import ABC, abstractmethod
-from collections.abc import Callable
 from pathlib import Path
 from typing import Protocol
 
 import httpx
 
 from lathe.errors import PlatformError
-from lathe.platform.processes import ProcessState, StateStore, require_free_port, spawn, stop_pid, wait_healthy
+from lathe.platform.processes import ProcessState, StateStore, require_free_port
 from lathe.settings import LatheSettings
+from lathe.supervisor import HealthWait, OnWait, StartErrors, spawn, stop_pid
 
-OnWait = Callable[[float, str], None]
+# How a component that fails to start is reported (the subject is its health URL).
+START_ERRORS = StartErrors(exited="{subject} never became healthy: the process exited with code {code}")
 
 
 class Component(Protocol):
@@ -47,7 +48,7 @@ class Component(Protocol):
 
 
 class _ServerComponent(ABC):
-    """A process started with ``spawn`` that answers an HTTP health check."""
+    """A process started with ``lathe.supervisor.spawn`` that answers an HTTP health check."""
 
     name = ""
     description = ""
@@ -106,15 +107,15 @@ class _ServerComponent(ABC):
         state = ProcessState(self.name, process.pid, self.port, self.url(), str(self.log_file), argv)
         self.store.save(state)
         try:
-            wait_healthy(
+            HealthWait(
                 self.health_url(),
                 timeout_s=self.start_timeout_s,
                 process=process,
-                log_file=self.log_file,
-                on_wait=on_wait,
                 headers=self.health_headers(),
+                on_wait=on_wait,
                 give_up_codes=self.give_up_codes,
-            )
+                errors=START_ERRORS,
+            ).wait()
         except BaseException:
             self.stop(state)
             self.store.remove(self.name)

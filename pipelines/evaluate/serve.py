@@ -11,15 +11,12 @@ from __future__ import annotations
 import contextlib
 import os
 import socket
-import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
-import httpx
-
 from lathe.errors import EngineUnavailableError
+from lathe.supervisor import HealthWait, StartErrors, spawn
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -34,61 +31,28 @@ def free_port() -> int:
 def serve_version(name: str, version: str, *, home: Path, tracking_uri: str, timeout_s: float = 600.0) -> Iterator[str]:
     port, engine_port = free_port(), free_port()
     log_path = home / "logs" / f"eval-inference-{name}-v{version}.log"
-    log_path.parent.mkdir(parents=True, exist_ok=True)
-    env = {k: v for k, v in os.environ.items() if not k.startswith("LATHE_INFERENCE_")}
-    env.update(
-        {
-            "LATHE_HOME": str(home),
-            "LATHE_MLFLOW_TRACKING_URI": tracking_uri,
-            "LATHE_INFERENCE_PORT": str(port),
-            "LATHE_INFERENCE_ENGINE_PORT_BASE": str(engine_port),
-            "LATHE_INFERENCE_MODEL_NAME": name,
-            "LATHE_INFERENCE_VERSION": str(version),
-        }
-    )
-    with open(log_path, "ab") as log:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "services.inference"],
-            cwd=REPO,
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
+    base_env = {k: v for k, v in os.environ.items() if not k.startswith("LATHE_INFERENCE_")}
+    env = {
+        "LATHE_HOME": str(home),
+        "LATHE_MLFLOW_TRACKING_URI": tracking_uri,
+        "LATHE_INFERENCE_PORT": str(port),
+        "LATHE_INFERENCE_ENGINE_PORT_BASE": str(engine_port),
+        "LATHE_INFERENCE_MODEL_NAME": name,
+        "LATHE_INFERENCE_VERSION": str(version),
+    }
+    subject = f"the inference service for {name}/{version}"
+    argv = [sys.executable, "-m", "services.inference"]
+    process = spawn(subject, argv, log_file=log_path, env=env, base_env=base_env, cwd=REPO)
     url = f"http://127.0.0.1:{port}"
+    errors = StartErrors(
+        subject,
+        EngineUnavailableError,
+        exited="{subject} exited with {code}",
+        timed_out="{subject} was not ready after {timeout_s:.0f}s",
+    )
     try:
         print(f"starting an inference service for {name} version {version} (vLLM, ~1 min on CPUs)", flush=True)
-        deadline = time.monotonic() + timeout_s
-        while True:
-            if process.poll() is not None:
-                raise EngineUnavailableError(
-                    f"the inference service for {name}/{version} exited with {process.returncode}",
-                    hint=f"see {log_path}",
-                )
-            try:
-                if httpx.get(url + "/health", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if time.monotonic() > deadline:
-                raise EngineUnavailableError(
-                    f"the inference service for {name}/{version} was not ready after {timeout_s:.0f}s",
-                    hint=f"see {log_path}",
-                )
-            time.sleep(1.0)
+        HealthWait(url + "/health", timeout_s, process, interval_s=1.0, errors=errors).wait()
         yield url + "/v1"
     finally:
-        _stop(process)
-
-
-def _stop(process: subprocess.Popen) -> None:
-    import signal
-
-    if process.poll() is not None:
-        return
-    os.killpg(process.pid, signal.SIGTERM)
-    try:
-        process.wait(timeout=60)
-    except subprocess.TimeoutExpired:
-        os.killpg(process.pid, signal.SIGKILL)
-        process.wait(timeout=10)
+        process.stop(timeout_s=60.0)

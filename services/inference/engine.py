@@ -1,28 +1,25 @@
 """An inference engine: one vLLM OpenAI server process serving one model version.
 
 ``VllmEngine`` builds vLLM's command line from settings (CPU or GPU), starts it from
-its own environment, waits for ``/health`` and stops it. The service holds engines
-through the small ``Engine`` protocol, so a test or another runtime can stand in.
+its own environment, waits for ``/health`` and stops it, all with ``lathe.supervisor``.
+The service holds engines through the small ``Engine`` protocol, so a test or another
+runtime can stand in.
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-import os
 import shlex
-import signal
-import subprocess
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
-import httpx
-import psutil
-
 from lathe.errors import EngineUnavailableError, MissingDependencyError
+from lathe.supervisor import HealthWait, StartErrors, Supervised, spawn
 from services.inference.settings import InferenceServiceSettings
+
+STOP_GRACE_S = 15.0
+NOT_HEALTHY_IN_TIME = "{subject} was not healthy after {timeout_s:.0f}s"
 
 
 @dataclass
@@ -93,8 +90,7 @@ class VllmEngine:
         self.model_dir = model_dir
         self.port = port
         self.log_file = settings.engine_log_dir / f"vllm-{settings.model_name}-v{version}-{port}.log"
-        self.process: subprocess.Popen | None = None
-        self.children: list[psutil.Process] = []  # vLLM's engine-core processes, seen once it is up
+        self.process: Supervised | None = None
         self.handle = EngineHandle(version=version, base_url=f"http://{settings.engine_host}:{port}", pid=None)
 
     async def start(self) -> None:
@@ -102,64 +98,28 @@ class VllmEngine:
             raise MissingDependencyError(
                 f"vLLM environment not found at {self.settings.engine_python}", hint="run `make install`"
             )
-        self.log_file.parent.mkdir(parents=True, exist_ok=True)
         argv = vllm_argv(self.settings, self.model_dir, self.port)
-        with open(self.log_file, "ab") as log:
-            # Same process group as the service: stopping the service stops its engines.
-            self.process = subprocess.Popen(
-                argv,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
-                env={**os.environ, **vllm_env(self.settings)},
-            )
+        subject = f"vLLM for version {self.handle.version}"
+        # Same process group as the service: stopping the service stops its engines.
+        self.process = spawn(subject, argv, log_file=self.log_file, env=vllm_env(self.settings), own_group=False)
         self.handle.pid = self.process.pid
-        await self._wait_healthy()
-        with contextlib.suppress(psutil.Error):
-            self.children = psutil.Process(self.process.pid).children(recursive=True)
-
-    async def _wait_healthy(self) -> None:
-        deadline = time.monotonic() + self.settings.engine_start_timeout_s
-        async with httpx.AsyncClient(timeout=2.0) as client:
-            while time.monotonic() < deadline:
-                if self.exited():
-                    raise EngineUnavailableError(
-                        f"vLLM for version {self.handle.version} exited with code {self.process.returncode}",
-                        hint=f"see {self.log_file}",
-                    )
-                try:
-                    if (await client.get(self.handle.base_url + "/health")).status_code == 200:
-                        return
-                except httpx.HTTPError:
-                    pass
-                await asyncio.sleep(1.0)
-        await self.stop()
-        raise EngineUnavailableError(
-            f"vLLM for version {self.handle.version} was not healthy after {self.settings.engine_start_timeout_s:.0f}s",
-            hint=f"see {self.log_file}",
-        )
+        errors = StartErrors(subject, EngineUnavailableError, timed_out=NOT_HEALTHY_IN_TIME)
+        health = self.handle.base_url + "/health"
+        wait = HealthWait(health, self.settings.engine_start_timeout_s, self.process, interval_s=1.0, errors=errors)
+        try:
+            await wait.wait_async()  # on success the process remembers vLLM's engine-core processes
+        except BaseException:
+            await self.stop()
+            raise
 
     def exited(self) -> bool:
-        return self.process is not None and self.process.poll() is not None
+        return self.process is not None and not self.process.running()
 
     @property
     def returncode(self) -> int | None:
-        return self.process.poll() if self.process is not None else None
+        return self.process.returncode if self.process is not None else None
 
     async def stop(self) -> None:
-        if self.process is None:
-            return
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            for _ in range(150):
-                if self.process.poll() is not None:
-                    break
-                await asyncio.sleep(0.1)
-            else:
-                self.process.kill()
-                await asyncio.to_thread(self.process.wait)
-        # A server killed outright leaves its engine-core processes behind (GBs each).
-        for child in self.children:
-            with contextlib.suppress(psutil.Error):
-                if child.is_running():  # the same process, not a reused pid
-                    child.kill()
+        # Its engine-core processes go too, even when a kill left them behind (GBs each).
+        if self.process is not None:
+            await self.process.stop_async(STOP_GRACE_S)

@@ -20,7 +20,7 @@ import psutil
 import pytest
 
 from lathe.assets import BASE_MODEL_NAME
-from lathe.platform.processes import stop_pid
+from lathe.supervisor import stop_pid
 from tests.integration.conftest import PORTS
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.fault]

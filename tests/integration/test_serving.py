@@ -170,7 +170,7 @@ def _registry_errors(platform) -> float:
 
 @pytest.mark.fault
 def test_registry_outage_keeps_serving_and_status_says_so(platform, client):
-    from lathe.platform.processes import stop_pid
+    from lathe.supervisor import stop_pid
 
     served = httpx.get(platform.inference_url + "/health", timeout=5).json()["version"]
     inference = platform.component("inference")
