@@ -41,7 +41,10 @@ def render(
     from lathe.dashboards.prometheus import PrometheusClient
     from lathe.dashboards.render import default_dashboards_dir, render_dashboards
     from lathe.dashboards.variables import parse_duration
+    from lathe.errors import ConfigError
 
+    if prometheus is not None and not prometheus.startswith(("http://", "https://")):
+        raise ConfigError(f"--prometheus: {prometheus!r} is not a URL (write it like http://127.0.0.1:9090)")
     since_s = parse_duration(since, "--since")
     step_s = None if step == "auto" else parse_duration(step, "--step")
     s = settings()

@@ -20,6 +20,7 @@ from lathe.dashboards.grafana import Dashboard
 from lathe.dashboards.page import PageContext, dashboard_page, index_page
 from lathe.dashboards.prometheus import PrometheusClient
 from lathe.dashboards.variables import Window, format_duration
+from lathe.errors import ConfigError
 
 
 def default_dashboards_dir() -> Path:
@@ -48,7 +49,10 @@ def render_dashboards(
         scrape_interval=format_duration(window.scrape_interval),
         drawn_at=datetime.fromtimestamp(window.end).astimezone().strftime("%Y-%m-%d %H:%M:%S %Z"),
     )
-    out.mkdir(parents=True, exist_ok=True)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ConfigError(f"--out: cannot make the folder {out} ({exc.strerror})", param="--out") from None
     entries = [_render_one(board, client, window, context, out) for board in boards]
     index = out / "index.html"
     index.write_text(index_page(entries, context))

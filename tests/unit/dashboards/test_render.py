@@ -15,7 +15,7 @@ import pytest
 from lathe.dashboards.grafana import load_dashboards
 from lathe.dashboards.prometheus import PrometheusClient
 from lathe.dashboards.render import render_dashboards
-from lathe.errors import PlatformError
+from lathe.errors import ConfigError, PlatformError
 
 NOW = 1_800_000_000
 
@@ -170,3 +170,30 @@ def test_a_bad_since_is_one_line_naming_the_option(cli_env):
     assert result.returncode == 2
     (line,) = result.stderr.strip().splitlines()
     assert "--since" in line and "yesterday" in line
+
+
+def test_the_command_explains_itself(cli_env):
+    result = lathe("dashboards", "render", "--help", env=cli_env)
+    assert result.returncode == 0
+    for option in ("--since", "--step", "--out", "--prometheus", "--json", "--fail-on-empty"):
+        assert option in result.stdout
+
+
+@pytest.mark.parametrize(
+    ("args", "option"),
+    [(["--prometheus", "127.0.0.1:9090"], "--prometheus"), (["--step", "0s"], "--step")],
+)
+def test_other_bad_options_are_one_line_naming_the_option(cli_env, args, option):
+    result = lathe("dashboards", "render", *args, env=cli_env)
+    assert result.returncode == 2
+    (line,) = result.stderr.strip().splitlines()
+    assert option in line
+
+
+def test_an_out_path_that_is_a_file_names_the_option(tmp_path):
+    (tmp_path / "taken").write_text("")
+    transport = fake_prometheus([])
+    client = PrometheusClient("http://prometheus.test", hint="test", transport=transport)
+    boards = load_dashboards(Path(__file__).resolve().parents[3] / "deploy" / "grafana")
+    with pytest.raises(ConfigError, match="--out"):
+        render_dashboards(boards, client, 1800, None, tmp_path / "taken" / "pages", now=NOW)
