@@ -183,7 +183,7 @@ def gauge(result: PanelResult) -> go.Figure:
             number={"suffix": suffix, "valueformat": f".{decimals}f",
                     "font": {"color": threshold_colour(result, value, index)}},
             title={"text": item.name if len(named) > 1 else "", "font": {"size": 11}},
-            gauge={"axis": {"range": [low / factor, high / factor], "tickcolor": TEXT},
+            gauge={"axis": {"range": [low / factor, high / factor], "tickcolor": TEXT, "ticksuffix": suffix.strip()},
                    "bar": {"color": threshold_colour(result, value, index)}, "bgcolor": "#22252b", "borderwidth": 0},
             domain={"row": index // columns, "column": index % columns},
         ))  # fmt: skip
@@ -213,7 +213,8 @@ def table(result: PanelResult) -> go.Figure:
     columns = [[s.series.labels.get(k, "") for s in named] for k in keys]
     columns.append([format_value(reduce(result, s), unit) for s in named])
     figure = go.Figure(go.Table(
-        header={"values": [*keys, "Value"], "fill": {"color": "#22252b"}, "font": {"color": TEXT}, "align": "left"},
+        header={"values": [*keys, "Value"], "fill": {"color": "#22252b"}, "font": {"color": TEXT}, "align": "left",
+                "line": {"color": "#2c3235"}},
         cells={"values": columns, "fill": {"color": PANEL_BG}, "font": {"color": TEXT}, "align": "left",
                "line": {"color": "#2c3235"}},
     ))  # fmt: skip
