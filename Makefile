@@ -12,7 +12,7 @@ DEMO_QUESTION ?= In one sentence, what is a language model?
 RAG_QUESTION ?= What does sys.setswitchinterval do?
 AGENT_QUESTION ?= What is 17 * 23?
 
-.PHONY: help install install-system demo up down status test test-unit test-integration lint bench-serving bench-gateway bench-dedup bench-training bench-rag demo-data demo-train demo-rag clean policy fuzz faults load soak test-load test-e2e
+.PHONY: help install install-system demo up down status test test-unit test-integration lint bench-serving bench-gateway bench-dedup bench-training bench-rag demo-data demo-train demo-rag dashboards clean policy fuzz faults load soak test-load test-e2e
 
 help: ## Show this help
 	@awk 'BEGIN {FS = ":.*##"; printf "Lathe — make verbs\n\n"} /^[a-zA-Z_-]+:.*##/ { printf "  \033[1m%-18s\033[0m %s\n", $$1, $$2 }' $(MAKEFILE_LIST)
@@ -42,11 +42,11 @@ install: $(VENV)/.installed $(ENGINE_VENV)/.installed ## Install everything into
 	@$(BIN)/python -m lathe.assets >/dev/null
 	@echo "==> installed; the bundled model is ready under .lathe/assets"
 
-SYSTEM_PACKAGES := prometheus redis-server python3.11-doc
+SYSTEM_PACKAGES := prometheus redis-server python3.11-doc chromium
 
-install-system: ## Debian packages used when present: prometheus, redis-server, python3.11-doc (demo corpus)
+install-system: ## Debian packages used when present: prometheus, redis-server, python3.11-doc (demo corpus), chromium (page tests)
 	@if ! command -v prometheus >/dev/null 2>&1 || ! command -v redis-server >/dev/null 2>&1 \
-	    || [ ! -d /usr/share/doc/python3.11/html/_sources ]; then \
+	    || ! command -v chromium >/dev/null 2>&1 || [ ! -d /usr/share/doc/python3.11/html/_sources ]; then \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
 	    echo "==> apt-get install $(SYSTEM_PACKAGES)"; \
 	    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $(SYSTEM_PACKAGES) >/dev/null) \
@@ -91,6 +91,9 @@ down: ## Stop the local platform (lathe down)
 
 status: ## Show what runs where (lathe status)
 	@$(LATHE) status
+
+dashboards: install ## Draw the Grafana dashboards from the running platform's Prometheus into .lathe/dashboards (index.html)
+	@$(LATHE) dashboards render --since 30m --out .lathe/dashboards
 
 lint: $(VENV)/.installed ## ruff check + format check
 	@$(BIN)/ruff check .

@@ -33,8 +33,9 @@ def p99(metric: str, by: str, selector: str = "", quantile: str = "0.99") -> str
 # fmt: off
 OVERVIEW: list[Panel] = [
     ("Requests per second", "stat", "reqps", [q("sum(rate(lathe_gateway_requests_total[$__rate_interval]))")]),
+    # "or vector(0)": with no 5xx answered yet there is no 5xx series, and the ratio is 0, not "No data".
     ("5xx ratio", "stat", "percentunit", [q(
-        'sum(rate(lathe_gateway_requests_total{status=~"5.."}[$__rate_interval]))'
+        '(sum(rate(lathe_gateway_requests_total{status=~"5.."}[$__rate_interval])) or vector(0))'
         " / clamp_min(sum(rate(lathe_gateway_requests_total[$__rate_interval])), 1e-9)")]),
     ("In-flight requests", "stat", "short", [q("sum(lathe_gateway_inflight_requests)")]),
     ("Components up", "stat", "short", [q('sum by (job) (up{job=~"lathe-.*"})', "{{job}}")]),

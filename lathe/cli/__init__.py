@@ -11,6 +11,7 @@
     lathe agent ask "What is 17 * 23?" [--agent NAME --session ID --tool-choice TOOL --json] | tools
     lathe rag ingest PATH|URL... [--collection C] | ask "…" | retrieve "…" | eval --questions FILE
     lathe demo [--size full|ci --json]   (the whole loop, ending with a summary table)
+    lathe dashboards render [--since 30m --step auto --out DIR --prometheus URL --json --fail-on-empty]
 
 Every command turns a ``LatheError`` into one line on stderr and a non-zero exit.
 Heavy imports (MLflow, torch) happen inside the commands that need them, so
@@ -23,7 +24,7 @@ import sys
 
 import typer
 
-from lathe.cli import agent, chat, cluster, data, demo, keys, models, platform, train
+from lathe.cli import agent, chat, cluster, dashboards, data, demo, keys, models, platform, train
 from lathe.cli import rag as rag_cli
 from lathe.cli.output import run_guarded
 
@@ -42,6 +43,7 @@ app.add_typer(train.app, name="train")
 app.add_typer(cluster.app, name="cluster")
 app.add_typer(agent.app, name="agent")
 app.add_typer(rag_cli.app, name="rag")
+app.add_typer(dashboards.app, name="dashboards")
 chat.register(app)
 demo.register(app)
 

@@ -3,6 +3,8 @@
 The same stages as `make demo` at a smaller size: curation of the documentation corpus,
 tokenizer, pre-training, SFT and DPO on SmolLM2, evaluation of both versions, the gate,
 the hot swap, a chat, RAG with citations, an agent run and Prometheus. About 12 minutes.
+Then every Grafana dashboard is drawn from that Prometheus (`lathe dashboards render`):
+every panel must have data, and the serving dashboard must draw in Chromium.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.chromium import Chromium, chromium_binary, png_summary
 from tests.support.platform import platform_env
 
 # The loop runs in the module fixture, counted against the first test: more than the suite-wide 900 s.
@@ -125,3 +128,47 @@ def test_prometheus_scraped_every_component(demo):
     assert set(monitoring["data"]["targets"]) == {"lathe-inference", "lathe-gateway", "lathe-mlflow", "lathe-rag",
                                                   "lathe-agent", "prometheus"}  # fmt: skip
     assert monitoring["data"]["gateway_requests"] > 0
+
+
+@pytest.fixture(scope="module")
+def dashboards(demo, tmp_path_factory) -> dict:
+    """`lathe dashboards render` over the loop's last 30 minutes, as a newcomer would run it after the demo."""
+    if shutil.which("prometheus") is None:
+        pytest.skip("Prometheus is not installed (make install-system): no dashboards to draw")
+    out = tmp_path_factory.mktemp("dashboards")
+    result = subprocess.run(
+        [sys.executable, "-m", "lathe.cli", "dashboards", "render", "--since", "30m", "--out", str(out), "--json",
+         "--fail-on-empty"],
+        capture_output=True, text=True, env=demo["env"], timeout=300,
+    )  # fmt: skip
+    assert result.stdout.strip(), f"lathe dashboards render printed no report:\n{result.stderr[-3000:]}"
+    return {"result": result, "report": json.loads(result.stdout), "out": out}
+
+
+def test_every_dashboard_panel_has_data_after_the_loop(dashboards):
+    report = dashboards["report"]
+    empty = [
+        f"{board['title']} / {panel['title']}: " + " ; ".join(q["error"] or q["expr"] for q in panel["queries"])
+        for board in report["dashboards"]
+        for panel in board["panels"]
+        if panel["empty"]
+    ]
+    listed = "\n".join(empty)
+    assert not empty, f"panels with no series after the loop (a wrong query, or a metric never exported):\n{listed}"
+    assert dashboards["result"].returncode == 0, dashboards["result"].stderr
+    assert {b["file"] for b in report["dashboards"]} >= {"lathe-overview.json", "lathe-gateway.json",
+                                                         "lathe-serving.json", "lathe-rag-agent.json",
+                                                         "lathe-pipelines.json"}  # fmt: skip
+    assert report["panels_with_data"] == report["panels_total"] > 0
+
+
+def test_the_serving_dashboard_draws_in_chromium_with_no_console_errors(dashboards, tmp_path):
+    if chromium_binary() is None:
+        pytest.fail("chromium not found: install Debian's chromium package (make install-system)")
+    page = dashboards["out"] / "lathe-serving.html"
+    with Chromium() as browser:
+        seen = browser.open(page.as_uri(), screenshot=tmp_path / "serving.png", width=1600, height=2000)
+    assert seen.errors == []
+    assert [u for u in seen.requests if not u.startswith(("file:", "data:"))] == []  # drawn offline
+    width, height, colours = png_summary(seen.screenshot)
+    assert (width, height) == (1600, 2000) and colours > 20, "the screenshot is blank"
