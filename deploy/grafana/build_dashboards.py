@@ -68,13 +68,14 @@ GATEWAY: list[Panel] = [
         'sum by (model, direction) (rate(lathe_gateway_tokens_total{model=~"$model"}[$__rate_interval]))',
         "{{model}} {{direction}}")]),
     ("Rate-limited requests by key", "timeseries", "reqps", [q(
-        'sum by (key, reason) (rate(lathe_gateway_rate_limited_total{key=~"$key"}[$__rate_interval]))',
+        # "or vector(0)": no key was refused yet is a rate of 0, not "No data".
+        'sum by (key, reason) (rate(lathe_gateway_rate_limited_total{key=~"$key"}[$__rate_interval])) or vector(0)',
         "{{key}} {{reason}}")]),
     ("Requests by model version (canaries)", "timeseries", "reqps", [q(
         'sum by (model, version) (rate(lathe_gateway_version_requests_total{model=~"$model"}[$__rate_interval]))',
         "{{model}} v{{version}}")]),
     ("Upstream errors by backend", "timeseries", "reqps", [q(
-        "sum by (backend, kind) (rate(lathe_gateway_upstream_errors_total[$__rate_interval]))",
+        "sum by (backend, kind) (rate(lathe_gateway_upstream_errors_total[$__rate_interval])) or vector(0)",
         "{{backend}} {{kind}}")]),
     ("Backends healthy / breaker state", "timeseries", "short", [
         q("lathe_gateway_backend_healthy", "healthy {{backend}}"),
@@ -139,8 +140,10 @@ PIPELINES: list[Panel] = [
         "{{ray_train_run_name}} {{ray_train_controller_state}}")]),
     ("CPU cores in use", "timeseries", "short", [q(
         "sum by (RayNodeType) (ray_node_cpu_utilization * ray_node_cpu_count / 100)", "{{RayNodeType}}")]),
-    ("GPU utilisation", "timeseries", "percentunit", [q(
-        "avg by (instance, GpuIndex) (ray_node_gpus_utilization / 100)", "{{instance}} GPU {{GpuIndex}}")]),
+    ("GPU utilisation", "timeseries", "percentunit", [
+        q("avg by (instance, GpuIndex) (ray_node_gpus_utilization / 100)", "{{instance}} GPU {{GpuIndex}}"),
+        # A cluster without GPUs says so (0 reporting) instead of showing "No data".
+        q("count(ray_node_gpus_utilization) or vector(0)", "GPUs reporting")]),
     ("Memory used", "timeseries", "bytes", [
         q("sum by (RayNodeType) (ray_node_mem_used)", "{{RayNodeType}}"),
         q("sum by (Location) (ray_object_store_memory)", "object store {{Location}}")]),

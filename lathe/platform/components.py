@@ -177,10 +177,7 @@ class RayComponent(_ServerComponent):
 
     @property
     def temp_dir(self) -> Path:
-        # Ray puts Unix sockets under it and they are capped at 107 bytes, so a short
-        # path per home rather than one under a possibly deep home folder.
-        digest = hashlib.sha1(str(self.settings.home).encode()).hexdigest()[:10]
-        return Path(tempfile.gettempdir()) / f"lathe-ray-{digest}"
+        return ray_temp_dir(self.settings)
 
     def health_url(self) -> str:
         return self.url() + "/api/version"
@@ -431,11 +428,34 @@ def scrape_targets(settings: LatheSettings) -> dict[str, str]:
     }
 
 
+def ray_temp_dir(settings: LatheSettings) -> Path:
+    """The local Ray head's temp folder, one per home."""
+    # Ray puts Unix sockets under it and they are capped at 107 bytes, so a short
+    # path per home rather than one under a possibly deep home folder.
+    digest = hashlib.sha1(str(settings.home).encode()).hexdigest()[:10]
+    return Path(tempfile.gettempdir()) / f"lathe-ray-{digest}"
+
+
 def render_prometheus_config(settings: LatheSettings) -> str:
     interval = f"{settings.prometheus.scrape_interval_s}s"
     lines = ["global:", f"  scrape_interval: {interval}", f"  evaluation_interval: {interval}", "scrape_configs:"]
     for job, target in scrape_targets(settings).items():
         lines += [f"  - job_name: {job}", "    static_configs:", f"      - targets: ['{target}']"]
+    # Ray's metrics agents pick their ports at start and list them in a file; they listen
+    # on every interface, and the local platform reaches them on loopback.
+    discovery = ray_temp_dir(settings) / "prom_metrics_service_discovery.json"
+    lines += [
+        "  - job_name: lathe-ray",
+        "    file_sd_configs:",
+        f"      - files: ['{discovery}']",
+        "    relabel_configs:",
+        "      - source_labels: [__address__]",
+        "        regex: '.*:([0-9]+)'",
+        "        target_label: __address__",
+        "        replacement: '127.0.0.1:$1'",
+        "      - target_label: job",
+        "        replacement: lathe-ray",
+    ]
     return "\n".join(lines) + "\n"
 
 

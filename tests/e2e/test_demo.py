@@ -126,7 +126,7 @@ def test_prometheus_scraped_every_component(demo):
         assert monitoring["status"] == "skipped"
         return
     assert set(monitoring["data"]["targets"]) == {"lathe-inference", "lathe-gateway", "lathe-mlflow", "lathe-rag",
-                                                  "lathe-agent", "prometheus"}  # fmt: skip
+                                                  "lathe-agent", "lathe-ray", "prometheus"}  # fmt: skip
     assert monitoring["data"]["gateway_requests"] > 0
 
 

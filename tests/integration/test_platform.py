@@ -50,7 +50,9 @@ def test_prometheus_scrapes_every_component(platform):
             break
         assert time.monotonic() < deadline, f"targets not all up: {health}"
         time.sleep(1)
-    assert set(health) == {"lathe-inference", "lathe-gateway", "lathe-mlflow", "lathe-rag", "lathe-agent", "prometheus"}
+    assert set(health) == {
+        "lathe-inference", "lathe-gateway", "lathe-mlflow", "lathe-rag", "lathe-agent", "lathe-ray", "prometheus"
+    }  # fmt: skip
     query = f"http://127.0.0.1:{PORTS['LATHE_PROMETHEUS_PORT']}/api/v1/query"
     deadline = time.monotonic() + 30
     while True:

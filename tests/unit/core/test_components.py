@@ -48,6 +48,26 @@ def test_prometheus_config_scrapes_every_component(settings):
     assert f"127.0.0.1:{settings.inference.port}" in config
 
 
+def test_prometheus_finds_rays_metrics_agents_through_the_file_ray_writes(settings, tmp_path):
+    import shutil
+    import subprocess
+
+    import yaml
+
+    config = yaml.safe_load(render_prometheus_config(settings))
+    ray = next(job for job in config["scrape_configs"] if job["job_name"] == "lathe-ray")
+    discovery = ray["file_sd_configs"][0]["files"][0]
+    assert discovery == str(
+        RayComponent(settings, StateStore(settings.run_dir)).temp_dir / "prom_metrics_service_discovery.json"
+    )
+    promtool = shutil.which("promtool")
+    if promtool:  # the config is one Prometheus accepts
+        path = tmp_path / "prometheus.yml"
+        path.write_text(render_prometheus_config(settings))
+        check = subprocess.run([promtool, "check", "config", str(path)], capture_output=True, text=True)
+        assert check.returncode == 0, check.stdout + check.stderr
+
+
 def test_missing_prometheus_is_reported_not_fatal(settings, monkeypatch):
     monkeypatch.setenv("PATH", "/nonexistent")
     component = PrometheusComponent(settings, StateStore(settings.run_dir))
