@@ -27,7 +27,7 @@ def demo(
     written to <home>/demo/summary.json. Exits 1 when a stage fails (the gate keeping the
     champion is not a failure).
     """
-    from lathe.demo.loop import SIZES, DemoLoop, write_summary
+    from lathe.demo.runner import SIZES, DemoLoop, write_summary
     from lathe.demo.stages import STAGES
     from lathe.errors import ConfigError
 

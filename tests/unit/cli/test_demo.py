@@ -5,7 +5,7 @@ import json
 import pytest
 
 from lathe.cli.demo import summary_table
-from lathe.demo.loop import SIZES, DemoLoop, Stage, StageFailed, StageResult, sparkline, write_summary
+from lathe.demo.runner import SIZES, DemoLoop, Stage, StageFailed, StageResult, sparkline, write_summary
 from lathe.demo.stages import STAGES
 from lathe.settings import LatheSettings
 from tests.unit.cli.test_cli import lathe
