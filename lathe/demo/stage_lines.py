@@ -42,7 +42,9 @@ def log_tail(path: Path, lines: int = TAIL_LINES) -> list[str]:
     with path.open("rb") as log:
         log.seek(max(0, path.stat().st_size - TAIL_BYTES))
         text = log.read().decode(errors="replace")
-    return [line.rsplit("\r", 1)[-1] for line in text.rstrip("\n").split("\n")][-lines:] if text.strip() else []
+    if not text.strip():
+        return []
+    return [line.rstrip("\r").rsplit("\r", 1)[-1] for line in text.rstrip("\n").split("\n")][-lines:]
 
 
 class _BarOnceKnown(BarColumn):

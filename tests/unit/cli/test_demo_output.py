@@ -161,3 +161,13 @@ def test_lathe_demo_json_keeps_stdout_to_the_summary_and_stderr_to_the_stage_lin
         return
     assert lines[2] == "[2/2] boom: boom things" and lines[3].startswith("✘ [2/2] boom  ")
     assert lines[4].startswith("  log: ") and lines[5:] == [f"  │ flood line {i:04d}" for i in range(280, 300)]
+
+
+def test_a_progress_bar_in_the_tail_shows_as_its_last_state(tmp_path):
+    from lathe.demo.stage_lines import log_tail
+
+    log = tmp_path / "x.log"
+    log.write_bytes(b"start\n 10%|#\r 50%|#####\r100%|##########\nwindows line\r\ndone\n")
+    assert log_tail(log) == ["start", "100%|##########", "windows line", "done"]
+    assert log_tail(log, 2) == ["windows line", "done"]
+    assert log_tail(tmp_path / "missing.log") == []
