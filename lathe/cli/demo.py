@@ -8,6 +8,7 @@ import typer
 from rich.table import Table
 
 from lathe.cli.output import console, err_console, print_json, settings
+from lathe.demo.stage_lines import MARKS, STYLES, clock, shown_path
 
 
 def register(app: typer.Typer) -> None:
@@ -20,26 +21,26 @@ def demo(
     install_seconds: float | None = typer.Option(
         None, "--install-seconds", hidden=True, help="Time `make demo` spent installing, reported apart."
     ),
+    verbose: bool = typer.Option(
+        False, "--verbose", help="Pass each stage's own output through to the terminal (it is in its log either way)."
+    ),
 ) -> None:
     """Curate → tokenizer → pre-train → SFT → DPO → evaluate → gate → hot swap → chat → RAG → agent → monitoring.
 
-    Every stage is a `lathe` command of its own (shown as it starts); the summary is also
-    written to <home>/demo/summary.json. Exits 1 when a stage fails (the gate keeping the
-    champion is not a failure).
+    Every stage is a `lathe` command of its own and shows one line: live
+    while it runs, then its time and key figure. What its commands print
+    goes to <home>/logs/demo/<stage>.log (its end is shown if it fails).
+    The summary is also written to <home>/demo/summary.json. Exits 1 when
+    a stage fails (the gate keeping the champion is not a failure).
     """
-    from lathe.demo.loop import SIZES, DemoLoop, write_summary
+    from lathe.demo.runner import SIZES, DemoLoop, write_summary
     from lathe.demo.stages import STAGES
     from lathe.errors import ConfigError
 
     if size not in SIZES:
         raise ConfigError(f"--size must be one of {', '.join(SIZES)} (got {size!r})", param="size")
     s = settings()
-    out = err_console if json_output else console
-    loop = DemoLoop(
-        s,
-        SIZES[size],
-        say=lambda line: out.rule(line, align="left") if line.startswith("[") else out.print(line, highlight=False),
-    )
+    loop = DemoLoop(s, SIZES[size], err_console if json_output else console, verbose=verbose)
     started = time.monotonic()
     ok = loop.run(STAGES)
     summary = loop.summary(time.monotonic() - started, install_seconds)
@@ -50,6 +51,7 @@ def demo(
         console.print(summary_table(summary))
         for name, url in summary["urls"].items():
             console.print(f"  {name:<22} {url}", highlight=False)
+        console.print(f"stage logs: {shown_path(loop.log_dir)}/", highlight=False)
         console.print(f"summary: {path}", highlight=False)
     if not ok:
         raise typer.Exit(1)
@@ -59,18 +61,17 @@ def summary_table(summary: dict) -> Table:
     total = summary["total_seconds"]
     budget = " (budget 15:00)" if summary["size"]["name"] == "full" else ""
     installs = summary.get("install_seconds")
-    caption = f"total {_clock(total)}{budget}" + (f"; installs before it {_clock(installs)}" if installs else "")
+    caption = f"total {clock(total)}{budget}" + (f"; installs before it {clock(installs)}" if installs else "")
     table = Table(title="Lathe demo — the whole loop", title_justify="left", caption=caption, caption_justify="left")
     table.add_column("stage", no_wrap=True)
     table.add_column("time", justify="right", no_wrap=True)
     table.add_column("result", overflow="fold")
     table.add_column("MLflow exp/run", no_wrap=True)
-    style = {"ok": "green", "kept": "yellow", "skipped": "dim", "failed": "bold red"}
     for stage in summary["stages"]:
-        mark = {"ok": "✔", "kept": "■", "skipped": "–", "failed": "✘"}[stage["status"]]
+        status = stage["status"]
         table.add_row(
-            f"[{style[stage['status']]}]{mark}[/] {stage['name']}",
-            _clock(stage["seconds"]),
+            f"[{STYLES[status]}]{MARKS[status]}[/] {stage['name']}",
+            clock(stage["seconds"]),
             stage["figure"],
             _run_link(stage.get("run_url")),
         )
@@ -83,8 +84,3 @@ def _run_link(url: str | None) -> str:
         return ""
     experiment, run = url.rsplit("/experiments/", 1)[1].split("/runs/")
     return f"[link={url}]{experiment}/{run[:8]}[/link]"
-
-
-def _clock(seconds: float) -> str:
-    minutes, rest = divmod(round(seconds), 60)
-    return f"{minutes}:{rest:02d}"

@@ -7,7 +7,7 @@ import time
 
 import httpx
 
-from lathe.demo.loop import AGENT_QUESTION, CHAT_QUESTION, MODEL, DemoLoop, Stage, StageFailed, StageResult, sparkline
+from lathe.demo.runner import AGENT_QUESTION, CHAT_QUESTION, MODEL, DemoLoop, Stage, StageFailed, StageResult, sparkline
 
 
 def _served_version(loop: DemoLoop) -> str | None:

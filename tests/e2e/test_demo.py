@@ -10,6 +10,7 @@ every panel must have data, and the serving dashboard must draw in Chromium.
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -56,7 +57,7 @@ def demo(tmp_path_factory) -> dict:
         assert result.returncode == 0, f"lathe demo failed:\n{result.stdout[-3000:]}\n{result.stderr[-6000:]}"
         summary = json.loads(result.stdout)
         written = json.loads((home / "demo" / "summary.json").read_text())
-        yield {"summary": summary, "written": written, "stderr": result.stderr, "env": env}
+        yield {"summary": summary, "written": written, "stderr": result.stderr, "env": env, "home": home}
     finally:
         subprocess.run([sys.executable, "-m", "lathe.cli", "down"], env=env, capture_output=True, timeout=300)
 
@@ -78,6 +79,19 @@ def test_every_stage_ran_in_order_and_the_summary_is_written(demo):
     for name in ("curate", "tokenizer", "pretrain", "sft", "dpo", "gate", "chat"):
         assert f"[{STAGES.index(name) + 1}/{len(STAGES)}] {name}:" in demo["stderr"]
         assert stage(demo, name)["command"].startswith(("lathe ", "python -m"))
+
+
+def test_the_terminal_shows_only_stage_lines_and_each_stage_keeps_its_log(demo):
+    # Off a terminal (as here), each stage prints one line as it starts and one as it ends;
+    # Ray job lines, weight loading, warnings and progress bars are in the stage's log.
+    for line in demo["stderr"].splitlines():
+        assert re.match(r"([✔■–] )?\[\d+/16\] ", line), f"not a stage line on the terminal: {line!r}"
+    for s in demo["summary"]["stages"]:
+        log = Path(s["log"])
+        assert log.is_file() and log.name == f"{s['name'].replace(' ', '-')}.log", s
+        assert log.parent.resolve() == (demo["home"] / "logs" / "demo").resolve(), s
+    pretrain = Path(stage(demo, "pretrain")["log"]).read_text()
+    assert pretrain.startswith("$ lathe train submit") and len(pretrain.splitlines()) > 1
 
 
 def test_curation_kept_a_clean_subset(demo):

@@ -1,11 +1,13 @@
 """`lathe demo`'s runner: stages in order, a failure stops the loop and is reported, the summary is kept."""
 
+import io
 import json
 
 import pytest
+from rich.console import Console
 
 from lathe.cli.demo import summary_table
-from lathe.demo.loop import SIZES, DemoLoop, Stage, StageFailed, StageResult, sparkline, write_summary
+from lathe.demo.runner import SIZES, DemoLoop, Stage, StageFailed, StageResult, sparkline, write_summary
 from lathe.demo.stages import STAGES
 from lathe.settings import LatheSettings
 from tests.unit.cli.test_cli import lathe
@@ -13,9 +15,8 @@ from tests.unit.cli.test_cli import lathe
 
 @pytest.fixture
 def loop(tmp_path):
-    said = []
-    runner = DemoLoop(LatheSettings(home=tmp_path), SIZES["ci"], say=said.append)
-    runner.said = said
+    runner = DemoLoop(LatheSettings(home=tmp_path), SIZES["ci"], Console(file=io.StringIO(), width=200))
+    runner.said = lambda: runner.lines.console.file.getvalue().splitlines()
     return runner
 
 
@@ -45,7 +46,7 @@ def test_the_loop_stops_at_the_first_failure_and_the_summary_says_so(loop, tmp_p
     stages = [Stage("a", "first", ok("a")), Stage("b", "second", fail), Stage("c", "third", ok("c"))]
     assert loop.run(stages) is False
     assert ran == ["a"]
-    assert loop.said[0] == "[1/3] a: first"
+    assert loop.said()[0] == "[1/3] a: first"
     summary = loop.summary(12.0, install_seconds=300)
     assert summary["ok"] is False
     assert [(s["name"], s["status"]) for s in summary["stages"]] == [("a", "ok"), ("b", "failed")]

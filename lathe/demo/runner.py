@@ -3,17 +3,22 @@
 from __future__ import annotations
 
 import json
+import re
 import shlex
-import subprocess
 import sys
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
+from rich.console import Console
+
+from lathe.demo.commands import run_logged
+from lathe.demo.stage_lines import StageLines, shown_path
 from lathe.errors import PlatformError
+from lathe.jobs import parse_progress
 from lathe.settings import LatheSettings
 
 MODEL = "smollm2-135m-instruct"
@@ -62,11 +67,13 @@ SIZES = {
 
 
 class StageFailed(PlatformError):
-    """A stage's command failed; its own error was printed above the summary."""
+    """A stage failed; the last lines of its log are printed under its line."""
 
 
 @dataclass
 class StageResult:
+    """One stage's outcome: a row of the summary table and an entry of summary.json."""
+
     name: str
     command: str
     status: str = "ok"  # ok | failed | kept (the gate kept the champion) | skipped
@@ -74,6 +81,7 @@ class StageResult:
     figure: str = ""
     data: dict[str, Any] = field(default_factory=dict)
     run_url: str | None = None
+    log: str | None = None  # everything the stage's commands printed besides their results
 
 
 @dataclass
@@ -84,38 +92,56 @@ class Stage:
 
 
 class DemoLoop:
-    """Runs the stages against the platform the settings describe, collecting results."""
+    """Runs the stages against the platform the settings describe, collecting results.
 
-    def __init__(self, settings: LatheSettings, size: DemoSize, say: Callable[[str], None]) -> None:
+    Each stage shows one line on ``console``; what its commands print goes to its log under
+    ``<home>/logs/demo/`` and, with ``verbose``, to ``echo`` (stderr) as well.
+    """
+
+    def __init__(
+        self,
+        settings: LatheSettings,
+        size: DemoSize,
+        console: Console,
+        *,
+        verbose: bool = False,
+        echo: IO[str] | None = None,
+    ) -> None:
         self.s = settings
         self.size = size
-        self.say = say
         self.data_dir = settings.home / "data" / "demo"
         self.train_dir = settings.home / "train" / "demo"
+        self.log_dir = settings.log_dir / "demo"
+        self.echo = (echo or sys.stderr) if verbose else None
+        live = console.is_terminal and not console.is_dumb_terminal and not verbose
+        self.lines = StageLines(console, live=live)
         self.results: list[StageResult] = []
         self.facts: dict[str, Any] = {}  # what later stages need: versions, paths
+        self._log: Path | None = None  # the running stage's
+
+    def log_path(self, name: str) -> Path:
+        return self.log_dir / f"{re.sub(r'[^a-z0-9]+', '-', name.lower()).strip('-')}.log"
 
     # -- running commands -------------------------------------------------------------
     def command(self, name: str, argv: list[str], *, ok_codes: tuple[int, ...] = (0,)) -> tuple[StageResult, Any]:
-        """Run one stage command; stdout is its JSON result, stderr (progress) goes to the terminal."""
+        """Run one stage command; stdout is its JSON result, the rest of its output goes to the stage's log."""
         shown = " ".join(shlex.quote(a) for a in argv)
         full = [sys.executable, "-m", "lathe.cli", *argv[1:]] if argv[0] == "lathe" else [sys.executable, *argv[1:]]
+        log = self._log or self.log_path(name)
         started = time.monotonic()
-        process = subprocess.run(full, stdout=subprocess.PIPE, text=True, check=False)
-        result = StageResult(name, shown, seconds=time.monotonic() - started)
-        payload: Any = None
-        text = process.stdout.strip()
-        if text:
-            try:
-                payload = json.loads(text)
-            except json.JSONDecodeError:
-                payload = {"output": text.splitlines()[-1]}
-        if process.returncode not in ok_codes:
-            error = StageFailed(f"{name}: exited {process.returncode} (its error is printed above)")
+        output = run_logged(full, log, title=shown, echo=self.echo, on_line=self._progress_line)
+        result = StageResult(name, shown, seconds=time.monotonic() - started, log=str(log))
+        if output.exit_code not in ok_codes:
+            error = StageFailed(f"{name}: exited {output.exit_code} (its log: {shown_path(log)})")
             error.command = shown
             raise error
-        result.data["exit_code"] = process.returncode
-        return result, payload
+        result.data["exit_code"] = output.exit_code
+        return result, output.payload
+
+    def _progress_line(self, line: str) -> None:
+        stats = parse_progress(line)
+        if stats is not None:
+            self.lines.steps(stats["step"], stats["total"])
 
     def train(self, name: str, recipe: str, *sets: str) -> tuple[StageResult, dict]:
         argv = ["lathe", "train", "submit", str(RECIPES / recipe), "--json"]
@@ -155,19 +181,35 @@ class DemoLoop:
 
     # -- the loop ---------------------------------------------------------------------
     def run(self, stages: list[Stage]) -> bool:
-        for number, stage in enumerate(stages, start=1):
-            self.say(f"[{number}/{len(stages)}] {stage.name}: {stage.what}")
-            started = time.monotonic()
-            try:
-                result = stage.run(self)
-            except StageFailed as exc:
-                failed = StageResult(stage.name, getattr(exc, "command", ""), "failed", time.monotonic() - started)
-                failed.figure = exc.one_line()
-                self.results.append(failed)
-                return False
-            result.seconds = time.monotonic() - started
-            self.results.append(result)
-            self.say(f"    {stage.name}: {result.figure} ({result.seconds:.0f} s)")
+        with self.lines:
+            for number, stage in enumerate(stages, start=1):
+                if not self._run_stage(stage, number, len(stages)):
+                    return False
+        return True
+
+    def _run_stage(self, stage: Stage, number: int, total: int) -> bool:
+        self._log = self.log_path(stage.name)
+        self._log.parent.mkdir(parents=True, exist_ok=True)
+        self._log.write_bytes(b"")  # one log per stage, overwritten by each run
+        self.lines.start(number, total, stage.name, stage.what)
+        started = time.monotonic()
+        try:
+            result = stage.run(self)
+        except StageFailed as exc:
+            result = StageResult(stage.name, getattr(exc, "command", ""), "failed", figure=exc.one_line())
+        except BaseException as exc:  # a bug or ^C: show where the output went, then let it through
+            self.lines.end("failed", time.monotonic() - started, f"{type(exc).__name__}: {exc}")
+            self.lines.failure(self._log)
+            raise
+        finally:
+            log, self._log = self._log, None
+        result.seconds = time.monotonic() - started
+        result.log = str(log)
+        self.results.append(result)
+        self.lines.end(result.status, result.seconds, result.figure)
+        if result.status == "failed":
+            self.lines.failure(log)
+            return False
         return True
 
     def summary(self, total_seconds: float, install_seconds: float | None) -> dict[str, Any]:
