@@ -275,21 +275,37 @@ def rag_ingest(loop: DemoLoop) -> StageResult:
         f"{len(ingest['documents'])} pages, {ingest['chunks_written']} chunks · hit@5 "
         f"{report['hit_at_k']:.3f}, MRR {report['mrr']:.3f} on {report['questions']} questions"
     )
-    loop.facts["rag_question"] = json.loads((out / "questions.jsonl").read_text().splitlines()[0])["question"]
+    lines = (out / "questions.jsonl").read_text().splitlines()
+    loop.facts["rag_questions"] = [json.loads(line)["question"] for line in lines[:RAG_ATTEMPTS]]
     return result
 
 
+# The 135M model sometimes answers beside its sources, and an unsupported answer gets no
+# citation (by design): the stage asks the next generated question then, up to this many,
+# and the figure says how many it asked.
+RAG_ATTEMPTS = 3
+
+
 def rag_answer(loop: DemoLoop) -> StageResult:
-    question = loop.facts["rag_question"]
-    result, answer = loop.command("rag answer", ["lathe", "rag", "ask", question, "--collection", "demo", "--json"])
-    citations = answer.get("citations") or []
+    questions = loop.facts["rag_questions"]
+    asked = 0
+    for question in questions:
+        asked += 1
+        result, answer = loop.command("rag answer", ["lathe", "rag", "ask", question, "--collection", "demo", "--json"])
+        citations = answer.get("citations") or []
+        if citations:
+            break
     result.data.update(
         question=question,
         answer=answer.get("answer"),
         citations=[{k: c.get(k) for k in ("index", "source", "section", "score")} for c in citations],
+        questions_asked=asked,
     )
     sources = ", ".join(sorted({c["source"].rsplit("/", 1)[-1] for c in citations})) or "none"
-    result.figure = f"{question} → “{_clip(answer.get('answer', ''), 50)}” [{len(citations)} citations: {sources}]"
+    tries = f" (question {asked} of {len(questions)})" if asked > 1 else ""
+    result.figure = (
+        f"{question} → “{_clip(answer.get('answer', ''), 50)}” [{len(citations)} citations: {sources}]{tries}"
+    )
     return result
 
 
