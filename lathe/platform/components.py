@@ -17,7 +17,6 @@ import tempfile
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from pathlib import Path
-from typing import Protocol
 
 import httpx
 
@@ -26,24 +25,6 @@ from lathe.platform.processes import ProcessState, StateStore, require_free_port
 from lathe.settings import LatheSettings
 
 OnWait = Callable[[float, str], None]
-
-
-class Component(Protocol):
-    name: str
-    description: str
-
-    def available(self) -> str | None:
-        """None when it can start here, else why not (shown in ``lathe status``)."""
-
-    def url(self) -> str: ...
-
-    def health_url(self) -> str: ...
-
-    def start(self, on_wait: OnWait) -> ProcessState: ...
-
-    def stop(self, state: ProcessState) -> None: ...
-
-    def health_headers(self) -> dict[str, str]: ...
 
 
 class _ServerComponent(ABC):
@@ -66,6 +47,7 @@ class _ServerComponent(ABC):
         """The port it listens on (checked free before starting)."""
 
     def available(self) -> str | None:
+        """None when it can start here, else why not (shown in ``lathe status``)."""
         return None
 
     def url(self) -> str:
