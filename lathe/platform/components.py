@@ -235,8 +235,8 @@ class InferenceComponent(_ServerComponent):
         return self.url() + "/health"
 
     def available(self) -> str | None:
-        engine_python = os.environ.get("LATHE_INFERENCE_ENGINE_PYTHON") or str(default_engine_python())
-        if not Path(engine_python).exists():
+        engine_python = self.settings.inference.engine_python
+        if not engine_python.exists():
             return f"vLLM environment not found ({engine_python}): run `make install`"
         return None
 
@@ -393,11 +393,6 @@ class PrometheusComponent(_ServerComponent):
             f"--web.listen-address=127.0.0.1:{self.port}",
             "--storage.tsdb.retention.time=2d",
         ]
-
-
-def default_engine_python() -> Path:
-    """The vLLM environment that ``make install`` builds beside the main one."""
-    return Path(sys.prefix).parent / ".venv-vllm" / "bin" / "python"
 
 
 def scrape_targets(settings: LatheSettings) -> dict[str, str]:
