@@ -6,7 +6,7 @@
     lathe agent tools                                       # agents and the tools this key may use
 
 ``--tool-choice NAME`` makes the first step call that tool; with the small local model
-this is what makes a tool-using run dependable (see services/agent/protocols.py).
+this is what makes a tool-using run dependable (see services/agent/prompt_formats.py).
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """The CLI's one way to call the gateway, and the way back from its errors.
 
 Every service answers a ``LatheError`` with the error's status and OpenAI's error
-object (``lathe.serving.install_error_handlers``). ``error_from_wire`` is the inverse:
+object (``lathe.http_service.install_error_handlers``). ``error_from_wire`` is the inverse:
 the same class (found by ``code``), message and param, so a command fails with the
 service's words and the error's own exit code.
 

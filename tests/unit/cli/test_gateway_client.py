@@ -7,7 +7,7 @@ from fastapi.testclient import TestClient
 from lathe import errors
 from lathe.cli.gateway_client import GatewayClient, GatewayUnreachableError, error_from_wire
 from lathe.errors import LatheError
-from lathe.serving import install_error_handlers
+from lathe.http_service import install_error_handlers
 from services.agent.llm import ModelCallError
 from services.gateway.quotas import BudgetExceededError, QuotaBackendError, RateLimitedError
 from services.rag.documents import DocumentError
