@@ -2,7 +2,9 @@
 
 Every section reads its own environment prefix, so a service's variables are
 named for the service (``LATHE_INFERENCE_PORT``, ``LATHE_MLFLOW_PORT``) and the
-root adds the few that span everything (``LATHE_PROFILE``, ``LATHE_HOME``).
+root adds the few that span everything (``LATHE_PROFILE``, ``LATHE_HOME``). Each
+service's settings add their own knobs to their section and share ``LATHE_HOME`` and
+``LATHE_LOG_LEVEL`` with the root through ``ProcessSettings``.
 
     from lathe.settings import load_settings
     settings = load_settings()           # raises ConfigError naming the variable
@@ -14,8 +16,9 @@ Nothing here touches the disk or the network: paths are computed, not created.
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -23,7 +26,13 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from lathe.errors import ConfigError
 
 Profile = Literal["local", "k8s"]
+LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR"]
 Port = int  # validated by ``_check_port`` below; a plain alias keeps signatures readable
+
+
+def default_engine_python() -> Path:
+    """The vLLM environment that ``make install`` builds beside the main one."""
+    return Path(sys.prefix).parent / ".venv-vllm" / "bin" / "python"
 
 
 def _check_port(value: int) -> int:
@@ -36,6 +45,35 @@ class _Section(BaseSettings):
     """Base of every section: unknown variables are ignored, bad ones are named."""
 
     model_config = SettingsConfigDict(extra="ignore", validate_default=True)
+
+
+class ProcessSettings(_Section):
+    """What every Lathe process reads whatever its section's prefix: ``LATHE_HOME`` and
+    ``LATHE_LOG_LEVEL``. The root and each service's settings build on it.
+
+    The fields read those names by alias, so ``LATHE_HOME=`` works as an argument, and
+    ``home=`` and ``log_level=`` mean the same.
+    """
+
+    home: Path = Field(default=Path(".lathe"), validation_alias="LATHE_HOME")
+    log_level: LogLevel = Field(default="INFO", validation_alias="LATHE_LOG_LEVEL")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _by_name(cls, values: Any) -> Any:
+        # Only by alias: reading by name too would make pydantic-settings also read
+        # LATHE_GATEWAY_HOME and the like from the environment.
+        if isinstance(values, dict):
+            for name, alias in (("home", "LATHE_HOME"), ("log_level", "LATHE_LOG_LEVEL")):
+                if name in values:
+                    values = {k: v for k, v in values.items() if k != name} | {alias: values[name]}
+        return values
+
+    @field_validator("home")
+    @classmethod
+    def _absolute_home(cls, value: Path) -> Path:
+        # Processes started by ``lathe up`` run from other directories; they need one answer.
+        return value.expanduser().resolve()
 
 
 class MlflowSettings(_Section):
@@ -93,6 +131,8 @@ class InferenceSettings(_Section):
     # Pin one version instead of following the alias (a candidate scored before promotion).
     version: str | None = Field(default=None, pattern=r"^[0-9]+$")
     url: str | None = None  # set when the service runs elsewhere (the cluster)
+    # vLLM runs from its own environment: its pins clash with the platform's.
+    engine_python: Path = Field(default_factory=default_engine_python)
 
     _port = field_validator("port")(_check_port)
 
@@ -175,16 +215,14 @@ class PrometheusSettings(_Section):
     _port = field_validator("port")(_check_port)
 
 
-class LatheSettings(_Section):
+class LatheSettings(ProcessSettings):
     """The root of the tree."""
 
     model_config = SettingsConfigDict(env_prefix="LATHE_")
 
     profile: Profile = "local"
-    home: Path = Path(".lathe")
     # Converted bundled models; shareable between homes (tests point many homes at one).
     assets: Path | None = None
-    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 
     mlflow: MlflowSettings = Field(default_factory=MlflowSettings)
     ray: RaySettings = Field(default_factory=RaySettings)
@@ -194,10 +232,9 @@ class LatheSettings(_Section):
     rag: RagSettings = Field(default_factory=RagSettings)
     agent: AgentSettings = Field(default_factory=AgentSettings)
 
-    @field_validator("home", "assets")
+    @field_validator("assets")
     @classmethod
-    def _absolute_path(cls, value: Path | None) -> Path | None:
-        # Processes started by ``lathe up`` run from other directories; they need one answer.
+    def _absolute_assets(cls, value: Path | None) -> Path | None:
         return value.expanduser().resolve() if value is not None else None
 
     @model_validator(mode="after")
@@ -255,7 +292,9 @@ def describe_validation_error(error: ValidationError, prefix: str = "LATHE_") ->
     lines = []
     for item in error.errors():
         loc = [str(part) for part in item["loc"]]
-        name = prefix + "_".join(loc).upper() if loc else "settings"
+        # A field read by alias (``LATHE_HOME``) is already named as the user sets it.
+        named = loc[0].startswith("LATHE_") if loc else False
+        name = ("" if named else prefix) + "_".join(loc).upper() if loc else "settings"
         received = item.get("input")
         shown = f" (got {received!r})" if loc and not isinstance(received, dict) else ""
         lines.append(f"{name}: {item['msg']}{shown}")

@@ -6,7 +6,7 @@
     lathe agent tools                                       # agents and the tools this key may use
 
 ``--tool-choice NAME`` makes the first step call that tool; with the small local model
-this is what makes a tool-using run dependable (see services/agent/protocols.py).
+this is what makes a tool-using run dependable (see services/agent/prompt_formats.py).
 """
 
 from __future__ import annotations
@@ -18,16 +18,14 @@ import typer
 from rich.table import Table
 from rich.text import Text
 
-from lathe.cli.output import console, err_console, gateway_access, print_json
+from lathe.cli.gateway_client import GatewayClient
+from lathe.cli.output import console, err_console, print_json
 
 app = typer.Typer(help="Ask an agent (tool calling over the gateway) and list its tools.", no_args_is_help=True)
 
 _STYLE = {"thought": "dim", "tool_call": "cyan", "tool_result": "green", "answer": "bold", "error": "red"}
-
-
-def _endpoint(url: str | None, api_key: str | None) -> tuple[str, dict[str, str]]:
-    base, key = gateway_access(url, api_key)
-    return base, ({"authorization": f"Bearer {key}"} if key else {})
+# How a refusal reads: which gateway answered, and with what status.
+_REFUSED = "{base} answered {status}: "
 
 
 @app.command("ask")
@@ -45,13 +43,11 @@ def ask(
     ),
 ) -> None:
     """Run an agent on MESSAGE; each step prints as one line, then the session id to continue with."""
-    import httpx
-
     from lathe.errors import InvalidRequestError
 
     if not message.strip():
         raise InvalidRequestError("the message is empty", param="message")
-    base, headers = _endpoint(url, api_key)
+    client = GatewayClient(url, api_key, timeout=300, refused=_REFUSED)
     body: dict[str, Any] = {"input": message, "tool_choice": tool_choice, "stream": not json_output}
     if session:
         body["session_id"] = session
@@ -59,26 +55,16 @@ def ask(
         body["model"] = model
     if max_steps:
         body["max_steps"] = max_steps
-    target = f"{base}/v1/agents/{agent}/runs"
-    try:
-        if json_output:
-            response = httpx.post(target, json=body, headers=headers, timeout=300)
-            _check(response, base)
-            print_json(response.json())
-            return
-        with httpx.stream("POST", target, json=body, headers=headers, timeout=300) as response:
-            if response.status_code >= 400:
-                response.read()
-                _check(response, base)
-            for step in _steps(response.iter_lines()):
-                _print_step(step)
-            session_id = response.headers.get("x-lathe-session-id")
-        if session_id:
-            err_console.print(f"[dim]session {session_id} (continue with --session {session_id})[/]")
-    except httpx.ConnectError:
-        from lathe.errors import EngineUnavailableError
-
-        raise EngineUnavailableError(f"nothing answers at {base}", hint="start the platform with `lathe up`") from None
+    path = f"/v1/agents/{agent}/runs"
+    if json_output:
+        print_json(client.call("POST", path, json=body))
+        return
+    with client.stream("POST", path, json=body) as response:
+        for step in _steps(response.iter_lines()):
+            _print_step(step)
+        session_id = response.headers.get("x-lathe-session-id")
+    if session_id:
+        err_console.print(f"[dim]session {session_id} (continue with --session {session_id})[/]")
 
 
 @app.command("tools")
@@ -88,17 +74,7 @@ def tools(
     api_key: str | None = typer.Option(None, "--api-key", envvar="LATHE_API_KEY", help="Gateway key."),
 ) -> None:
     """List the agents and the tools each may call with your key."""
-    import httpx
-
-    base, headers = _endpoint(url, api_key)
-    try:
-        response = httpx.get(f"{base}/v1/agents", headers=headers, timeout=30)
-    except httpx.ConnectError:
-        from lathe.errors import EngineUnavailableError
-
-        raise EngineUnavailableError(f"nothing answers at {base}", hint="start the platform with `lathe up`") from None
-    _check(response, base)
-    agents = response.json()["data"]
+    agents = GatewayClient(url, api_key, timeout=30, refused=_REFUSED).call("GET", "/v1/agents")["data"]
     if json_output:
         print_json(agents)
         return
@@ -133,16 +109,3 @@ def _print_step(step: dict[str, Any]) -> None:
     else:
         text = str(step.get("content", ""))
     console.print(Text.assemble((f"{kind:<11}", _STYLE.get(kind, "")), " ", text), highlight=False, soft_wrap=True)
-
-
-def _check(response, base: str) -> None:
-    from lathe.errors import AuthenticationError, InvalidRequestError, LatheError, NotFoundError, PermissionDeniedError
-
-    if response.status_code < 400:
-        return
-    try:
-        message = response.json()["error"]["message"]
-    except (ValueError, KeyError, TypeError):
-        message = response.text[:200]
-    error = {400: InvalidRequestError, 401: AuthenticationError, 403: PermissionDeniedError, 404: NotFoundError}
-    raise error.get(response.status_code, LatheError)(f"{base} answered {response.status_code}: {message}")

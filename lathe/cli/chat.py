@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import typer
 
-from lathe.cli.output import console, gateway_access, print_json, settings
+from lathe.cli.gateway_client import START_HINT, GatewayUnreachableError, error_from_wire, gateway_access
+from lathe.cli.output import console, print_json, settings
 
 
 def register(app: typer.Typer) -> None:
@@ -26,7 +27,7 @@ def chat(
     import httpx
     import openai
 
-    from lathe.errors import EngineUnavailableError, InvalidRequestError, UpstreamError
+    from lathe.errors import InvalidRequestError, UpstreamError
 
     if not message.strip():
         raise InvalidRequestError("the message is empty", param="message")
@@ -64,9 +65,10 @@ def chat(
                 console.print(chunk.choices[0].delta.content, end="", highlight=False, markup=False)
         console.print()
     except openai.APIConnectionError:
-        raise EngineUnavailableError(f"nothing answers at {base}", hint="start the platform with `lathe up`") from None
+        raise GatewayUnreachableError(f"nothing answers at {base}", hint=START_HINT) from None
     except openai.APIStatusError as exc:
-        raise UpstreamError(f"{base} answered {exc.status_code}: {_error_message(exc)}") from None
+        body = exc.body if exc.body is not None else str(exc)
+        raise error_from_wire(exc.status_code, body, prefix=f"{base} answered {exc.status_code}: ") from None
     except httpx.HTTPError as exc:
         raise UpstreamError(f"{base} failed: {type(exc).__name__}") from None
 
@@ -78,10 +80,3 @@ def _served_version(base: str) -> str | None:
         return httpx.get(f"{base}/health", timeout=3).json().get("version")
     except (httpx.HTTPError, ValueError, AttributeError):
         return None
-
-
-def _error_message(exc) -> str:
-    body = getattr(exc, "body", None)
-    if isinstance(body, dict):
-        return str(body.get("message") or body.get("error", {}).get("message") or body)
-    return str(exc)

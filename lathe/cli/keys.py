@@ -31,28 +31,18 @@ def admin_key(s) -> str:
 
 
 def admin_call(method: str, path: str, json_body: dict | None = None) -> Any:
-    import httpx
+    """The JSON answer of an admin route of the local gateway, called with the admin key."""
+    from lathe.cli.gateway_client import GatewayClient
 
-    from lathe.errors import EngineUnavailableError, InvalidRequestError, LatheError, NotFoundError
-
-    s = settings()
-    url = s.gateway.base_url.rstrip("/") + path
-    try:
-        response = httpx.request(
-            method, url, json=json_body, headers={"Authorization": f"Bearer {admin_key(s)}"}, timeout=30
-        )
-    except httpx.HTTPError:
-        raise EngineUnavailableError(
-            f"the gateway at {s.gateway.base_url} does not answer", hint="start it with `lathe up`"
-        ) from None
-    if response.status_code >= 400:
-        try:
-            message = response.json()["error"]["message"]
-        except (ValueError, KeyError, TypeError):
-            message = response.text[:200]
-        error = {404: NotFoundError, 400: InvalidRequestError}.get(response.status_code, LatheError)
-        raise error(f"gateway refused ({response.status_code}): {message}")
-    return response.json()
+    client = GatewayClient(
+        api_key=admin_key(settings()),
+        timeout=30,
+        refused="gateway refused ({status}): ",
+        unreachable="the gateway at {base} does not answer",
+        hint="start it with `lathe up`",
+        any_failure_unreachable=True,
+    )
+    return client.call(method, path, json=json_body)
 
 
 @app.command("create")

@@ -44,12 +44,3 @@ def run_guarded(app: typer.Typer, argv: list[str]) -> None:
     except KeyboardInterrupt:
         err_console.print("interrupted")
         sys.exit(130)
-
-
-def gateway_access(url: str | None = None, api_key: str | None = None) -> tuple[str, str | None]:
-    """The gateway's base URL and the key to call it with (the CLI's own from `lathe up`; None: none)."""
-    s = settings()
-    base = (url or s.gateway.base_url).rstrip("/")
-    key_file = s.gateway_dir / "cli_key"
-    key = api_key or (key_file.read_text().strip() if key_file.exists() else None)
-    return base, key

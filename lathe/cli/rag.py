@@ -19,8 +19,9 @@ from typing import Any
 
 import typer
 
-from lathe.cli.output import console, err_console, gateway_access, print_json
-from lathe.errors import EngineUnavailableError, InvalidRequestError, LatheError, UpstreamError
+from lathe.cli.gateway_client import GatewayClient, GatewayUnreachableError, error_from_wire
+from lathe.cli.output import console, err_console, print_json
+from lathe.errors import InvalidRequestError, LatheError
 
 app = typer.Typer(help="Retrieval-augmented generation: ingest, ask, evaluate.", no_args_is_help=True)
 
@@ -28,41 +29,6 @@ SUFFIXES = {".pdf", ".docx", ".html", ".htm", ".md", ".markdown", ".rst", ".txt"
 URL_OPT = typer.Option(None, "--url", help="Gateway base URL (default: the local gateway).")
 KEY_OPT = typer.Option(None, "--api-key", envvar="LATHE_API_KEY", help="Gateway key (default: the CLI's own).")
 COLLECTION_OPT = typer.Option("docs", "--collection", "-c", help="Collection name.")
-
-
-class RagClient:
-    def __init__(self, url: str | None, api_key: str | None, timeout: float = 600) -> None:
-        import httpx
-
-        base, key = gateway_access(url, api_key)
-        self.base = base
-        headers = {"authorization": f"Bearer {key or 'none'}"}
-        self.http = httpx.Client(base_url=base, headers=headers, timeout=timeout)
-
-    def call(self, method: str, path: str, **kwargs) -> Any:
-        import httpx
-
-        try:
-            response = self.http.request(method, path, **kwargs)
-        except httpx.ConnectError:
-            raise EngineUnavailableError(
-                f"nothing answers at {self.base}", hint="start the platform with `lathe up`"
-            ) from None
-        except httpx.HTTPError as exc:
-            raise UpstreamError(f"{self.base} failed: {type(exc).__name__}") from None
-        if response.status_code >= 400:
-            raise _error(response)
-        return response.json()
-
-
-def _error(response) -> LatheError:
-    try:
-        error = response.json()["error"]
-        message, param = error["message"], error.get("param")
-    except (ValueError, KeyError, TypeError):
-        message, param = response.text[:300], None
-    exc = InvalidRequestError(message, param=param) if response.status_code < 500 else UpstreamError(message)
-    return exc
 
 
 def expand_inputs(inputs: list[str]) -> list[str]:
@@ -74,11 +40,7 @@ def expand_inputs(inputs: list[str]) -> list[str]:
             continue
         path = Path(item)
         if path.is_dir():
-            found = sorted(
-                p
-                for p in path.rglob("*")
-                if p.is_file() and (p.suffix.lower() in SUFFIXES or p.name.endswith(".rst.txt"))
-            )
+            found = sorted(p for p in path.rglob("*") if p.is_file() and _supported(p))
             out += [str(p) for p in found]
         elif path.is_file():
             out.append(str(path))
@@ -121,7 +83,7 @@ def ingest(
     items = expand_inputs(paths)
     if not items:
         raise InvalidRequestError("no supported documents found", param="paths")
-    client = RagClient(url, api_key)
+    client = GatewayClient(url, api_key)
     outcomes: list[dict[str, Any]] = []
     chunks = 0
     started = time.monotonic()
@@ -142,7 +104,7 @@ def ingest(
                 chunks += result["chunks_written"]
             except (LatheError, OSError) as exc:
                 message = exc.one_line() if isinstance(exc, LatheError) else f"{type(exc).__name__}: {exc}"
-                if isinstance(exc, EngineUnavailableError):
+                if isinstance(exc, GatewayUnreachableError):
                     raise
                 outcomes.append({"id": item, "source": item, "status": "failed", "chunks": 0, "error": message})
             except Exception as exc:  # a URL that cannot be fetched: report it, go on
@@ -182,7 +144,7 @@ def ask(
     """Answer a question from a collection, with numbered citations."""
     if not question.strip():
         raise InvalidRequestError("the question is empty", param="question")
-    client = RagClient(url, api_key)
+    client = GatewayClient(url, api_key)
     body = {"query": question, "collection": collection, "top_k": top_k}
     if json_output or not stream:
         result = client.call("POST", "/v1/rag/query", json=body)
@@ -195,31 +157,22 @@ def ask(
     _print_citations(result)
 
 
-def _stream_answer(client: RagClient, body: dict[str, Any]) -> dict[str, Any]:
-    import httpx
-
+def _stream_answer(client: GatewayClient, body: dict[str, Any]) -> dict[str, Any]:
     result: dict[str, Any] = {}
-    try:
-        with client.http.stream("POST", "/v1/rag/query", json={**body, "stream": True}) as response:
-            if response.status_code >= 400:
-                response.read()
-                raise _error(response)
-            event = "message"
-            for line in response.iter_lines():
-                if line.startswith("event:"):
-                    event = line[6:].strip()
-                elif line.startswith("data:") and line.strip() != "data: [DONE]":
-                    data = json.loads(line[5:])
-                    if event == "delta":
-                        console.print(data["content"], end="", highlight=False, markup=False)
-                    elif event == "answer":
-                        result = data
-                    elif event == "error":
-                        raise UpstreamError(data["error"]["message"])
-    except httpx.ConnectError:
-        raise EngineUnavailableError(
-            f"nothing answers at {client.base}", hint="start the platform with `lathe up`"
-        ) from None
+    with client.stream("POST", "/v1/rag/query", json={**body, "stream": True}) as response:
+        event = "message"
+        for line in response.iter_lines():
+            if line.startswith("event:"):
+                event = line[6:].strip()
+            elif line.startswith("data:") and line.strip() != "data: [DONE]":
+                data = json.loads(line[5:])
+                if event == "delta":
+                    console.print(data["content"], end="", highlight=False, markup=False)
+                elif event == "answer":
+                    result = data
+                elif event == "error":
+                    # An error inside a stream that had begun: the service failed upstream.
+                    raise error_from_wire(502, data)
     console.print()
     return result
 
@@ -252,7 +205,7 @@ def retrieve(
     api_key: str | None = KEY_OPT,
 ) -> None:
     """The ranked chunks for a query, without generation."""
-    client = RagClient(url, api_key)
+    client = GatewayClient(url, api_key)
     result = client.call("POST", "/v1/rag/retrieve", json={"query": query, "collection": collection, "top_k": top_k,
                                                             "mode": mode})  # fmt: skip
     if json_output:
@@ -268,7 +221,7 @@ def retrieve(
 def collections(json_output: bool = typer.Option(False, "--json"), url: str | None = URL_OPT,
                 api_key: str | None = KEY_OPT) -> None:  # fmt: skip
     """List collections and their chunk counts."""
-    result = RagClient(url, api_key).call("GET", "/v1/rag/collections")
+    result = GatewayClient(url, api_key).call("GET", "/v1/rag/collections")
     if json_output:
         print_json(result)
         return
@@ -280,7 +233,7 @@ def collections(json_output: bool = typer.Option(False, "--json"), url: str | No
 def documents(collection: str = typer.Argument("docs"), json_output: bool = typer.Option(False, "--json"),
               url: str | None = URL_OPT, api_key: str | None = KEY_OPT) -> None:  # fmt: skip
     """List a collection's documents."""
-    result = RagClient(url, api_key).call("GET", f"/v1/rag/collections/{collection}/documents")
+    result = GatewayClient(url, api_key).call("GET", f"/v1/rag/collections/{collection}/documents")
     if json_output:
         print_json(result)
         return
@@ -292,7 +245,7 @@ def documents(collection: str = typer.Argument("docs"), json_output: bool = type
 def delete(collection: str = typer.Argument(...), doc_id: str = typer.Argument(...), url: str | None = URL_OPT,
            api_key: str | None = KEY_OPT) -> None:  # fmt: skip
     """Remove one document's chunks from a collection."""
-    result = RagClient(url, api_key).call("DELETE", f"/v1/rag/collections/{collection}/documents/{doc_id}")
+    result = GatewayClient(url, api_key).call("DELETE", f"/v1/rag/collections/{collection}/documents/{doc_id}")
     console.print(f"removed {result['chunks_removed']} chunks of {doc_id}", highlight=False)
 
 
@@ -311,7 +264,7 @@ def evaluate(
     from lathe.rag_eval import evaluate_questions, load_questions
 
     items = load_questions(questions)
-    client = RagClient(url, api_key)
+    client = GatewayClient(url, api_key)
 
     def retrieve_fn(question: str) -> list[dict[str, Any]]:
         body = {"query": question, "collection": collection, "top_k": k, "mode": mode}

@@ -16,7 +16,6 @@ import sys
 import tempfile
 from abc import ABC, abstractmethod
 from pathlib import Path
-from typing import Protocol
 
 import httpx
 
@@ -27,24 +26,6 @@ from lathe.supervisor import HealthWait, OnWait, StartErrors, spawn, stop_pid
 
 # How a component that fails to start is reported (the subject is its health URL).
 START_ERRORS = StartErrors(exited="{subject} never became healthy: the process exited with code {code}")
-
-
-class Component(Protocol):
-    name: str
-    description: str
-
-    def available(self) -> str | None:
-        """None when it can start here, else why not (shown in ``lathe status``)."""
-
-    def url(self) -> str: ...
-
-    def health_url(self) -> str: ...
-
-    def start(self, on_wait: OnWait) -> ProcessState: ...
-
-    def stop(self, state: ProcessState) -> None: ...
-
-    def health_headers(self) -> dict[str, str]: ...
 
 
 class _ServerComponent(ABC):
@@ -67,6 +48,7 @@ class _ServerComponent(ABC):
         """The port it listens on (checked free before starting)."""
 
     def available(self) -> str | None:
+        """None when it can start here, else why not (shown in ``lathe status``)."""
         return None
 
     def url(self) -> str:
@@ -251,8 +233,8 @@ class InferenceComponent(_ServerComponent):
         return self.url() + "/health"
 
     def available(self) -> str | None:
-        engine_python = os.environ.get("LATHE_INFERENCE_ENGINE_PYTHON") or str(default_engine_python())
-        if not Path(engine_python).exists():
+        engine_python = self.settings.inference.engine_python
+        if not engine_python.exists():
             return f"vLLM environment not found ({engine_python}): run `make install`"
         return None
 
@@ -409,11 +391,6 @@ class PrometheusComponent(_ServerComponent):
             f"--web.listen-address=127.0.0.1:{self.port}",
             "--storage.tsdb.retention.time=2d",
         ]
-
-
-def default_engine_python() -> Path:
-    """The vLLM environment that ``make install`` builds beside the main one."""
-    return Path(sys.prefix).parent / ".venv-vllm" / "bin" / "python"
 
 
 def scrape_targets(settings: LatheSettings) -> dict[str, str]:

@@ -1,6 +1,6 @@
 """Run the agent service: ``python -m services.agent`` (settings from LATHE_AGENT_*)."""
 
-from lathe.serving import run_service
+from lathe.http_service import run_service
 
 
 def _settings():

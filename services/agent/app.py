@@ -15,15 +15,15 @@ import httpx
 from fastapi import FastAPI
 
 from lathe.errors import ConfigError
-from lathe.serving import NO_OTEL, install_error_handlers
+from lathe.http_service import NO_OTEL, install_error_handlers
 from lathe.telemetry import RequestIdMiddleware
 from services.agent.llm import GatewayChat
-from services.agent.loop import AgentLoop
 from services.agent.memory import open_memory
 from services.agent.metrics import AgentMetrics
 from services.agent.routes import health, runs
 from services.agent.runner import AgentRunner
 from services.agent.settings import AgentServiceSettings
+from services.agent.tool_calling import AgentLoop
 from services.agent.tools.base import Tool
 from services.agent.tools.registry import load_tools
 

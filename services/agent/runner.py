@@ -16,12 +16,12 @@ from typing import Any
 import httpx
 
 from lathe.errors import InvalidRequestError, NotFoundError, PermissionDeniedError
-from services.agent.loop import AgentLoop, RunPlan
 from services.agent.memory import Conversation, MemoryStore, trim
 from services.agent.metrics import AgentMetrics
-from services.agent.protocols import protocol_named
+from services.agent.prompt_formats import protocol_named
 from services.agent.schemas import Run, RunRequest, new_session_id
 from services.agent.settings import AgentConfig, AgentServiceSettings
+from services.agent.tool_calling import AgentLoop, RunPlan
 from services.agent.tools.base import Tool, ToolContext
 from services.agent.tools.registry import allowed_tools
 

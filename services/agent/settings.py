@@ -18,7 +18,7 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, Field, field_validator, model_validator
 from pydantic_settings import NoDecode, SettingsConfigDict
 
-from lathe.settings import AgentSettings, GatewaySettings
+from lathe.settings import AgentSettings, GatewaySettings, ProcessSettings
 
 Protocol = Literal["tools", "react"]
 
@@ -43,10 +43,8 @@ def _default_gateway_url() -> str:
     return GatewaySettings().base_url
 
 
-class AgentServiceSettings(AgentSettings):
+class AgentServiceSettings(ProcessSettings, AgentSettings):
     model_config = SettingsConfigDict(env_prefix="LATHE_AGENT_", extra="ignore")
-
-    home: Path = Field(default=Path(".lathe"), validation_alias="LATHE_HOME")
 
     # The agent generates (and searches documents) through the gateway, with the caller's key.
     gateway_url: str = Field(default_factory=_default_gateway_url, pattern=r"^https?://")
@@ -113,7 +111,6 @@ class AgentServiceSettings(AgentSettings):
 
     @model_validator(mode="after")
     def _resolve_paths(self) -> AgentServiceSettings:
-        self.home = self.home.expanduser().resolve()
         if self.sql_database is not None:
             self.sql_database = self.sql_database.expanduser().resolve()
         if not self.agents:

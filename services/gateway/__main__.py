@@ -1,6 +1,6 @@
 """Run the gateway: ``python -m services.gateway`` (settings from LATHE_GATEWAY_*)."""
 
-from lathe.serving import run_service
+from lathe.http_service import run_service
 
 
 def _settings():

@@ -11,14 +11,14 @@ import aiohttp
 from fastapi import FastAPI
 from prometheus_client import start_http_server
 
-from lathe.serving import NO_OTEL, install_error_handlers
+from lathe.http_service import NO_OTEL, install_error_handlers
 from lathe.telemetry import RequestIdMiddleware
 from services.gateway.discovery import EndpointDiscovery, kubernetes_slice_api
 from services.gateway.keys import KeyCache, KeyStore, UsageRecorder
 from services.gateway.metrics import GatewayMetrics
 from services.gateway.proxy import BREAKER_VALUE, Forwarder
 from services.gateway.quotas import InProcessLimiter, RateLimitedError, RedisLimiter, retry_after_header
-from services.gateway.routes import admin, health, openai, services
+from services.gateway.routes import admin, health, openai, relay
 from services.gateway.routing import Router
 from services.gateway.settings import GatewayServiceSettings
 
@@ -95,7 +95,7 @@ def create_app(settings: GatewayServiceSettings, *, serve_metrics: bool = True) 
     app.include_router(health.router)
     app.include_router(openai.router)
     app.include_router(admin.router)
-    app.include_router(services.router)
+    app.include_router(relay.router)
     install_error_handlers(app, lambda exc: retry_after_header(exc) if isinstance(exc, RateLimitedError) else {})
     return app
 

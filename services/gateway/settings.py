@@ -18,10 +18,10 @@ from pathlib import Path
 from typing import Literal
 
 import yaml
-from pydantic import BaseModel, Field, SecretStr, field_validator, model_validator
+from pydantic import BaseModel, Field, SecretStr, field_validator
 from pydantic_settings import SettingsConfigDict
 
-from lathe.settings import GatewaySettings
+from lathe.settings import GatewaySettings, ProcessSettings
 
 Policy = Literal["least_outstanding", "round_robin", "prefix_affinity"]
 
@@ -52,10 +52,8 @@ class RoutesConfig(BaseModel):
     models: dict[str, ModelRoute] = Field(default_factory=dict)
 
 
-class GatewayServiceSettings(GatewaySettings):
+class GatewayServiceSettings(ProcessSettings, GatewaySettings):
     model_config = SettingsConfigDict(env_prefix="LATHE_GATEWAY_", extra="ignore")
-
-    home: Path = Field(default=Path(".lathe"), validation_alias="LATHE_HOME")
 
     # SQLite locally; postgresql+psycopg://… in the cluster. Same SQLAlchemy model.
     database_url: str | None = None
@@ -111,11 +109,6 @@ class GatewayServiceSettings(GatewaySettings):
             if secret.lower() in _PLACEHOLDERS or len(secret) < 16:
                 raise ValueError("must be a real secret of at least 16 characters, not a placeholder")
         return value
-
-    @model_validator(mode="after")
-    def _resolve_paths(self) -> GatewayServiceSettings:
-        self.home = self.home.expanduser().resolve()
-        return self
 
     @property
     def database(self) -> str:

@@ -1,6 +1,6 @@
 """Run the inference service: ``python -m services.inference`` (settings from LATHE_*)."""
 
-from lathe.serving import run_service
+from lathe.http_service import run_service
 
 
 def _settings():

@@ -10,12 +10,12 @@ from collections.abc import AsyncIterator
 import httpx
 from fastapi import FastAPI
 
+from lathe.http_service import NO_OTEL, install_error_handlers
 from lathe.registry import ModelRegistry
-from lathe.serving import NO_OTEL, install_error_handlers
 from lathe.telemetry import RequestIdMiddleware
+from services.inference.alias_server import AliasServer, EngineFactory
 from services.inference.metrics import InferenceMetrics
 from services.inference.routes import health, openai
-from services.inference.serving import AliasServer, EngineFactory
 from services.inference.settings import InferenceServiceSettings
 
 log = logging.getLogger(__name__)

@@ -7,8 +7,8 @@ from typing import Annotated
 import httpx
 from fastapi import Depends, Request
 
+from services.inference.alias_server import AliasServer
 from services.inference.metrics import InferenceMetrics
-from services.inference.serving import AliasServer
 from services.inference.settings import InferenceServiceSettings
 
 

@@ -12,8 +12,7 @@ from typing import Literal
 from pydantic import Field, model_validator
 from pydantic_settings import SettingsConfigDict
 
-from lathe.platform.components import default_engine_python
-from lathe.settings import InferenceSettings, MlflowSettings
+from lathe.settings import InferenceSettings, MlflowSettings, ProcessSettings
 
 
 def cpu_has_bf16() -> bool:
@@ -24,13 +23,9 @@ def cpu_has_bf16() -> bool:
     return "avx512_bf16" in flags or "amx_bf16" in flags
 
 
-class InferenceServiceSettings(InferenceSettings):
+class InferenceServiceSettings(ProcessSettings, InferenceSettings):
     model_config = SettingsConfigDict(env_prefix="LATHE_INFERENCE_")
 
-    home: Path = Field(default=Path(".lathe"), validation_alias="LATHE_HOME")
-
-    # vLLM runs from its own environment: its pins clash with the platform's.
-    engine_python: Path = Field(default_factory=default_engine_python)
     engine_host: str = "127.0.0.1"
     # Engines take ports from here upwards; two run at once during a swap.
     engine_port_base: int = Field(default=8200, ge=1024, le=65000)
@@ -65,7 +60,6 @@ class InferenceServiceSettings(InferenceSettings):
             # bf16 only pays on CPUs that compute it (AVX512-BF16, AMX); elsewhere it is
             # emulated and several times slower than fp32.
             self.dtype = "bfloat16" if cpu_has_bf16() else "float32"
-        self.home = self.home.expanduser().resolve()
         return self
 
     @property

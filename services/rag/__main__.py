@@ -1,6 +1,6 @@
 """Run the RAG service: ``python -m services.rag`` (settings from LATHE_RAG_*)."""
 
-from lathe.serving import run_service
+from lathe.http_service import run_service
 
 
 def _settings():

@@ -10,7 +10,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from lathe.serving import NO_OTEL, install_error_handlers
+from lathe.http_service import NO_OTEL, install_error_handlers
 from lathe.telemetry import RequestIdMiddleware
 from services.rag.routes import collections, embeddings, query
 from services.rag.settings import RagServiceSettings

@@ -13,16 +13,14 @@ from typing import Literal
 from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import SettingsConfigDict
 
-from lathe.settings import RagSettings
+from lathe.settings import ProcessSettings, RagSettings
 
 Chunking = Literal["sentence", "heading"]
 Reranker = Literal["mmr", "none", "llm"]
 
 
-class RagServiceSettings(RagSettings):
+class RagServiceSettings(ProcessSettings, RagSettings):
     model_config = SettingsConfigDict(env_prefix="LATHE_RAG_", extra="ignore")
-
-    home: Path = Field(default=Path(".lathe"), validation_alias="LATHE_HOME")
 
     # -- the vector store ---------------------------------------------------------------
     qdrant_url: str | None = Field(default=None, pattern=r"^https?://")
@@ -71,7 +69,6 @@ class RagServiceSettings(RagSettings):
 
     @model_validator(mode="after")
     def _resolve_paths(self) -> RagServiceSettings:
-        self.home = self.home.expanduser().resolve()
         if self.qdrant_path is not None:
             self.qdrant_path = self.qdrant_path.expanduser().resolve()
         if self.overlap_words >= self.chunk_words:

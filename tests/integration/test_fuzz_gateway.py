@@ -13,7 +13,7 @@ every case:
 
 - no 5xx, ever: the stub backend always answers, so a 5xx is the gateway's own fault;
 - every 4xx carries OpenAI's error object, ``{"error": {"message", "type", "param",
-  "code"}}``: the shape lathe.serving.install_error_handlers emits and that the
+  "code"}}``: the shape lathe.http_service.install_error_handlers emits and that the
   official SDKs parse.
 
 ``test_fuzz_sent_enough_cases`` counts the requests actually sent and asserts at least

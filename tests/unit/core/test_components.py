@@ -74,7 +74,9 @@ def test_missing_prometheus_is_reported_not_fatal(settings, monkeypatch):
     assert "not installed" in component.available()
 
 
-def test_missing_engine_environment_says_what_to_do(settings, monkeypatch):
+def test_missing_engine_environment_says_what_to_do(tmp_path, monkeypatch):
+    monkeypatch.setenv("LATHE_HOME", str(tmp_path / "home"))
     monkeypatch.setenv("LATHE_INFERENCE_ENGINE_PYTHON", "/nonexistent/python")
+    settings = load_settings()
     component = InferenceComponent(settings, StateStore(settings.run_dir))
     assert "make install" in component.available()

@@ -1,9 +1,21 @@
 from pathlib import Path
 
 import pytest
+from pydantic import ValidationError
 
 from lathe.errors import ConfigError
-from lathe.settings import load_settings
+from lathe.settings import describe_validation_error, load_settings
+from services.agent.settings import AgentServiceSettings
+from services.gateway.settings import GatewayServiceSettings
+from services.inference.settings import InferenceServiceSettings
+from services.rag.settings import RagServiceSettings
+
+SERVICE_SETTINGS = [
+    (GatewayServiceSettings, "LATHE_GATEWAY_"),
+    (InferenceServiceSettings, "LATHE_INFERENCE_"),
+    (RagServiceSettings, "LATHE_RAG_"),
+    (AgentServiceSettings, "LATHE_AGENT_"),
+]
 
 pytestmark = pytest.mark.usefixtures("clean_lathe_env")
 
@@ -38,13 +50,14 @@ def test_each_section_reads_its_own_prefix(monkeypatch, tmp_path):
         ("LATHE_PROFILE", "cloud", "LATHE_PROFILE"),
         ("LATHE_INFERENCE_ALIAS", "has space", "LATHE_INFERENCE_ALIAS"),
         ("LATHE_PROMETHEUS_SCRAPE_INTERVAL_S", "0", "LATHE_PROMETHEUS_SCRAPE_INTERVAL_S"),
+        ("LATHE_LOG_LEVEL", "LOUD", "LATHE_LOG_LEVEL"),
     ],
 )
 def test_a_bad_value_names_the_variable(monkeypatch, name, value, named):
     monkeypatch.setenv(name, value)
     with pytest.raises(ConfigError) as info:
         load_settings()
-    assert named in info.value.message
+    assert info.value.message.startswith(f"{named}:")
     assert repr(value) in info.value.message
 
 
@@ -63,3 +76,29 @@ def test_loading_settings_touches_no_disk(tmp_path, monkeypatch):
     monkeypatch.setenv("LATHE_HOME", str(tmp_path / "never"))
     load_settings()
     assert not Path(tmp_path / "never").exists()
+
+
+def test_the_engine_environment_is_a_setting(monkeypatch, tmp_path):
+    assert load_settings().inference.engine_python.name == "python"
+    monkeypatch.setenv("LATHE_INFERENCE_ENGINE_PYTHON", str(tmp_path / "vllm" / "python"))
+    assert load_settings().inference.engine_python == tmp_path / "vllm" / "python"
+
+
+@pytest.mark.parametrize(("cls", "prefix"), SERVICE_SETTINGS, ids=lambda v: getattr(v, "__name__", v))
+def test_every_service_shares_the_roots_home_and_log_level(cls, prefix, monkeypatch, tmp_path):
+    monkeypatch.chdir(tmp_path)
+    assert (cls().home, cls().log_level) == (tmp_path / ".lathe", "INFO")
+    monkeypatch.setenv("LATHE_HOME", str(tmp_path / "env"))
+    monkeypatch.setenv(prefix + "HOME", str(tmp_path / "not-read"))
+    monkeypatch.setenv("LATHE_LOG_LEVEL", "DEBUG")
+    assert (cls().home, cls().log_level) == (tmp_path / "env", "DEBUG")
+    assert cls(home="~/given").home == Path("~/given").expanduser()
+    assert cls(LATHE_HOME=tmp_path / "alias").home == tmp_path / "alias"
+
+
+@pytest.mark.parametrize(("cls", "prefix"), SERVICE_SETTINGS, ids=lambda v: getattr(v, "__name__", v))
+def test_a_services_bad_log_level_is_named_as_set(cls, prefix, monkeypatch):
+    monkeypatch.setenv("LATHE_LOG_LEVEL", "LOUD")
+    with pytest.raises(ValidationError) as info:
+        cls()
+    assert describe_validation_error(info.value, prefix).startswith("LATHE_LOG_LEVEL: ")

@@ -50,7 +50,7 @@ def client(tmp_path_factory):
         for name in [name for name in os.environ if name.startswith("LATHE_")]:
             env.delenv(name)
         settings = GatewayServiceSettings(
-            LATHE_HOME=str(tmp_path_factory.mktemp("gw")),  # the alias: ``home=`` is ignored
+            home=tmp_path_factory.mktemp("gw"),
             admin_key=ADMIN_KEY,
             default_model="m",
             default_backend_url=CLOSED,

@@ -12,10 +12,10 @@ import pytest
 
 from lathe.errors import EngineUnavailableError, RegistryUnavailableError
 from lathe.registry import ModelRegistry
+from services.inference.alias_server import AliasServer
 from services.inference.engine import EngineHandle
 from services.inference.metrics import InferenceMetrics
 from services.inference.routes.health import health as health_route
-from services.inference.serving import AliasServer
 from services.inference.settings import InferenceServiceSettings
 
 
@@ -190,7 +190,7 @@ def test_an_engine_that_exits_restarts_from_its_folder_with_the_registry_down(
             await asyncio.gather(loop_task, return_exceptions=True)
             await server.shutdown()
 
-    with caplog.at_level("INFO", logger="services.inference.serving"):
+    with caplog.at_level("INFO", logger="services.inference.alias_server"):
         asyncio.run(scenario())
     assert server.restarts == 1 and server.swaps == 1
     assert metrics.engine_restarts.labels(model="m")._value.get() == 1

@@ -6,7 +6,6 @@ run_service("gateway", GatewayServiceSettings, create_app, "LATHE_GATEWAY_")
 from __future__ import annotations
 
 import logging
-import os
 import sys
 from collections.abc import Callable
 from typing import Any
@@ -70,7 +69,7 @@ def run_service(name: str, settings_factory: Callable[[], Any], app_factory: Cal
     except (OSError, ValueError) as exc:
         print(f"lathe {name}: {exc}")
         sys.exit(2)
-    configure_logging(name, os.environ.get("LATHE_LOG_LEVEL", "INFO"))
+    configure_logging(name, settings.log_level)
     uvicorn.run(
         app_factory(settings),
         host=settings.host,

@@ -1,4 +1,4 @@
-"""The RAG and agent services behind the gateway: ``/v1/rag/...`` and ``/v1/agents/...``.
+"""The relay to the RAG and agent services behind the gateway: ``/v1/rag/...`` and ``/v1/agents/...``.
 
 Same keys and quotas as the OpenAI routes: the caller is authenticated here, each
 request takes one from the key's requests-per-minute, and the caller's key travels on

@@ -21,7 +21,7 @@ from pydantic import BaseModel, ValidationError
 
 from services.agent.llm import GatewayChat, ModelCallError
 from services.agent.metrics import AgentMetrics
-from services.agent.protocols import ChatProtocol, FormatError, Reply, ToolCall
+from services.agent.prompt_formats import ChatProtocol, FormatError, Reply, ToolCall
 from services.agent.schemas import Run
 from services.agent.settings import AgentServiceSettings
 from services.agent.tools.base import Tool, ToolContext, ToolError, single_string_field

@@ -2,7 +2,7 @@ import json
 
 import pytest
 
-from services.agent.protocols import (
+from services.agent.prompt_formats import (
     FENCE_CLOSE,
     FormatError,
     ReactProtocol,
