@@ -49,7 +49,7 @@ SIZES = {
         sft_steps=8,
         dpo_steps=4,
         eval_questions=24,
-        eval_documents=2,
+        eval_documents=1,
         rag_pages=12,
         max_examples=None,
     ),
