@@ -32,10 +32,10 @@ def main(argv: list[str] | None = None) -> int:
     from lathe.errors import LatheError
 
     try:
-        from pipelines.common.cli import parse_sets
-        from pipelines.common.recipes import load_recipe
         from pipelines.evaluate.config import EvaluateRecipe, preflight
         from pipelines.evaluate.harness import evaluate, tracking_uri
+        from pipelines.stagekit.cli import parse_sets
+        from pipelines.stagekit.recipes import load_recipe
 
         overrides = parse_sets(args.set)
         if args.model:

@@ -13,7 +13,7 @@ import json
 import sys
 from pathlib import Path
 
-from pipelines.common.cli import run_main
+from pipelines.stagekit.cli import run_main
 
 
 def read_jsonl(path: str, field_name: str, limit: int | None) -> list[dict]:
@@ -51,11 +51,11 @@ def prepare(recipe, config_path: Path):
     import pandas as pd
 
     from lathe.settings import load_settings
-    from pipelines.common.cli import tracking_uri_for
-    from pipelines.common.runner import StageRun
     from pipelines.finetune.chat import encode_chat, pack, pad
     from pipelines.finetune.stage import DPO_HOOKS, SFT_HOOKS, resolve_base
     from pipelines.pretrain.stage import check_batches, check_memory, flops_per_token, parameter_count
+    from pipelines.stagekit.cli import tracking_uri_for
+    from pipelines.stagekit.train_runner import StageRun
 
     rows = read_jsonl(recipe.data.path, "data.path", recipe.data.max_examples)
     _check_rows(rows, recipe.kind, recipe.data.path)
@@ -87,7 +87,7 @@ def prepare(recipe, config_path: Path):
     count = len(next(iter(arrays.values())))
     check_batches(recipe, count, what)
     print(f"{recipe.kind}: base {base_label or folder}, {len(rows)} examples -> {count} {what}", flush=True)
-    from pipelines.common.data import mlflow_dataset
+    from pipelines.stagekit.text_data import mlflow_dataset
 
     frame = pd.DataFrame({"id": [str(i) for i in range(len(rows))], "text": [json.dumps(r) for r in rows]})
     dataset = mlflow_dataset(frame, recipe.data.path, recipe.data.dataset_name)

@@ -12,12 +12,10 @@ import argparse
 import sys
 from pathlib import Path
 
-from pipelines.common.cli import run_main
+from pipelines.stagekit.cli import run_main
 
 
 def prepare(recipe, config_path: Path):
-    from pipelines.common.data import load_texts, mlflow_dataset, pack_tokens
-    from pipelines.common.runner import StageRun
     from pipelines.pretrain.stage import (
         HOOKS,
         check_batches,
@@ -28,6 +26,8 @@ def prepare(recipe, config_path: Path):
         parameter_count,
         tokenizer_files,
     )
+    from pipelines.stagekit.text_data import load_texts, mlflow_dataset, pack_tokens
+    from pipelines.stagekit.train_runner import StageRun
 
     files = tokenizer_files(recipe.tokenizer)
     tokenizer = load_tokenizer(files)

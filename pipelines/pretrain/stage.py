@@ -6,8 +6,8 @@ import tempfile
 from pathlib import Path
 
 from lathe.errors import ConfigError
-from pipelines.common.loop import StageHooks
 from pipelines.pretrain.config import PretrainRecipe
+from pipelines.stagekit.train_loop import StageHooks
 
 
 def tokenizer_files(folder: str | Path, field_name: str = "tokenizer") -> dict[str, bytes]:

@@ -25,9 +25,9 @@ def main(argv: list[str] | None = None) -> int:
     from lathe.errors import LatheError
 
     try:
-        from pipelines.common.cli import parse_sets
-        from pipelines.common.data import load_texts, mlflow_dataset
-        from pipelines.common.recipes import load_recipe
+        from pipelines.stagekit.cli import parse_sets
+        from pipelines.stagekit.recipes import load_recipe
+        from pipelines.stagekit.text_data import load_texts, mlflow_dataset
         from pipelines.tokenizer.config import TokenizerRecipe
 
         overrides = parse_sets(args.set)
@@ -39,7 +39,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.check:
             print(f"recipe {args.config} is valid ({len(frame)} documents)")
             return 0
-        from pipelines.common.runner import print_summary
+        from pipelines.stagekit.train_runner import print_summary
         from pipelines.tokenizer.train import save, train_tokenizer
 
         fast, stats = train_tokenizer(recipe, frame)

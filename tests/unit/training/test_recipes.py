@@ -9,11 +9,11 @@ import pytest
 import yaml
 
 from lathe.errors import ConfigError
-from pipelines.common.config import LoopSection
-from pipelines.common.loop import cosine_lr_lambda, example_indices
-from pipelines.common.recipes import load_recipe
 from pipelines.finetune.config import FinetuneRecipe
 from pipelines.pretrain.config import PretrainRecipe
+from pipelines.stagekit.recipes import load_recipe
+from pipelines.stagekit.train_loop import cosine_lr_lambda, example_indices
+from pipelines.stagekit.training_recipe import LoopSection
 from pipelines.tokenizer.config import TokenizerRecipe
 
 REPO = Path(__file__).resolve().parents[3]

@@ -72,7 +72,7 @@ def run_stage(run: StageRun, *, tracking_uri: str | None, ray_address: str | Non
     from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
     from ray.train.torch import TorchTrainer
 
-    from pipelines.common.loop import LoopJob, train_loop_per_worker, worker_env
+    from pipelines.stagekit.train_loop import LoopJob, train_loop_per_worker, worker_env
 
     recipe = run.recipe
     mlflow_on = recipe.mlflow.enabled and tracking_uri is not None

@@ -58,7 +58,7 @@ def run_main(
     from lathe.errors import LatheError
 
     try:
-        from pipelines.common.recipes import load_recipe
+        from pipelines.stagekit.recipes import load_recipe
 
         recipe = load_recipe(recipe_model, args.config, parse_sets(args.set))
         tracking_uri = tracking_uri_for(recipe)
@@ -66,7 +66,7 @@ def run_main(
         if args.check:
             print(f"recipe {args.config} is valid; {recipe.global_batch} rows per step, ready to train")
             return 0
-        from pipelines.common.runner import print_summary, run_stage
+        from pipelines.stagekit.train_runner import print_summary, run_stage
 
         summary = run_stage(run, tracking_uri=tracking_uri, ray_address=args.ray_address)
     except LatheError as exc:
