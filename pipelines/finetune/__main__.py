@@ -53,8 +53,8 @@ def prepare(recipe, config_path: Path):
     from lathe.settings import load_settings
     from pipelines.finetune.chat import encode_chat, pack, pad
     from pipelines.finetune.stage import DPO_HOOKS, SFT_HOOKS, resolve_base
-    from pipelines.pretrain.stage import check_batches, check_memory, flops_per_token, parameter_count
     from pipelines.stagekit.cli import tracking_uri_for
+    from pipelines.stagekit.sizing import check_batches, check_memory, flops_per_token, parameter_count
     from pipelines.stagekit.train_runner import StageRun
 
     rows = read_jsonl(recipe.data.path, "data.path", recipe.data.max_examples)

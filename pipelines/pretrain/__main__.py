@@ -16,16 +16,8 @@ from pipelines.stagekit.cli import run_main
 
 
 def prepare(recipe, config_path: Path):
-    from pipelines.pretrain.stage import (
-        HOOKS,
-        check_batches,
-        check_memory,
-        flops_per_token,
-        llama_config,
-        load_tokenizer,
-        parameter_count,
-        tokenizer_files,
-    )
+    from pipelines.pretrain.stage import HOOKS, llama_config, load_tokenizer, tokenizer_files
+    from pipelines.stagekit.sizing import check_batches, check_memory, flops_per_token, parameter_count
     from pipelines.stagekit.text_data import load_texts, mlflow_dataset, pack_tokens
     from pipelines.stagekit.train_runner import StageRun
 

@@ -7,8 +7,8 @@ from typing import Literal
 from pydantic import Field, model_validator
 
 from pipelines.stagekit.recipes import Strict
+from pipelines.stagekit.text_data import TextData
 from pipelines.stagekit.training_recipe import TrainingRecipeBase
-from pipelines.tokenizer.config import TextData
 
 
 class LlamaSection(Strict):

@@ -135,7 +135,7 @@ def test_cosine_schedule_warms_up_then_decays_to_the_floor():
 def test_a_model_too_large_for_the_workers_is_refused_before_training():
     from transformers import LlamaConfig
 
-    from pipelines.pretrain.stage import check_batches, check_memory
+    from pipelines.stagekit.sizing import check_batches, check_memory
 
     recipe = PretrainRecipe.model_validate(
         {"name": "big", "data": {"path": "/x"}, "tokenizer": "/t", "scaling": {"memory_per_worker_gb": 4}}
