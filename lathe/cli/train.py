@@ -24,18 +24,13 @@ import typer
 from lathe.cli.output import console, err_console, print_json, settings
 from lathe.errors import ConfigError, LatheError, PlatformError
 from lathe.jobs import RESULT_PREFIX, parse_progress
+from lathe.recipes import TRAINING_ENTRY_POINTS as ENTRY_POINTS
+from lathe.recipes import entry_point_for, read_recipe
 
 app = typer.Typer(
     help="Train tokenizers and models with Ray jobs (pretrain, SFT, DPO, evaluate).", no_args_is_help=True
 )
 
-ENTRY_POINTS = {
-    "tokenizer": "pipelines.tokenizer",
-    "pretrain": "pipelines.pretrain",
-    "sft": "pipelines.finetune",
-    "dpo": "pipelines.finetune",
-    "evaluate": "pipelines.evaluate",
-}
 # Ray Train's own chatter; everything else in the job's log is shown.
 NOISE = (
     "Reporting training result",
@@ -49,16 +44,10 @@ NOISE = (
 
 
 def recipe_kind(path: Path) -> str:
-    import yaml
+    """The recipe's kind; only the kinds `lathe train submit` runs (a curation recipe is refused)."""
+    from lathe.recipes import recipe_kind as kind_of
 
-    try:
-        data = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"recipe {path} is not valid YAML: {exc}") from None
-    kind = data.get("kind") if isinstance(data, dict) else None
-    if kind not in ENTRY_POINTS:
-        raise ConfigError(f"recipe {path}: kind must be one of {', '.join(ENTRY_POINTS)} (got {kind!r})")
-    return kind
+    return kind_of(path, training_only=True)
 
 
 class JobView:
@@ -120,8 +109,9 @@ def _strip_stage(line: str) -> str:
     return line
 
 
-def _argv(kind: str, recipe: Path, sets: list[str]) -> list[str]:
-    argv = [sys.executable, "-m", ENTRY_POINTS[kind], "--config", str(recipe.resolve())]
+def _argv(recipe: Path, sets: list[str]) -> list[str]:
+    module = entry_point_for(read_recipe(recipe), training_only=True, source=recipe)
+    argv = [sys.executable, "-m", module, "--config", str(recipe.resolve())]
     for pair in sets:
         argv += ["--set", pair]
     return argv
@@ -153,7 +143,7 @@ def submit(
 
     s = settings()
     kind = recipe_kind(recipe)
-    argv = _argv(kind, recipe, sets)
+    argv = _argv(recipe, sets)
     env = {"MLFLOW_TRACKING_URI": s.mlflow.uri, "LATHE_HOME": str(s.home.resolve()), "LATHE_RESULT_ONLY": "1"}
     if address is None:
         check = subprocess.run(
