@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 from pathlib import Path
 
@@ -21,20 +20,21 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--config", required=True, help="the recipe (YAML)")
     parser.add_argument("--input", help="override input.path")
     parser.add_argument("--output", help="override output")
-    parser.add_argument("--ray-address", default=os.environ.get("RAY_ADDRESS"), help="Ray cluster (default: local)")
+    parser.add_argument("--ray-address", help="Ray cluster (default: RAY_ADDRESS, else a local Ray)")
     parser.add_argument("--json", action="store_true", help="print the summary as JSON")
     parser.add_argument("--check", action="store_true", help="validate the recipe and inputs, then stop")
     args = parser.parse_args(argv)
 
     from lathe.errors import LatheError
     from lathe.registry import ModelRegistry
-    from lathe.settings import load_settings
+    from pipelines.stagekit.settings import load_pipeline_settings
 
     try:
         from pipelines.curation.config import load_config
 
+        settings = load_pipeline_settings()
         config = load_config(args.config, input_path=args.input, output=args.output)
-        tracking_uri = os.environ.get("MLFLOW_TRACKING_URI") or load_settings().mlflow.uri
+        tracking_uri = settings.tracking_uri()
         if config.mlflow.enabled:
             ModelRegistry(tracking_uri).ping()  # before any worker starts, not after the work
 
@@ -47,7 +47,7 @@ def main(argv: list[str] | None = None) -> int:
         from pipelines.curation.pii_eval import evaluate
         from pipelines.curation.report import write_report
 
-        result = run_curation(config, ray_address=args.ray_address)
+        result = run_curation(config, ray_address=args.ray_address or settings.ray_address)
         report = result.output / "report.html"
         data = write_report(result, evaluate(), report)
         if config.mlflow.enabled:

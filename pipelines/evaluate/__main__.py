@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -32,6 +31,9 @@ def main(argv: list[str] | None = None) -> int:
     from lathe.errors import LatheError
 
     try:
+        from pipelines.stagekit.settings import load_pipeline_settings
+
+        settings = load_pipeline_settings()
         from pipelines.evaluate.config import EvaluateRecipe, preflight
         from pipelines.evaluate.harness import evaluate, tracking_uri
         from pipelines.stagekit.cli import parse_sets
@@ -60,7 +62,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"evaluate: {exc.one_line()}", file=sys.stderr)
         return exc.exit_code
     # Under `lathe train submit` (LATHE_RESULT_ONLY=1) the CLI draws the summary from the result line.
-    if os.environ.get("LATHE_RESULT_ONLY") != "1":
+    if not settings.result_only:
         if args.json:
             print(json.dumps(summary, indent=2, default=str))
         else:

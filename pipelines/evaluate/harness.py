@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 import statistics
 import tempfile
 from collections.abc import Callable
@@ -37,9 +36,9 @@ def _no_progress(label: str, total: int) -> Callable[[], None]:
 
 
 def tracking_uri() -> str:
-    from lathe.settings import load_settings
+    from pipelines.stagekit.settings import load_pipeline_settings
 
-    return os.environ.get("MLFLOW_TRACKING_URI") or load_settings().mlflow.uri
+    return load_pipeline_settings().tracking_uri()
 
 
 # -- inputs -------------------------------------------------------------------------

@@ -11,7 +11,6 @@ the field, and the exit code of its kind (2 for configuration).
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -37,9 +36,9 @@ def tracking_uri_for(recipe: Any) -> str | None:
     if not recipe.mlflow.enabled:
         return None
     from lathe.registry import ModelRegistry
-    from lathe.settings import load_settings
+    from pipelines.stagekit.settings import load_pipeline_settings
 
-    uri = os.environ.get("MLFLOW_TRACKING_URI") or load_settings().mlflow.uri
+    uri = load_pipeline_settings().tracking_uri()
     ModelRegistry(uri).ping()  # before any worker starts, not after the work
     return uri
 
@@ -49,15 +48,17 @@ def run_main(
 ) -> int:
     parser.add_argument("--config", required=True, help="the recipe (YAML)")
     parser.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE", help="override a recipe field")
-    parser.add_argument("--ray-address", default=os.environ.get("RAY_ADDRESS"), help="Ray cluster (default: local)")
+    parser.add_argument("--ray-address", help="Ray cluster (default: RAY_ADDRESS, else a local Ray)")
     parser.add_argument("--json", action="store_true", help="print the summary as JSON")
     parser.add_argument("--check", action="store_true", help="run the pre-flight checks, then stop")
     args = parser.parse_args(argv)
     stage = parser.prog.rsplit(".", 1)[-1]
 
     from lathe.errors import LatheError
+    from pipelines.stagekit.settings import load_pipeline_settings
 
     try:
+        settings = load_pipeline_settings()
         from pipelines.stagekit.recipes import load_recipe
 
         recipe = load_recipe(recipe_model, args.config, parse_sets(args.set))
@@ -68,9 +69,11 @@ def run_main(
             return 0
         from pipelines.stagekit.train_runner import print_summary, run_stage
 
-        summary = run_stage(run, tracking_uri=tracking_uri, ray_address=args.ray_address)
+        summary = run_stage(
+            run, tracking_uri=tracking_uri, ray_address=args.ray_address or settings.ray_address, settings=settings
+        )
     except LatheError as exc:
         print(f"{stage}: {exc.one_line()}", file=sys.stderr)
         return exc.exit_code
-    print_summary(summary, args.json)
+    print_summary(summary, args.json, settings.result_only)
     return 0

@@ -16,7 +16,6 @@ from __future__ import annotations
 import contextlib
 import json
 import math
-import os
 import tempfile
 import time
 from collections.abc import Callable
@@ -346,11 +345,11 @@ def _log_metrics(client, run_id: str, metrics: dict[str, float], step: int) -> N
         print(f"warning: could not log metrics to MLflow ({type(exc).__name__}); training goes on", flush=True)
 
 
-def worker_env(recipe: Any) -> dict[str, str]:
+def worker_env(recipe: Any, torch_extensions_dir: str | None = None) -> dict[str, str]:
     """Environment the workers need (variables set in the driver do not reach them)."""
     env = {"TOKENIZERS_PARALLELISM": "false", "OMP_NUM_THREADS": str(max(1, int(recipe.scaling.cpus_per_worker)))}
     if recipe.scaling.strategy == "deepspeed" and not recipe.scaling.use_gpu:
         env["DS_ACCELERATOR"] = "cpu"
-    cache = os.environ.get("TORCH_EXTENSIONS_DIR") or str(Path.home() / ".cache" / "lathe-torch-extensions")
+    cache = torch_extensions_dir or str(Path.home() / ".cache" / "lathe-torch-extensions")
     env["TORCH_EXTENSIONS_DIR"] = cache
     return env

@@ -20,6 +20,7 @@ from typing import Any
 
 from lathe.errors import ConfigError, PlatformError
 from lathe.jobs import RESULT_PREFIX
+from pipelines.stagekit.settings import PipelineSettings, load_pipeline_settings
 
 
 @dataclass
@@ -48,7 +49,7 @@ def flatten(prefix: str, value: Any) -> dict[str, str]:
     return {prefix: str(value)[:500]}
 
 
-def check_cluster(recipe: Any, ray_address: str | None) -> None:
+def check_cluster(recipe: Any, ray_address: str | None, autoscaling: bool = False) -> None:
     """Refuse a job the cluster can never place (only where the cluster cannot grow)."""
     import ray
 
@@ -59,7 +60,7 @@ def check_cluster(recipe: Any, ray_address: str | None) -> None:
             f"scaling.use_gpu: this Ray cluster has {have.get('GPU', 0):g} GPUs for "
             f"{recipe.scaling.num_workers} workers; set use_gpu: false or submit to a GPU cluster with --address"
         )
-    if have.get("CPU", 0) < need_cpu and os.environ.get("LATHE_RAY_AUTOSCALING") != "1":
+    if have.get("CPU", 0) < need_cpu and not autoscaling:
         raise ConfigError(
             f"scaling: {recipe.scaling.num_workers} workers x {recipe.scaling.cpus_per_worker:g} CPUs need "
             f"{need_cpu:g} CPUs but the Ray cluster has {have.get('CPU', 0):g}; lower scaling.num_workers or "
@@ -67,13 +68,20 @@ def check_cluster(recipe: Any, ray_address: str | None) -> None:
         )
 
 
-def run_stage(run: StageRun, *, tracking_uri: str | None, ray_address: str | None = None) -> dict:
+def run_stage(
+    run: StageRun,
+    *,
+    tracking_uri: str | None,
+    ray_address: str | None = None,
+    settings: PipelineSettings | None = None,
+) -> dict:
     import ray
     from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
     from ray.train.torch import TorchTrainer
 
     from pipelines.stagekit.train_loop import LoopJob, train_loop_per_worker, worker_env
 
+    settings = settings or load_pipeline_settings()
     recipe = run.recipe
     mlflow_on = recipe.mlflow.enabled and tracking_uri is not None
     run_id = _start_mlflow(run, tracking_uri) if mlflow_on else None
@@ -83,7 +91,7 @@ def run_stage(run: StageRun, *, tracking_uri: str | None, ray_address: str | Non
     try:
         if not ray.is_initialized():
             ray.init(address=ray_address, log_to_driver=True, include_dashboard=False)
-        check_cluster(recipe, ray_address)
+        check_cluster(recipe, ray_address, settings.ray_autoscaling)
         job = LoopJob(
             recipe=recipe,
             hooks=run.hooks,
@@ -107,7 +115,7 @@ def run_stage(run: StageRun, *, tracking_uri: str | None, ray_address: str | Non
                 storage_path=storage,
                 failure_config=FailureConfig(max_failures=recipe.checkpoint.max_failures),
                 checkpoint_config=CheckpointConfig(num_to_keep=recipe.checkpoint.keep),
-                worker_runtime_env={"env_vars": worker_env(recipe)},
+                worker_runtime_env={"env_vars": worker_env(recipe, settings.torch_extensions_dir)},
             ),
         )
         print(
@@ -222,13 +230,13 @@ def _fail_mlflow(tracking_uri: str, run_id: str, exc: BaseException) -> None:
         print(f"warning: could not mark MLflow run {run_id} failed ({type(log_exc).__name__})", file=sys.stderr)
 
 
-def print_summary(summary: dict, json_output: bool) -> None:
+def print_summary(summary: dict, json_output: bool, result_only: bool = False) -> None:
     """Rich table (or JSON), then the ``LATHE_RESULT`` line for `lathe train submit`.
 
     Under `lathe train submit` (``LATHE_RESULT_ONLY=1``) only the result line is printed:
     the CLI draws the table from it.
     """
-    if os.environ.get("LATHE_RESULT_ONLY") == "1":
+    if result_only:
         print(RESULT_PREFIX + json.dumps(summary), file=sys.stderr, flush=True)
         return
     if json_output:

@@ -23,8 +23,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     from lathe.errors import LatheError
+    from pipelines.stagekit.settings import load_pipeline_settings
 
     try:
+        settings = load_pipeline_settings()
         from pipelines.stagekit.cli import parse_sets
         from pipelines.stagekit.recipes import load_recipe
         from pipelines.stagekit.text_data import load_texts, mlflow_dataset
@@ -35,7 +37,7 @@ def main(argv: list[str] | None = None) -> int:
             overrides["output"] = args.output
         recipe = load_recipe(TokenizerRecipe, args.config, overrides)
         frame = load_texts(recipe.data.path, recipe.data.text_field, "data.path", recipe.data.max_documents)
-        tracking_uri = _tracking_uri(recipe)
+        tracking_uri = _tracking_uri(recipe, settings.tracking_uri)
         if args.check:
             print(f"recipe {args.config} is valid ({len(frame)} documents)")
             return 0
@@ -74,17 +76,16 @@ def main(argv: list[str] | None = None) -> int:
         "seconds": round(stats["train_seconds"], 1),
         "metrics": stats,
     }
-    print_summary(summary, args.json)
+    print_summary(summary, args.json, settings.result_only)
     return 0
 
 
-def _tracking_uri(recipe) -> str | None:
+def _tracking_uri(recipe, configured) -> str | None:
     if not recipe.mlflow.enabled:
         return None
     from lathe.registry import ModelRegistry
-    from lathe.settings import load_settings
 
-    uri = os.environ.get("MLFLOW_TRACKING_URI") or load_settings().mlflow.uri
+    uri = configured()
     ModelRegistry(uri).ping()  # before the work, not after it
     return uri
 
