@@ -29,18 +29,14 @@ def curate(
     By default the job goes to the Ray head of `lathe up` through the Ray Jobs API (the
     same way it goes to a KubeRay cluster with --address), with its logs streamed here.
     """
-    import yaml
-
-    from lathe.errors import ConfigError
-    from lathe.jobs import submit_and_follow
+    from lathe.errors import ConfigError, PlatformError
+    from lathe.jobs import StageResult, submit_and_follow
+    from lathe.recipes import ENTRY_POINTS, read_recipe
 
     s = settings()
-    try:
-        recipe = yaml.safe_load(config.read_text()) or {}
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"recipe {config} is not valid YAML: {exc}") from None
+    recipe = read_recipe(config)
     out_dir = Path(output or recipe.get("output") or "").expanduser().resolve()
-    argv = [sys.executable, "-m", "pipelines.curation", "--config", str(config.resolve())]
+    argv = [sys.executable, "-m", ENTRY_POINTS["curation"], "--config", str(config.resolve())]
     if input_path:
         argv += ["--input", str(Path(input_path).expanduser().resolve())]
     argv += ["--output", str(out_dir)]
@@ -51,15 +47,33 @@ def curate(
     if check.returncode != 0:
         message = (check.stderr.strip().splitlines() or ["the recipe check failed"])[-1]
         raise ConfigError(message.removeprefix("curation: "))
+    found: list[StageResult] = []
+
+    def line(text: str) -> None:
+        result = StageResult.from_line(text)
+        if result is not None:
+            found.append(result)
+        else:
+            show.print(text, highlight=False, markup=False)
+
     if local:
-        result = subprocess.run(argv, env={**os.environ, **env}, check=False)
-        if result.returncode != 0:
-            raise typer.Exit(result.returncode)
+        code = _run_here(argv, {**os.environ, **env}, line)
+        if code != 0:
+            raise typer.Exit(code)
     else:
-        outcome = submit_and_follow(
-            s, argv, address=address, env=env, on_line=lambda line: show.print(line, highlight=False, markup=False)
-        )
+        outcome = submit_and_follow(s, argv, address=address, env=env, on_line=line)
         show.print(f"Ray job {outcome.job_id} {outcome.status} in {outcome.seconds:.0f}s")
-    summary = json.loads((out_dir / "summary.json").read_text())
+    if not found:
+        raise PlatformError("the curation job ended without a result line")
+    summary = json.loads((Path(found[-1].output or out_dir) / "summary.json").read_text())
     if json_output:
         print_json(summary)
+
+
+def _run_here(argv: list[str], env: dict[str, str], on_line) -> int:
+    """Run the stage in this machine's own Ray, its output line by line through ``on_line``."""
+    process = subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    assert process.stdout is not None
+    for text in process.stdout:
+        on_line(text.rstrip("\n"))
+    return process.wait()

@@ -23,7 +23,7 @@ import typer
 
 from lathe.cli.output import console, err_console, print_json, settings
 from lathe.errors import ConfigError, LatheError, PlatformError
-from lathe.jobs import RESULT_PREFIX, parse_progress
+from lathe.jobs import RESULT_PREFIX, StageResult, parse_progress
 from lathe.recipes import TRAINING_ENTRY_POINTS as ENTRY_POINTS
 from lathe.recipes import entry_point_for, read_recipe
 
@@ -181,9 +181,9 @@ def submit(
             if view.error:
                 raise PlatformError(f"{kind} job {job_id} failed: {view.error}") from None
             raise exc
-    result = dict(view.result or {})
-    if not result:
+    if not view.result:
         raise PlatformError(f"the {kind} job ended without a result line")
+    result = StageResult.parse(view.result).model_dump(mode="json")
     result["job_id"] = job_id
     if json_output:
         print_json(result)
