@@ -15,6 +15,7 @@ and ``lathe data curate`` read back; under ``LATHE_RESULT_ONLY=1`` only that lin
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import sys
 from collections.abc import Callable
@@ -138,11 +139,14 @@ def stage_main(stage: Stage, argv: list[str] | None = None) -> int:
                 overrides[shortcut.field] = value
         recipe = load_recipe(stage.recipe_model, args.config, overrides)
         context = StageContext(args=args, settings=settings, recipe_path=Path(args.config).resolve())
-        work, note = stage.prepare(recipe, context)
+        # With --json, stdout holds the JSON alone: what the stage says on the way goes to stderr.
+        with contextlib.redirect_stdout(sys.stderr) if args.json else contextlib.nullcontext():
+            work, note = stage.prepare(recipe, context)
+            if not args.check:
+                outcome = stage.run(work, context)
         if args.check:
             print(f"recipe {args.config} is valid{note}")
             return 0
-        outcome = stage.run(work, context)
     except LatheError as exc:
         print(f"{stage.name}: {exc.one_line()}", file=sys.stderr)
         return exc.exit_code

@@ -80,13 +80,31 @@ def test_a_newer_stage_key_is_kept_and_a_broken_line_is_named():
         StageResult.from_line(RESULT_PREFIX + "{")
 
 
-def test_a_stage_prints_its_result_and_lathe_train_submit_parses_it(tmp_path):
-    """The whole path for the tokenizer (no Ray needed): the stage's line -> `submit --local --json`."""
+@pytest.fixture
+def curated(tmp_path) -> Path:
     texts = [f"document {i} says the river and the harbour and the station {i % 7}" for i in range(60)]
-    pd.DataFrame({"id": [str(i) for i in range(60)], "text": texts}).to_parquet(tmp_path / "curated.parquet")
+    path = tmp_path / "curated.parquet"
+    pd.DataFrame({"id": [str(i) for i in range(60)], "text": texts}).to_parquet(path)
+    return path
+
+
+def test_with_json_stdout_holds_the_summary_alone(curated, tmp_path, capsys):
+    from pipelines.tokenizer.__main__ import main
+
+    sets = [f"data.path={curated}", "vocab_size=300", "mlflow.enabled=false"]
+    argv = ["--config", str(RECIPES / "tokenizer.yaml"), "--output", str(tmp_path / "tok"), "--json"]
+    assert main([*argv, *(a for pair in sets for a in ("--set", pair))]) == 0
+    out, err = capsys.readouterr()
+    summary = json.loads(out)
+    assert summary["stage"] == "tokenizer" and summary["output"] == str(tmp_path / "tok")
+    assert StageResult.from_line(err.strip().splitlines()[-1]).model_dump(mode="json") == summary
+
+
+def test_a_stage_prints_its_result_and_lathe_train_submit_parses_it(curated, tmp_path):
+    """The whole path for the tokenizer (no Ray needed): the stage's line -> `submit --local --json`."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("LATHE_")}
     env["LATHE_HOME"] = str(tmp_path / "home")
-    sets = [f"data.path={tmp_path / 'curated.parquet'}", f"output={tmp_path / 'tok'}", "vocab_size=300"]
+    sets = [f"data.path={curated}", f"output={tmp_path / 'tok'}", "vocab_size=300"]
     sets.append("mlflow.enabled=false")
     argv = [sys.executable, "-m", "lathe.cli", "train", "submit", str(RECIPES / "tokenizer.yaml"), "--local", "--json"]
     for pair in sets:
