@@ -77,7 +77,7 @@ def single_process(work: Path, args, threads: int) -> float:
     import torch
 
     from pipelines.pretrain.stage import build_model, causal_lm_loss, tokenizer_files
-    from pipelines.stagekit.train_loop import build_optimizer
+    from pipelines.stagekit.engine import build_optimizer
 
     recipe = make_recipe(work, args, "ddp")
     torch.set_num_threads(threads)

@@ -14,9 +14,7 @@ at the same step count.
 from __future__ import annotations
 
 import contextlib
-import json
 import math
-import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -25,10 +23,7 @@ from typing import Any
 
 import numpy as np
 
-STATE_FILE = "lathe_state.pt"
-META_FILE = "lathe_checkpoint.json"
-EXPORT_DIR = "hf"
-DS_TAG = "state"
+from pipelines.stagekit.engine import Engine
 
 # Dense bf16 TFLOP/s of accelerators we know, for the MFU estimate.
 KNOWN_PEAK_TFLOPS = {"H200": 989.0, "H100": 989.0, "A100": 312.0, "L40S": 362.0, "A10G": 125.0, "L4": 121.0}
@@ -73,16 +68,6 @@ def example_indices(
     return rows
 
 
-def cosine_lr_lambda(warmup: int, total: int, min_ratio: float) -> Callable[[int], float]:
-    def factor(step: int) -> float:
-        if warmup and step < warmup:
-            return (step + 1) / warmup
-        progress = min(1.0, (step - warmup) / max(1, total - warmup))
-        return min_ratio + (1 - min_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
-
-    return factor
-
-
 def peak_flops(use_gpu: bool, override_tflops: float | None, threads: int) -> float:
     if override_tflops:
         return override_tflops * 1e12
@@ -102,45 +87,105 @@ def peak_flops(use_gpu: bool, override_tflops: float | None, threads: int) -> fl
     return threads * ghz * 1e9 * 32
 
 
-def _precision(recipe: Any) -> str:
+@dataclass
+class StepResult:
+    tokens: int
+    loss: float  # the mean over the step's micro-batches
+    grad_norm: float
+    extras: dict[str, float]  # the stage's own metrics (DPO rewards), averaged the same way
+
+
+def train_step(
+    engine: Engine,
+    batch_for: Callable[[int], dict],
+    loss_fn: Callable[..., tuple[Any, int, dict[str, float]]],
+    recipe: Any,
+    world: int,
+    autocast: Callable[[], Any] = contextlib.nullcontext,
+) -> StepResult:
+    """One optimiser step over ``grad_accum_steps`` micro-batches (``batch_for(micro)``); no Ray.
+
+    DDP all-reduces gradients only on the last micro-batch; DeepSpeed accumulates, clips
+    and steps inside its engine.
+    """
     import torch
 
-    precision = recipe.scaling.precision
-    if precision != "auto":
-        return precision
-    if recipe.scaling.use_gpu and torch.cuda.is_available() and torch.cuda.is_bf16_supported():
-        return "bf16"
-    return "fp32"
+    accum = recipe.training.grad_accum_steps
+    wrapped = engine.wrapped
+    tokens, loss_sum, extras = 0, 0.0, {}
+    for micro in range(accum):
+        batch = batch_for(micro)
+        sync = engine.deepspeed or world == 1 or micro == accum - 1
+        with contextlib.nullcontext() if sync else wrapped.no_sync():
+            with autocast():
+                loss, count, extra = loss_fn(wrapped, engine.raw, batch, recipe)
+            if engine.deepspeed:
+                wrapped.backward(loss)
+                wrapped.step()
+            else:
+                (loss / accum).backward()
+        tokens += count
+        loss_sum += float(loss.detach())
+        for key, value in extra.items():
+            extras[key] = extras.get(key, 0.0) + value / accum
+    if engine.deepspeed:
+        grad_norm = float(wrapped.get_global_grad_norm() or 0.0)
+    else:
+        grad_norm = float(torch.nn.utils.clip_grad_norm_(engine.trainable, recipe.optimizer.grad_clip))
+        engine.optimizer.step()
+        engine.scheduler.step()
+        engine.optimizer.zero_grad(set_to_none=True)
+    return StepResult(tokens, loss_sum / accum, grad_norm, extras)
 
 
-def _deepspeed_config(recipe: Any, precision: str) -> dict:
-    t = recipe.training
-    config: dict[str, Any] = {
-        "train_micro_batch_size_per_gpu": t.micro_batch_size,
-        "gradient_accumulation_steps": t.grad_accum_steps,
-        "train_batch_size": recipe.global_batch,
-        "gradient_clipping": recipe.optimizer.grad_clip,
-        "zero_optimization": {"stage": recipe.scaling.zero_stage},
-        "steps_per_print": 10**9,
-        "wall_clock_breakdown": False,
-    }
-    if precision == "bf16":
-        config["bf16"] = {"enabled": True}
-    elif precision == "fp16":
-        config["fp16"] = {"enabled": True}
-    return config
+@dataclass
+class ThroughputWindow:
+    """Tokens per second over the steps since the last log line, across all workers.
 
+    The first window pays for warm-up, so ``tokens_per_s_mean`` (the steady state) counts
+    every window after it.
+    """
 
-def build_optimizer(params: list, recipe: Any):
-    import torch
+    world: int
+    peak_flops: float  # of all workers together
+    flops_per_token: float
+    tokens: int = 0
+    started: float = field(default_factory=time.perf_counter)
+    steady_tokens: float = 0.0
+    steady_seconds: float = 0.0
+    windows: int = 0
 
-    o = recipe.optimizer
-    decay = [p for p in params if p.ndim >= 2]
-    no_decay = [p for p in params if p.ndim < 2]
-    groups = [{"params": decay, "weight_decay": o.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
-    return torch.optim.AdamW(
-        [g for g in groups if g["params"]], lr=o.learning_rate, betas=tuple(o.betas), eps=o.eps, fused=False
-    )
+    def add(self, tokens: int) -> None:
+        self.tokens += tokens
+
+    def close(self, step: StepResult, learning_rate: float) -> dict[str, float]:
+        """The metrics of the window that ends with ``step`` (averaged over workers); a new window starts."""
+        import torch
+        import torch.distributed as dist
+
+        stats = torch.tensor([step.loss, float(self.tokens), *step.extras.values()])
+        if self.world > 1:
+            dist.all_reduce(stats)
+            stats[0] /= self.world
+            stats[2:] /= self.world
+        elapsed = time.perf_counter() - self.started
+        tokens_per_s = float(stats[1]) / max(elapsed, 1e-9)
+        self.windows += 1
+        if self.windows > 1:
+            self.steady_tokens += float(stats[1])
+            self.steady_seconds += elapsed
+        metrics = {
+            "loss": float(stats[0]),
+            "learning_rate": learning_rate,
+            "grad_norm": step.grad_norm,
+            "tokens_per_s": tokens_per_s,
+            "mfu": self.flops_per_token * tokens_per_s / self.peak_flops if self.peak_flops else 0.0,
+            **{key: float(v) for key, v in zip(step.extras, stats[2:].tolist(), strict=True)},
+        }
+        if self.steady_seconds:
+            metrics["tokens_per_s_mean"] = self.steady_tokens / self.steady_seconds
+        self.tokens, self.started = 0, time.perf_counter()
+        return metrics
 
 
 def train_loop_per_worker(config: dict) -> None:
@@ -148,11 +193,12 @@ def train_loop_per_worker(config: dict) -> None:
     import ray
     import ray.train
     import torch
-    import torch.distributed as dist
+
+    from pipelines.stagekit.checkpoints import CheckpointWriter, resume
+    from pipelines.stagekit.engine import build_engine, precision_for
 
     job: LoopJob = config["job"]
-    recipe, hooks = job.recipe, job.hooks
-    t = recipe.training
+    recipe, t = job.recipe, job.recipe.training
     ctx = ray.train.get_context()
     rank, world = ctx.get_world_rank(), ctx.get_world_size()
     threads = max(1, int(recipe.scaling.cpus_per_worker))
@@ -160,173 +206,53 @@ def train_loop_per_worker(config: dict) -> None:
     torch.manual_seed(t.seed + rank)
     arrays = ray.get(job.arrays) if isinstance(job.arrays, ray.ObjectRef) else job.arrays
     n = len(next(iter(arrays.values())))
-    precision = _precision(recipe)
-    deepspeed_on = recipe.scaling.strategy == "deepspeed"
+    precision = precision_for(recipe)
+    engine = build_engine(job.hooks.build_model(recipe, job.payload), recipe, precision)
 
-    model = hooks.build_model(recipe, job.payload)
-    trainable = [p for p in model.parameters() if p.requires_grad]
-    trainable_names = {name for name, p in model.named_parameters() if p.requires_grad}
-    optimizer = build_optimizer(trainable, recipe)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(
-        optimizer,
-        cosine_lr_lambda(recipe.optimizer.warmup_steps, t.max_steps, recipe.optimizer.min_lr_ratio),
-    )
-    if deepspeed_on:
-        import deepspeed
-
-        engine, optimizer, _, scheduler = deepspeed.initialize(
-            model=model,
-            optimizer=optimizer,
-            lr_scheduler=scheduler,
-            model_parameters=trainable,
-            config=_deepspeed_config(recipe, precision),
-        )
-        wrapped, raw, device = engine, engine.module, engine.device
-    else:
-        from ray.train.torch import get_device, prepare_model
-
-        device = get_device()
-        wrapped = prepare_model(model)
-        raw = wrapped.module if hasattr(wrapped, "module") else wrapped
-
-    start_step, resumed_from = 0, 0
+    start_step = 0
     checkpoint = ray.train.get_checkpoint()
     if checkpoint is not None:
         with checkpoint.as_directory() as folder:
-            meta = json.loads((Path(folder) / META_FILE).read_text())
-            if deepspeed_on:
-                wrapped.load_checkpoint(folder, tag=DS_TAG)
-            else:
-                state = torch.load(Path(folder) / STATE_FILE, map_location=device, weights_only=False)
-                missing = raw.load_state_dict(state["model"], strict=False).missing_keys
-                lost = sorted(set(missing) & trainable_names)
-                if lost:
-                    raise RuntimeError(f"checkpoint lacks trainable weights: {lost[:3]}")
-                optimizer.load_state_dict(state["optimizer"])
-                scheduler.load_state_dict(state["scheduler"])
-        start_step = resumed_from = int(meta["step"])
+            start_step = resume(engine, Path(folder))
         if rank == 0:
             print(f"resumed from the checkpoint at step {start_step}", flush=True)
-
     mlflow_client = None
     if rank == 0 and job.tracking_uri and job.run_id:
         from mlflow.tracking import MlflowClient
 
         mlflow_client = MlflowClient(job.tracking_uri)
 
-    use_autocast = precision == "bf16" and recipe.scaling.use_gpu and not deepspeed_on
-
     def autocast():
         # DDP keeps fp32 master weights and runs the forward pass in bf16 where the GPU has it.
-        return torch.autocast(device_type="cuda", dtype=torch.bfloat16) if use_autocast else contextlib.nullcontext()
-
-    peak = peak_flops(recipe.scaling.use_gpu, recipe.scaling.peak_tflops_per_worker, threads) * world
-    window_tokens, window_start = 0, time.perf_counter()
-    # Steady-state throughput: every window after the first (which pays for warm-up).
-    steady_tokens, steady_seconds, windows = 0.0, 0.0, 0
-    last: dict[str, float] = {}
+        on = precision == "bf16" and recipe.scaling.use_gpu and not engine.deepspeed
+        return torch.autocast(device_type="cuda", dtype=torch.bfloat16) if on else contextlib.nullcontext()
 
     def batch_for(step: int, micro: int) -> dict:
         rows = example_indices(step, micro, rank, world, t.micro_batch_size, n, t.grad_accum_steps, t.seed)
-        return {k: torch.as_tensor(v[rows]).to(device) for k, v in arrays.items()}
+        return {k: torch.as_tensor(v[rows]).to(engine.device) for k, v in arrays.items()}
 
-    wrapped.train()
+    peak = peak_flops(recipe.scaling.use_gpu, recipe.scaling.peak_tflops_per_worker, threads) * world
+    window = ThroughputWindow(world, peak, job.flops_per_token)
+    writer = CheckpointWriter(engine, recipe, job.hooks, job.payload, rank)
+    last: dict[str, float] = {}
+    engine.wrapped.train()
     for step in range(start_step, t.max_steps):
-        step_tokens, loss_sum, extras = 0, 0.0, {}
-        for micro in range(t.grad_accum_steps):
-            batch = batch_for(step, micro)
-            sync = deepspeed_on or world == 1 or micro == t.grad_accum_steps - 1
-            with contextlib.nullcontext() if sync else wrapped.no_sync():
-                with autocast():
-                    loss, tokens, extra = hooks.loss(wrapped, raw, batch, recipe)
-                if deepspeed_on:
-                    wrapped.backward(loss)
-                    wrapped.step()
-                else:
-                    (loss / t.grad_accum_steps).backward()
-            step_tokens += tokens
-            loss_sum += float(loss.detach())
-            for key, value in extra.items():
-                extras[key] = extras.get(key, 0.0) + value / t.grad_accum_steps
-        if deepspeed_on:
-            grad_norm = float(wrapped.get_global_grad_norm() or 0.0)
-        else:
-            grad_norm = float(torch.nn.utils.clip_grad_norm_(trainable, recipe.optimizer.grad_clip))
-            optimizer.step()
-            scheduler.step()
-            optimizer.zero_grad(set_to_none=True)
+        result = train_step(engine, lambda micro, s=step: batch_for(s, micro), job.hooks.loss, recipe, world, autocast)
         done = step + 1
-        window_tokens += step_tokens
+        window.add(result.tokens)
         if done % t.log_every == 0 or done == t.max_steps or done == start_step + 1:
-            stats = torch.tensor([loss_sum / t.grad_accum_steps, float(window_tokens), *extras.values()])
-            if world > 1:
-                dist.all_reduce(stats)
-                stats[0] /= world
-                stats[2:] /= world
-            elapsed = time.perf_counter() - window_start
-            tokens_per_s = float(stats[1]) / max(elapsed, 1e-9)
-            windows += 1
-            if windows > 1:
-                steady_tokens += float(stats[1])
-                steady_seconds += elapsed
-            last = {
-                "loss": float(stats[0]),
-                "learning_rate": float(scheduler.get_last_lr()[0]),
-                "grad_norm": grad_norm,
-                "tokens_per_s": tokens_per_s,
-                "mfu": job.flops_per_token * tokens_per_s / peak if peak else 0.0,
-                **{key: float(v) for key, v in zip(extras, stats[2:].tolist(), strict=True)},
-            }
-            if steady_seconds:
-                last["tokens_per_s_mean"] = steady_tokens / steady_seconds
-            window_tokens, window_start = 0, time.perf_counter()
+            last = window.close(result, engine.learning_rate())
             if rank == 0:
                 _progress(done, t.max_steps, last)
                 if mlflow_client is not None:
                     _log_metrics(mlflow_client, job.run_id, last, done)
         final = done == t.max_steps
         if done % recipe.checkpoint.every_steps == 0 or final:
-            _checkpoint(wrapped, raw, optimizer, scheduler, recipe, job, done, final, trainable_names, rank, last)
+            writer.write(done, final, last)
             if final:
                 break
     if rank == 0:
-        print(f"training finished at step {t.max_steps} (resumed from {resumed_from})", flush=True)
-
-
-def _checkpoint(wrapped, raw, optimizer, scheduler, recipe, job: LoopJob, step, final, trainable_names, rank, last):
-    import ray.train
-    import torch
-
-    deepspeed_on = recipe.scaling.strategy == "deepspeed"
-    with tempfile.TemporaryDirectory(prefix="lathe-ckpt-") as folder:
-        path = Path(folder)
-        if deepspeed_on:
-            wrapped.save_checkpoint(folder, tag=DS_TAG, client_state={"step": step})
-        elif rank == 0:
-            state = {k: v for k, v in raw.state_dict().items() if k in trainable_names}
-            torch.save(
-                {"model": state, "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict()},
-                path / STATE_FILE,
-            )
-        if final:
-            _export(raw, path / EXPORT_DIR, recipe, job, rank)
-        if rank == 0:
-            (path / META_FILE).write_text(json.dumps({"step": step, "final": final}))
-        report_checkpoint = deepspeed_on or rank == 0
-        metrics = {"step": step, **last}
-        checkpoint = ray.train.Checkpoint.from_directory(folder) if report_checkpoint else None
-        ray.train.report(metrics, checkpoint=checkpoint, checkpoint_dir_name=f"checkpoint-{step:08d}")
-
-
-def _export(raw, out: Path, recipe, job: LoopJob, rank: int) -> None:
-    if recipe.scaling.strategy == "deepspeed" and recipe.scaling.zero_stage == 3:
-        import deepspeed
-
-        with deepspeed.zero.GatheredParameters(list(raw.parameters()), modifier_rank=None):
-            if rank == 0:
-                job.hooks.export(raw, out, recipe, job.payload)
-    elif rank == 0:
-        job.hooks.export(raw, out, recipe, job.payload)
+        print(f"training finished at step {t.max_steps} (resumed from {start_step})", flush=True)
 
 
 def _progress(step: int, total: int, metrics: dict[str, float]) -> None:

@@ -11,8 +11,9 @@ import yaml
 from lathe.errors import ConfigError
 from pipelines.finetune.config import FinetuneRecipe
 from pipelines.pretrain.config import PretrainRecipe
+from pipelines.stagekit.engine import cosine_lr_lambda
 from pipelines.stagekit.recipes import load_recipe
-from pipelines.stagekit.train_loop import cosine_lr_lambda, example_indices
+from pipelines.stagekit.train_loop import example_indices
 from pipelines.stagekit.training_recipe import LoopSection
 from pipelines.tokenizer.config import TokenizerRecipe
 
