@@ -32,6 +32,8 @@ def near_duplicates(
     remaining: pd.DataFrame, signatures: pd.DataFrame, params: MinHashParams
 ) -> tuple[Decisions, NearDupResult]:
     """Near duplicates among ``remaining`` (key, id) from their MinHash ``signatures`` (key, signature bytes)."""
+    if signatures.empty:  # every document was dropped earlier (Ray Data returns a frame without columns)
+        return {}, NearDupResult(np.ones(0, dtype=bool), np.full(0, -1), [], 0, 0)
     order = {k: i for i, k in enumerate(remaining["key"])}
     signatures = signatures.sort_values("key", key=lambda s: s.map(order))
     matrix = np.frombuffer(b"".join(signatures["signature"]), dtype=np.uint32).reshape(len(signatures), -1)
@@ -47,6 +49,8 @@ def near_duplicates(
 
 def contaminated(hits: pd.DataFrame, ngram: int, mode: str) -> tuple[Decisions, set[str]]:
     """From n-gram hits (key, contaminated_ngrams): documents to drop (``mode: drop``) or to flag."""
+    if hits.empty:
+        return {}, set()
     found = hits[hits["contaminated_ngrams"] > 0]
     if mode != "drop":
         return {}, set(found["key"])

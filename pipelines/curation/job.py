@@ -247,15 +247,14 @@ def _near_dedup(cleaned, remaining: pd.DataFrame, stages, timings: list[StageTim
 
 def _decontaminate(cleaned, remaining: pd.DataFrame, stages, timings: list[StageTiming]):
     """N-gram hits against the evaluation sets on the workers: (decisions, flagged keys)."""
-    import ray
-
     config = stages.decontaminate
     started = time.monotonic()
-    index_ref = ray.put(build_index(_read_eval_sets(config.eval_sets), config.ngram))
+    # The index travels with the batch function: Ray Data passes an ObjectRef in fn_kwargs on as the reference.
+    index = build_index(_read_eval_sets(config.eval_sets), config.ngram)
     keys = set(remaining["key"])
     hits = (
         cleaned.filter(lambda row: row["key"] in keys)
-        .map_batches(contamination_batch, fn_kwargs={"index": index_ref, "n": config.ngram}, batch_format="pandas")
+        .map_batches(contamination_batch, fn_kwargs={"index": index, "n": config.ngram}, batch_format="pandas")
         .to_pandas()
     )
     decisions, flagged = contaminated(hits, config.ngram, config.mode)

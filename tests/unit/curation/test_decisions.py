@@ -77,6 +77,13 @@ def test_the_decisions_keep_the_same_survivors(tmp_path, mode):
     assert clusters == EXPECTED[mode]["clusters"]
 
 
+def test_nothing_left_to_compare_decides_nothing():
+    params = MinHashParams()
+    decisions, result = near_duplicates(pd.DataFrame({"key": [], "id": []}), pd.DataFrame(), params)
+    assert decisions == {} and result.cluster_sizes == [] and len(result.keep) == 0
+    assert contaminated(pd.DataFrame(), 13, "drop") == ({}, set())
+
+
 def marked_row_by_row(meta: pd.DataFrame, decisions: dict, flagged: set[str]) -> pd.DataFrame:
     """How the job marked its decisions before: one ``meta.loc`` per decision (O(N x D))."""
     for key, (stage, reason) in decisions.items():
@@ -129,7 +136,7 @@ def one_cpu_ray():
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("mode", ["off"])
+@pytest.mark.parametrize("mode", MODES)
 def test_the_job_on_ray_keeps_the_same_survivors(one_cpu_ray, tmp_path, mode):
     from pipelines.curation.job import run_curation
 
