@@ -1,4 +1,8 @@
-"""``lathe data curate``: run the curation pipeline as a Ray job."""
+"""``lathe data curate``: run the curation pipeline as a Ray job.
+
+lathe data curate --input PATH --output DIR       # the shipped pipelines/recipes/curation.yaml
+lathe data curate --config my-curation.yaml [--input PATH] [--output DIR] [--json]
+"""
 
 from __future__ import annotations
 
@@ -17,7 +21,14 @@ app = typer.Typer(help="Curate training data with Ray jobs.", no_args_is_help=Tr
 
 @app.command("curate")
 def curate(
-    config: Path = typer.Option(..., "--config", "-c", help="The curation recipe (YAML).", exists=True, dir_okay=False),
+    config: Path | None = typer.Option(
+        None,
+        "--config",
+        "-c",
+        help="The curation recipe (YAML); default: the shipped pipelines/recipes/curation.yaml.",
+        exists=True,
+        dir_okay=False,
+    ),
     input_path: str | None = typer.Option(None, "--input", help="Override the recipe's input.path."),
     output: str | None = typer.Option(None, "--output", help="Override the recipe's output folder."),
     address: str | None = typer.Option(None, "--address", help="Ray Jobs API (default: the local head)."),
@@ -34,6 +45,7 @@ def curate(
     from lathe.recipes import ENTRY_POINTS, read_recipe
 
     s = settings()
+    config = config or default_recipe()
     recipe = read_recipe(config)
     out_dir = Path(output or recipe.get("output") or "").expanduser().resolve()
     argv = [sys.executable, "-m", ENTRY_POINTS["curation"], "--config", str(config.resolve())]
@@ -68,6 +80,21 @@ def curate(
     summary = json.loads((Path(found[-1].output or out_dir) / "summary.json").read_text())
     if json_output:
         print_json(summary)
+
+
+def default_recipe() -> Path:
+    """The shipped curation recipe; --input and --output point it at any corpus."""
+    from lathe.errors import ConfigError
+    from lathe.recipes import shipped_recipe
+
+    path = shipped_recipe("curation.yaml")
+    if not path.is_file():
+        raise ConfigError(
+            "--config: no recipe given and the shipped pipelines/recipes/curation.yaml is not here; "
+            "pass --config RECIPE or run from Lathe's folder",
+            param="config",
+        )
+    return path
 
 
 def _run_here(argv: list[str], env: dict[str, str], on_line) -> int:
