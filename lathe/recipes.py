@@ -1,6 +1,7 @@
-"""Which pipeline stage runs a recipe.
+"""Which pipeline stage runs a recipe, and which stages must run before it.
 
-    entry_point_for(Path("pipelines/recipes/pretrain-tiny.yaml"))   # "pipelines.pretrain"
+    entry_point_for(Path("pipelines/recipes/pretrain-tiny.yaml"))    # "pipelines.pretrain"
+    plan_dependencies(Path("pipelines/recipes/pretrain-tiny.yaml"))  # the tokenizer, when it is missing
 
 A recipe's ``kind`` names its stage; a curation recipe has none (it is known by its
 ``input`` and ``stages``). ``lathe train submit``, ``lathe data curate`` and the RayJobs
@@ -10,6 +11,7 @@ A recipe's ``kind`` names its stage; a curation recipe has none (it is known by 
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -70,3 +72,55 @@ def shipped_recipe(name: str) -> Path:
         if candidate.is_file():
             return candidate
     return local  # absent: the caller's existence check names it
+
+
+# -- dependencies ----------------------------------------------------------------------
+@dataclass
+class PlannedStage:
+    """A stage to run before the recipe asked for, and why."""
+
+    kind: str
+    recipe: Path
+    sets: list[str] = field(default_factory=list)
+    reason: str = ""
+
+
+def effective_value(data: Mapping[str, Any], sets: list[str], dotted: str) -> Any:
+    """A recipe field as the job will see it: the file's value, or the last ``--set`` of it."""
+    import yaml
+
+    value: Any = data
+    for key in dotted.split("."):
+        value = value.get(key) if isinstance(value, Mapping) else None
+    for pair in sets:
+        key, sep, raw = pair.partition("=")
+        if sep and key.strip() == dotted:
+            value = yaml.safe_load(raw)
+    return value
+
+
+def plan_dependencies(recipe: Path, sets: list[str] = ()) -> list[PlannedStage]:
+    """The stages ``recipe`` needs first, in order: today, a pre-training recipe's tokenizer
+    (the shipped ``tokenizer.yaml``, writing where the recipe looks) when none is there."""
+    data = read_recipe(recipe)
+    if recipe_kind(data, source=recipe) != "pretrain":
+        return []
+    tokenizer = effective_value(data, list(sets), "tokenizer")
+    if not tokenizer or (Path(str(tokenizer)).expanduser() / "tokenizer.json").is_file():
+        return []
+    folder = Path(str(tokenizer)).expanduser().resolve()
+    tokenizer_sets = [f"output={folder}"]
+    text = effective_value(data, list(sets), "data.path")
+    if text:
+        tokenizer_sets.append(f"data.path={Path(str(text)).expanduser().resolve()}")
+    dataset = effective_value(data, list(sets), "data.dataset_name")
+    if dataset:
+        tokenizer_sets.append(f"data.dataset_name={dataset}")
+    return [
+        PlannedStage(
+            kind="tokenizer",
+            recipe=shipped_recipe("tokenizer.yaml"),
+            sets=tokenizer_sets,
+            reason=f"no tokenizer in {folder}",
+        )
+    ]

@@ -15,7 +15,8 @@ def tokenizer_files(folder: str | Path, field_name: str = "tokenizer") -> dict[s
     if not (folder / "tokenizer.json").is_file():
         raise ConfigError(
             f"{field_name}: {folder} is not a tokenizer folder (no tokenizer.json); "
-            "train one first: lathe train submit pipelines/recipes/tokenizer.yaml"
+            "train one first: lathe train submit pipelines/recipes/tokenizer.yaml "
+            "(or submit this recipe with --with-deps, which does it)"
         )
     return {p.name: p.read_bytes() for p in folder.iterdir() if p.is_file()}
 

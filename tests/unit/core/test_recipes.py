@@ -69,3 +69,40 @@ def test_a_mapping_is_named_by_its_source():
     assert entry_point_for(yaml.safe_load("input: {path: x}\noutput: y\n")) == "pipelines.curation"
     with pytest.raises(ConfigError, match=r"recipe mine\.yaml: kind must be one of"):
         entry_point_for({"kind": "x"}, source="mine.yaml")
+
+
+# -- --with-deps: which stages run first ---------------------------------------------------
+def test_a_pretraining_recipe_without_its_tokenizer_plans_the_tokenizer_first(tmp_path):
+    from lathe.recipes import plan_dependencies
+
+    pretrain = REPO / "pipelines" / "recipes" / "pretrain-tiny.yaml"
+    sets = [f"tokenizer={tmp_path / 'tok'}", f"data.path={tmp_path / 'curated'}"]
+    (planned,) = plan_dependencies(pretrain, sets)
+    assert planned.kind == "tokenizer" and planned.recipe.resolve() == REPO / "pipelines" / "recipes" / "tokenizer.yaml"
+    assert planned.sets == [
+        f"output={tmp_path / 'tok'}",
+        f"data.path={tmp_path / 'curated'}",
+        "data.dataset_name=python-docs-curated",
+    ]
+    assert planned.reason == f"no tokenizer in {tmp_path / 'tok'}"
+
+
+def test_nothing_is_planned_when_the_tokenizer_is_there_or_the_stage_needs_none(tmp_path):
+    from lathe.recipes import plan_dependencies
+
+    (tmp_path / "tok").mkdir()
+    (tmp_path / "tok" / "tokenizer.json").write_text("{}")
+    recipes = REPO / "pipelines" / "recipes"
+    assert plan_dependencies(recipes / "pretrain-tiny.yaml", [f"tokenizer={tmp_path / 'tok'}"]) == []
+    for name in ("tokenizer.yaml", "sft-lora-smollm2.yaml", "dpo-lora-smollm2.yaml", "evaluate.yaml"):
+        assert plan_dependencies(recipes / name) == [], name
+
+
+def test_the_last_set_of_a_field_wins_and_relative_paths_resolve_here(tmp_path, monkeypatch):
+    from lathe.recipes import plan_dependencies
+
+    monkeypatch.chdir(tmp_path)
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text("kind: pretrain\nname: r\ndata: {path: corpus}\ntokenizer: first\n")
+    (planned,) = plan_dependencies(recipe, ["tokenizer=second", "tokenizer=third"])
+    assert planned.sets == [f"output={tmp_path / 'third'}", f"data.path={tmp_path / 'corpus'}"]
