@@ -216,11 +216,7 @@ def train_loop_per_worker(config: dict) -> None:
             start_step = resume(engine, Path(folder))
         if rank == 0:
             print(f"resumed from the checkpoint at step {start_step}", flush=True)
-    mlflow_client = None
-    if rank == 0 and job.tracking_uri and job.run_id:
-        from mlflow.tracking import MlflowClient
-
-        mlflow_client = MlflowClient(job.tracking_uri)
+    mlflow_client = _metrics_client(job) if rank == 0 else None
 
     def autocast():
         # DDP keeps fp32 master weights and runs the forward pass in bf16 where the GPU has it.
@@ -253,6 +249,15 @@ def train_loop_per_worker(config: dict) -> None:
                 break
     if rank == 0:
         print(f"training finished at step {t.max_steps} (resumed from {start_step})", flush=True)
+
+
+def _metrics_client(job: LoopJob):
+    """Rank 0 logs the metrics into the driver's MLflow run (None without one)."""
+    if not (job.tracking_uri and job.run_id):
+        return None
+    from mlflow.tracking import MlflowClient
+
+    return MlflowClient(job.tracking_uri)
 
 
 def _progress(step: int, total: int, metrics: dict[str, float]) -> None:

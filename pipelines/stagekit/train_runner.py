@@ -77,10 +77,6 @@ def run_stage(
     settings: PipelineSettings | None = None,
 ) -> StageResult:
     import ray
-    from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
-    from ray.train.torch import TorchTrainer
-
-    from pipelines.stagekit.train_loop import LoopJob, train_loop_per_worker, worker_env
 
     settings = settings or load_pipeline_settings()
     recipe = run.recipe
@@ -93,32 +89,7 @@ def run_stage(
         if not ray.is_initialized():
             ray.init(address=ray_address, log_to_driver=True, include_dashboard=False)
         check_cluster(recipe, ray_address, settings.ray_autoscaling)
-        job = LoopJob(
-            recipe=recipe,
-            hooks=run.hooks,
-            arrays=ray.put(run.arrays),
-            payload=run.payload,
-            tracking_uri=tracking_uri if mlflow_on else None,
-            run_id=run_id,
-            flops_per_token=run.flops_per_token,
-        )
-        trainer = TorchTrainer(
-            train_loop_per_worker,
-            train_loop_config={"job": job},
-            scaling_config=ScalingConfig(
-                num_workers=recipe.scaling.num_workers,
-                use_gpu=recipe.scaling.use_gpu,
-                resources_per_worker={"CPU": recipe.scaling.cpus_per_worker}
-                | ({"GPU": 1} if recipe.scaling.use_gpu else {}),
-            ),
-            run_config=RunConfig(
-                name=trial_name,
-                storage_path=storage,
-                failure_config=FailureConfig(max_failures=recipe.checkpoint.max_failures),
-                checkpoint_config=CheckpointConfig(num_to_keep=recipe.checkpoint.keep),
-                worker_runtime_env={"env_vars": worker_env(recipe, settings.torch_extensions_dir)},
-            ),
-        )
+        trainer = _trainer(run, tracking_uri if mlflow_on else None, run_id, storage, trial_name, settings)
         print(
             f"{run.stage}: {recipe.scaling.num_workers} workers ({recipe.scaling.strategy}"
             f"{', ZeRO-' + str(recipe.scaling.zero_stage) if recipe.scaling.strategy == 'deepspeed' else ''}), "
@@ -162,6 +133,50 @@ def run_stage(
     if run_id is not None:
         _finish_mlflow(result.seconds)
     return result
+
+
+def _trainer(
+    run: StageRun,
+    tracking_uri: str | None,
+    run_id: str | None,
+    storage: str,
+    trial_name: str,
+    settings: PipelineSettings,
+):
+    """The TorchTrainer for a run: its workers, checkpoints, restarts and the loop's job."""
+    import ray
+    from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
+    from ray.train.torch import TorchTrainer
+
+    from pipelines.stagekit.train_loop import LoopJob, train_loop_per_worker, worker_env
+
+    recipe = run.recipe
+    job = LoopJob(
+        recipe=recipe,
+        hooks=run.hooks,
+        arrays=ray.put(run.arrays),
+        payload=run.payload,
+        tracking_uri=tracking_uri,
+        run_id=run_id,
+        flops_per_token=run.flops_per_token,
+    )
+    return TorchTrainer(
+        train_loop_per_worker,
+        train_loop_config={"job": job},
+        scaling_config=ScalingConfig(
+            num_workers=recipe.scaling.num_workers,
+            use_gpu=recipe.scaling.use_gpu,
+            resources_per_worker={"CPU": recipe.scaling.cpus_per_worker}
+            | ({"GPU": 1} if recipe.scaling.use_gpu else {}),
+        ),
+        run_config=RunConfig(
+            name=trial_name,
+            storage_path=storage,
+            failure_config=FailureConfig(max_failures=recipe.checkpoint.max_failures),
+            checkpoint_config=CheckpointConfig(num_to_keep=recipe.checkpoint.keep),
+            worker_runtime_env={"env_vars": worker_env(recipe, settings.torch_extensions_dir)},
+        ),
+    )
 
 
 def _storage_path(path: str) -> str:
