@@ -8,20 +8,7 @@ import json
 import random
 from pathlib import Path
 
-WORDS = (
-    "the of and to in that is was he for it with as his on be at by had are but from or have an they which one "
-    "you were all we her she there would their will when who him been has more if no out so said what up its "
-    "about than into them can only other time new some could these two may first then do any like my now over "
-    "such our man me even most made after also did many before must through back years where much your way well "
-    "river mountain lighthouse harbour journal winter summer storm village market garden bridge station library"
-).split()
-
-
-def article(rng: random.Random, n: int = 80) -> str:
-    sentences = []
-    while sum(len(s.split()) for s in sentences) < n:
-        sentences.append(" ".join(rng.choice(WORDS) for _ in range(rng.randint(8, 16))).capitalize() + ".")
-    return " ".join(sentences)
+from tests.support.corpus import article
 
 
 def edited(text: str, every: int) -> str:
@@ -34,7 +21,7 @@ def edited(text: str, every: int) -> str:
 def build(root: Path) -> tuple[Path, Path]:
     """Write ``corpus.jsonl`` and ``eval.jsonl`` under ``root``; their paths."""
     rng = random.Random(11)
-    originals = [article(rng) for _ in range(30)]
+    originals = [article(rng, 80) for _ in range(30)]
     rows = [{"id": f"doc{i:02d}", "text": text} for i, text in enumerate(originals)]
     rows += [
         {"id": "copy-of-03", "text": originals[3].upper()},  # exact: case and spacing do not count
@@ -46,7 +33,7 @@ def build(root: Path) -> tuple[Path, Path]:
         {"id": "edit-of-copy-of-11", "text": edited(originals[11], 20)},
         {"id": "short", "text": "too short to keep"},
         {"id": "empty", "text": "   "},
-        {"id": "doc05", "text": article(rng)},  # an id seen before, other text
+        {"id": "doc05", "text": article(rng, 80)},  # an id seen before, other text
     ]
     eval_rows = [
         {"question": " ".join(originals[22].split()[10:40]), "answer": "x"},
