@@ -76,8 +76,8 @@ def single_process(work: Path, args, threads: int) -> float:
     import numpy as np
     import torch
 
-    from pipelines.common.loop import build_optimizer
     from pipelines.pretrain.stage import build_model, causal_lm_loss, tokenizer_files
+    from pipelines.stagekit.engine import build_optimizer
 
     recipe = make_recipe(work, args, "ddp")
     torch.set_num_threads(threads)
@@ -104,8 +104,8 @@ def single_process(work: Path, args, threads: int) -> float:
 def ray_train(work: Path, args, strategy: str) -> float:
     import numpy as np
 
-    from pipelines.common.runner import StageRun, run_stage
     from pipelines.pretrain.stage import HOOKS, tokenizer_files
+    from pipelines.stagekit.train_runner import StageRun, run_stage
 
     recipe = make_recipe(work, args, strategy)
     run = StageRun(
@@ -123,7 +123,7 @@ def ray_train(work: Path, args, strategy: str) -> float:
 def prepare(work: Path, seq_len: int) -> int:
     import numpy as np
 
-    from pipelines.common.data import pack_tokens
+    from pipelines.stagekit.text_data import pack_tokens
     from pipelines.tokenizer.config import TokenizerRecipe
     from pipelines.tokenizer.train import save, train_tokenizer
 

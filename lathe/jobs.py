@@ -8,11 +8,15 @@ reads its token so the Jobs API accepts us. A remote cluster is reached with
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import shlex
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from lathe.errors import EngineUnavailableError, PlatformError
 from lathe.settings import LatheSettings
@@ -21,6 +25,58 @@ from lathe.settings import LatheSettings
 # loop, and one result line at the end (both survive Ray's log forwarding as text).
 PROGRESS_PREFIX = "lathe-progress"
 RESULT_PREFIX = "LATHE_RESULT "
+
+
+class StageResult(BaseModel):
+    """What every pipeline stage hands back, as the JSON of its ``LATHE_RESULT`` line.
+
+    ``lathe train submit --json`` prints it (with ``job_id``), ``lathe data curate`` finds
+    the stage's output through it, and the demo reads its keys. A newer stage may add
+    keys: they are kept.
+    """
+
+    model_config = ConfigDict(extra="allow")
+
+    stage: str  # tokenizer, pretrain, sft, dpo, evaluate, curation
+    name: str  # the recipe's name
+    status: str = "FINISHED"
+    run_id: str | None = None  # the MLflow run
+    mlflow_url: str | None = None  # the run in MLflow's UI
+    model_name: str | None = None  # the registered (or scored) model
+    model_version: str | None = None
+    model_path: str | None = None  # a local folder of the model (or tokenizer)
+    output: str | None = None  # what the stage wrote: a model or tokenizer folder, curated data
+    checkpoints: str | None = None  # training stages: where the checkpoints are kept
+    steps: int = 0
+    seconds: float | None = None
+    metrics: dict[str, int | float] = Field(default_factory=dict)  # the stage's key figures
+
+    def line(self) -> str:
+        return RESULT_PREFIX + json.dumps(self.model_dump(mode="json"))
+
+    @classmethod
+    def parse(cls, data: dict[str, Any]) -> StageResult:
+        try:
+            return cls.model_validate(data)
+        except ValidationError as exc:
+            fields = ", ".join(".".join(str(p) for p in e["loc"]) for e in exc.errors())
+            raise PlatformError(f"the stage's result line is not a Lathe result ({fields})") from None
+
+    @classmethod
+    def from_line(cls, line: str) -> StageResult | None:
+        """The result a ``LATHE_RESULT`` line carries; None for any other line."""
+        if not line.startswith(RESULT_PREFIX):
+            return None
+        try:
+            data = json.loads(line[len(RESULT_PREFIX) :])
+        except json.JSONDecodeError:
+            raise PlatformError("the stage's result line is not JSON") from None
+        return cls.parse(data)
+
+
+def run_url(tracking_uri: str, experiment_id: str, run_id: str) -> str:
+    """An MLflow run in the MLflow UI."""
+    return f"{tracking_uri.rstrip('/')}/#/experiments/{experiment_id}/runs/{run_id}"
 
 
 def progress_line(step: int, total: int, metrics: dict[str, float]) -> str:

@@ -44,18 +44,9 @@ def clients() -> tuple[Any, Any]:
 
 def stage_of(recipe: Path) -> str:
     """The pipeline package that runs a recipe (its ``kind``; curation recipes have none)."""
-    from lathe.cli.train import ENTRY_POINTS
+    from lathe.recipes import entry_point_for
 
-    try:
-        data = yaml.safe_load(recipe.read_text()) or {}
-    except (OSError, yaml.YAMLError) as exc:
-        raise ConfigError(f"recipe {recipe} cannot be read: {exc}") from None
-    kind = data.get("kind") if isinstance(data, dict) else None
-    if kind in ENTRY_POINTS:
-        return ENTRY_POINTS[kind]
-    if kind is None and isinstance(data, dict) and "stages" in data:
-        return "pipelines.curation"
-    raise ConfigError(f"recipe {recipe}: kind must be one of {', '.join(ENTRY_POINTS)} (got {kind!r})")
+    return entry_point_for(recipe)
 
 
 def shipped_path(recipe: Path) -> str:

@@ -1,4 +1,8 @@
-"""``lathe data curate``: run the curation pipeline as a Ray job."""
+"""``lathe data curate``: run the curation pipeline as a Ray job.
+
+lathe data curate --input PATH --output DIR       # the shipped pipelines/recipes/curation.yaml
+lathe data curate --config my-curation.yaml [--input PATH] [--output DIR] [--json]
+"""
 
 from __future__ import annotations
 
@@ -17,7 +21,14 @@ app = typer.Typer(help="Curate training data with Ray jobs.", no_args_is_help=Tr
 
 @app.command("curate")
 def curate(
-    config: Path = typer.Option(..., "--config", "-c", help="The curation recipe (YAML).", exists=True, dir_okay=False),
+    config: Path | None = typer.Option(
+        None,
+        "--config",
+        "-c",
+        help="The curation recipe (YAML); default: the shipped pipelines/recipes/curation.yaml.",
+        exists=True,
+        dir_okay=False,
+    ),
     input_path: str | None = typer.Option(None, "--input", help="Override the recipe's input.path."),
     output: str | None = typer.Option(None, "--output", help="Override the recipe's output folder."),
     address: str | None = typer.Option(None, "--address", help="Ray Jobs API (default: the local head)."),
@@ -29,18 +40,15 @@ def curate(
     By default the job goes to the Ray head of `lathe up` through the Ray Jobs API (the
     same way it goes to a KubeRay cluster with --address), with its logs streamed here.
     """
-    import yaml
-
-    from lathe.errors import ConfigError
-    from lathe.jobs import submit_and_follow
+    from lathe.errors import ConfigError, PlatformError
+    from lathe.jobs import StageResult, submit_and_follow
+    from lathe.recipes import ENTRY_POINTS, read_recipe
 
     s = settings()
-    try:
-        recipe = yaml.safe_load(config.read_text()) or {}
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"recipe {config} is not valid YAML: {exc}") from None
+    config = config or default_recipe()
+    recipe = read_recipe(config)
     out_dir = Path(output or recipe.get("output") or "").expanduser().resolve()
-    argv = [sys.executable, "-m", "pipelines.curation", "--config", str(config.resolve())]
+    argv = [sys.executable, "-m", ENTRY_POINTS["curation"], "--config", str(config.resolve())]
     if input_path:
         argv += ["--input", str(Path(input_path).expanduser().resolve())]
     argv += ["--output", str(out_dir)]
@@ -51,15 +59,48 @@ def curate(
     if check.returncode != 0:
         message = (check.stderr.strip().splitlines() or ["the recipe check failed"])[-1]
         raise ConfigError(message.removeprefix("curation: "))
+    found: list[StageResult] = []
+
+    def line(text: str) -> None:
+        result = StageResult.from_line(text)
+        if result is not None:
+            found.append(result)
+        else:
+            show.print(text, highlight=False, markup=False)
+
     if local:
-        result = subprocess.run(argv, env={**os.environ, **env}, check=False)
-        if result.returncode != 0:
-            raise typer.Exit(result.returncode)
+        code = _run_here(argv, {**os.environ, **env}, line)
+        if code != 0:
+            raise typer.Exit(code)
     else:
-        outcome = submit_and_follow(
-            s, argv, address=address, env=env, on_line=lambda line: show.print(line, highlight=False, markup=False)
-        )
+        outcome = submit_and_follow(s, argv, address=address, env=env, on_line=line)
         show.print(f"Ray job {outcome.job_id} {outcome.status} in {outcome.seconds:.0f}s")
-    summary = json.loads((out_dir / "summary.json").read_text())
+    if not found:
+        raise PlatformError("the curation job ended without a result line")
+    summary = json.loads((Path(found[-1].output or out_dir) / "summary.json").read_text())
     if json_output:
         print_json(summary)
+
+
+def default_recipe() -> Path:
+    """The shipped curation recipe; --input and --output point it at any corpus."""
+    from lathe.errors import ConfigError
+    from lathe.recipes import shipped_recipe
+
+    path = shipped_recipe("curation.yaml")
+    if not path.is_file():
+        raise ConfigError(
+            "--config: no recipe given and the shipped pipelines/recipes/curation.yaml is not here; "
+            "pass --config RECIPE or run from Lathe's folder",
+            param="config",
+        )
+    return path
+
+
+def _run_here(argv: list[str], env: dict[str, str], on_line) -> int:
+    """Run the stage in this machine's own Ray, its output line by line through ``on_line``."""
+    process = subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    assert process.stdout is not None
+    for text in process.stdout:
+        on_line(text.rstrip("\n"))
+    return process.wait()

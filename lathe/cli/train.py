@@ -2,6 +2,7 @@
 
     lathe train submit pipelines/recipes/pretrain-tiny.yaml [--set training.max_steps=50] [--json]
     lathe train submit RECIPE --address http://ray-head:8265 --no-wait
+    lathe train submit pipelines/recipes/pretrain-tiny.yaml --with-deps   # trains the tokenizer first if missing
     lathe train list | logs JOB_ID [--follow]
 
 A recipe's ``kind`` picks the entry point (``python -m pipelines.<stage>``). The job
@@ -23,19 +24,15 @@ import typer
 
 from lathe.cli.output import console, err_console, print_json, settings
 from lathe.errors import ConfigError, LatheError, PlatformError
-from lathe.jobs import RESULT_PREFIX, parse_progress
+from lathe.jobs import RESULT_PREFIX, StageResult, parse_progress
+from lathe.recipes import TRAINING_ENTRY_POINTS as ENTRY_POINTS
+from lathe.recipes import entry_point_for, plan_dependencies, read_recipe
+from lathe.settings import LatheSettings
 
 app = typer.Typer(
     help="Train tokenizers and models with Ray jobs (pretrain, SFT, DPO, evaluate).", no_args_is_help=True
 )
 
-ENTRY_POINTS = {
-    "tokenizer": "pipelines.tokenizer",
-    "pretrain": "pipelines.pretrain",
-    "sft": "pipelines.finetune",
-    "dpo": "pipelines.finetune",
-    "evaluate": "pipelines.evaluate",
-}
 # Ray Train's own chatter; everything else in the job's log is shown.
 NOISE = (
     "Reporting training result",
@@ -49,16 +46,10 @@ NOISE = (
 
 
 def recipe_kind(path: Path) -> str:
-    import yaml
+    """The recipe's kind; only the kinds `lathe train submit` runs (a curation recipe is refused)."""
+    from lathe.recipes import recipe_kind as kind_of
 
-    try:
-        data = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"recipe {path} is not valid YAML: {exc}") from None
-    kind = data.get("kind") if isinstance(data, dict) else None
-    if kind not in ENTRY_POINTS:
-        raise ConfigError(f"recipe {path}: kind must be one of {', '.join(ENTRY_POINTS)} (got {kind!r})")
-    return kind
+    return kind_of(path, training_only=True)
 
 
 class JobView:
@@ -120,8 +111,9 @@ def _strip_stage(line: str) -> str:
     return line
 
 
-def _argv(kind: str, recipe: Path, sets: list[str]) -> list[str]:
-    argv = [sys.executable, "-m", ENTRY_POINTS[kind], "--config", str(recipe.resolve())]
+def _argv(recipe: Path, sets: list[str]) -> list[str]:
+    module = entry_point_for(read_recipe(recipe), training_only=True, source=recipe)
+    argv = [sys.executable, "-m", module, "--config", str(recipe.resolve())]
     for pair in sets:
         argv += ["--set", pair]
     return argv
@@ -135,6 +127,9 @@ def submit(
     wait: bool = typer.Option(True, "--wait/--no-wait", help="Follow the job to its end (default) or only queue it."),
     local: bool = typer.Option(False, "--local", help="Run in this process's own Ray instead of as a Ray job."),
     json_output: bool = typer.Option(False, "--json", help="Print the result as JSON (run, model version, metrics)."),
+    with_deps: bool = typer.Option(
+        False, "--with-deps", help="First run the stages the recipe needs whose output is missing (its tokenizer)."
+    ),
     k8s: bool = typer.Option(False, "--k8s", help="Use KubeRay RayJobs in the current kube context instead of Ray."),
     namespace: str = typer.Option("lathe", "--namespace", help="Namespace of the Lathe release (with --k8s)."),
     ray_cluster: str = typer.Option("lathe-ray", "--ray-cluster", help="RayCluster the RayJob runs on (with --k8s)."),
@@ -142,18 +137,51 @@ def submit(
     """Submit a training recipe as a Ray job, stream its progress, print the run and the model version.
 
     The recipe is checked here first (fields, data, base model, batch sizes, memory): a mistake fails in seconds,
-    naming the field, before a job is queued.
+    naming the field, before a job is queued. With --with-deps, the stages it depends on run first when their
+    output is missing (a pre-training recipe's tokenizer: pipelines/recipes/tokenizer.yaml, written where the
+    recipe looks).
     """
+    if with_deps and (k8s or address):
+        raise ConfigError(
+            "--with-deps: dependencies are found on this machine's disk, so it works with the local head only; "
+            "submit pipelines/recipes/tokenizer.yaml first",
+            param="with-deps",
+        )
     if k8s:  # a RayJob on the release's RayCluster (lathe/k8s.py)
         from lathe.cli import train_k8s
 
         return train_k8s.submit(recipe, sets, namespace, ray_cluster, wait, json_output)
+    s = settings()
+    for planned in plan_dependencies(recipe, sets) if with_deps else []:
+        (err_console if json_output else console).print(
+            f"--with-deps: {planned.reason}; running {planned.recipe} first", highlight=False
+        )
+        done = run_recipe(s, planned.recipe, planned.sets, address=None, local=local, wait=True, quiet=json_output)
+        if not json_output:
+            _print_result(done)
+    result = run_recipe(s, recipe, sets, address=address, local=local, wait=wait, quiet=json_output)
+    if result.get("status") == "PENDING":
+        if json_output:
+            print_json(result)
+        else:
+            job_id, kind = result["job_id"], result["kind"]
+            console.print(f"submitted Ray job [bold]{job_id}[/] ({kind}); follow it: lathe train logs {job_id} -f")
+        return
+    if json_output:
+        print_json(result)
+        return
+    _print_result(result)
+
+
+def run_recipe(
+    s: LatheSettings, recipe: Path, sets: list[str], *, address: str | None, local: bool, wait: bool, quiet: bool
+) -> dict:
+    """Check, run and follow one recipe; its result (with ``job_id``), or the queued job without ``wait``."""
     from lathe.jobs import follow
     from lathe.jobs import submit as submit_job
 
-    s = settings()
     kind = recipe_kind(recipe)
-    argv = _argv(kind, recipe, sets)
+    argv = _argv(recipe, sets)
     env = {"MLFLOW_TRACKING_URI": s.mlflow.uri, "LATHE_HOME": str(s.home.resolve()), "LATHE_RESULT_ONLY": "1"}
     if address is None:
         check = subprocess.run(
@@ -162,7 +190,7 @@ def submit(
         if check.returncode != 0:
             message = _strip_stage((check.stderr.strip().splitlines() or ["the recipe check failed"])[-1])
             raise ConfigError(message) if check.returncode == 2 else PlatformError(message)
-    view = JobView(kind, quiet=json_output)
+    view = JobView(kind, quiet=quiet)
     started = time.monotonic()
     if local:
         with view:
@@ -179,11 +207,7 @@ def submit(
     else:
         job_id = submit_job(s, argv, address=address, env=env, cwd=None if address else str(Path.cwd()))
         if not wait:
-            if json_output:
-                print_json({"job_id": job_id, "status": "PENDING", "kind": kind})
-            else:
-                console.print(f"submitted Ray job [bold]{job_id}[/] ({kind}); follow it: lathe train logs {job_id} -f")
-            return
+            return {"job_id": job_id, "status": "PENDING", "kind": kind}
         try:
             with view:
                 follow(s, job_id, address=address, on_line=view.line, started=started)
@@ -191,14 +215,11 @@ def submit(
             if view.error:
                 raise PlatformError(f"{kind} job {job_id} failed: {view.error}") from None
             raise exc
-    result = dict(view.result or {})
-    if not result:
+    if not view.result:
         raise PlatformError(f"the {kind} job ended without a result line")
+    result = StageResult.parse(view.result).model_dump(mode="json")
     result["job_id"] = job_id
-    if json_output:
-        print_json(result)
-        return
-    _print_result(result)
+    return result
 
 
 def _print_result(result: dict) -> None:

@@ -9,60 +9,83 @@ the report and the output dataset. ``--json`` prints the summary as JSON instead
 
 from __future__ import annotations
 
-import argparse
 import json
-import os
 import sys
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
+
+
+@dataclass
+class CurationWork:
+    config: Any
+    tracking_uri: str | None
+
+
+def prepare(config, context) -> tuple[CurationWork, str]:
+    from pipelines.curation.job import preflight
+
+    tracking_uri = context.tracking_uri(config)
+    preflight(config)
+    return CurationWork(config, tracking_uri), ""
+
+
+def run(work: CurationWork, context):
+    from lathe.jobs import StageResult
+    from pipelines.curation.job import run_curation
+    from pipelines.curation.pii_eval import evaluate
+    from pipelines.curation.report import write_report
+    from pipelines.stagekit.entry import StageOutcome
+
+    config = work.config
+    result = run_curation(config, ray_address=context.ray_address)
+    report = result.output / "report.html"
+    data = write_report(result, evaluate(), report)
+    url = None
+    if work.tracking_uri:
+        from lathe.jobs import run_url
+        from pipelines.curation.tracking import log_to_mlflow
+
+        run_info = log_to_mlflow(config, context.recipe_path, report, data, work.tracking_uri)
+        data["mlflow_run_id"] = run_info.run_id
+        url = run_url(work.tracking_uri, run_info.experiment_id, run_info.run_id)
+        (result.output / "summary.json").write_text(json.dumps(data, indent=2))
+    figures = {
+        "documents_in": data["documents_in"],
+        "documents_kept": data["documents_kept"],
+        **{f"dropped_{stage}": n for stage, n in data["dropped_by_stage"].items()},
+        "near_duplicate_clusters": data["near_duplicate_clusters"],
+        "flagged_contaminated": data["flagged_contaminated"],
+    }
+    stage_result = StageResult(
+        stage="curation",
+        name=config.name,
+        run_id=data.get("mlflow_run_id"),
+        mlflow_url=url,
+        output=str(result.output),
+        seconds=round(sum(t.seconds for t in result.timings), 1),
+        metrics=figures,
+    )
+    return StageOutcome(stage_result, details=data)
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m pipelines.curation", description=__doc__.splitlines()[0])
-    parser.add_argument("--config", required=True, help="the recipe (YAML)")
-    parser.add_argument("--input", help="override input.path")
-    parser.add_argument("--output", help="override output")
-    parser.add_argument("--ray-address", default=os.environ.get("RAY_ADDRESS"), help="Ray cluster (default: local)")
-    parser.add_argument("--json", action="store_true", help="print the summary as JSON")
-    parser.add_argument("--check", action="store_true", help="validate the recipe and inputs, then stop")
-    args = parser.parse_args(argv)
+    from pipelines.curation.config import CurationConfig
+    from pipelines.stagekit.entry import Shortcut, Stage, stage_main
 
-    from lathe.errors import LatheError
-    from lathe.registry import ModelRegistry
-    from lathe.settings import load_settings
-
-    try:
-        from pipelines.curation.config import load_config
-
-        config = load_config(args.config, input_path=args.input, output=args.output)
-        tracking_uri = os.environ.get("MLFLOW_TRACKING_URI") or load_settings().mlflow.uri
-        if config.mlflow.enabled:
-            ModelRegistry(tracking_uri).ping()  # before any worker starts, not after the work
-
-        from pipelines.curation.job import preflight, run_curation
-
-        preflight(config)
-        if args.check:
-            print(f"recipe {args.config} is valid")
-            return 0
-        from pipelines.curation.pii_eval import evaluate
-        from pipelines.curation.report import write_report
-
-        result = run_curation(config, ray_address=args.ray_address)
-        report = result.output / "report.html"
-        data = write_report(result, evaluate(), report)
-        if config.mlflow.enabled:
-            from pipelines.curation.tracking import log_to_mlflow
-
-            data["mlflow_run_id"] = log_to_mlflow(config, Path(args.config), report, data, tracking_uri)
-            (result.output / "summary.json").write_text(json.dumps(data, indent=2))
-    except LatheError as exc:
-        print(f"curation: {exc.one_line()}", file=sys.stderr)
-        return exc.exit_code
-    if args.json:
-        print(json.dumps(data, indent=2))
-    else:
-        _print_summary(data, report)
-    return 0
+    stage = Stage(
+        name="curation",
+        doc=__doc__,
+        recipe_model=CurationConfig,
+        prepare=prepare,
+        run=run,
+        show=lambda outcome: _print_summary(outcome.details, Path(outcome.result.output) / "report.html"),
+        shortcuts=(
+            Shortcut("--input", "input.path", "override input.path"),
+            Shortcut("--output", "output", "override output"),
+        ),
+    )
+    return stage_main(stage, argv)
 
 
 def _print_summary(data: dict, report: Path) -> None:

@@ -11,10 +11,10 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
-from pipelines.common.recipes import Strict as _Strict
-from pipelines.common.recipes import read_yaml, validate
 from pipelines.curation.normalise import DEFAULT_BOILERPLATE
 from pipelines.curation.pii import KINDS
+from pipelines.stagekit.recipes import Strict as _Strict
+from pipelines.stagekit.recipes import read_yaml, validate
 
 
 class InputConfig(_Strict):

@@ -14,13 +14,13 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 
 from lathe.errors import ConfigError
 from pipelines.curation.config import CurationConfig
+from pipelines.curation.decisions import Decisions, contaminated, exact_duplicates, mark, near_duplicates
 from pipelines.curation.decontaminate import build_index
-from pipelines.curation.dedup import MinHashParams, find_near_duplicates
+from pipelines.curation.dedup import MinHashParams
 from pipelines.curation.sources import content_id, file_record, jsonl_record
 from pipelines.curation.stages import (
     PII_COLUMNS,
@@ -155,112 +155,117 @@ def run_curation(config: CurationConfig, *, ray_address: str | None = None) -> C
 
     fmt = preflight(config)
     stages = config.stages
-    params = MinHashParams(
-        ngram=stages.near_dedup.ngram,
-        bands=stages.near_dedup.bands,
-        rows=stages.near_dedup.rows,
-        threshold=stages.near_dedup.threshold,
-        unit=stages.near_dedup.unit,
-        seed=stages.near_dedup.seed,
-    )
     ray.init(address=ray_address, ignore_reinit_error=True, log_to_driver=False)
     ctx = ray.data.DataContext.get_current()
     ctx.execution_options.preserve_order = True  # "the first one seen stays" must mean the same every run
     timings: list[StageTiming] = []
 
-    started = time.monotonic()
-    raw = read_dataset(config, fmt)
-    cleaned = raw.map_batches(
-        clean_batch, fn_kwargs={"stages": stages}, batch_format="pandas", batch_size=config.batch_size
-    ).materialize()
-    meta = cleaned.select_columns(META_COLUMNS).to_pandas()
-    total = len(meta)
-    timings.append(StageTiming("read, normalise, quality, pii", time.monotonic() - started, total))
-    print(f"[curation] {total} documents read and cleaned ({timings[-1].docs_per_s:.0f} docs/s)", flush=True)
-
-    decisions: dict[str, tuple[str, str]] = {}
+    cleaned, meta = _read_and_clean(config, fmt, timings)
+    decisions: Decisions = {}
     alive = meta["stage"].isna()
     if stages.exact_dedup.enabled:
-        t0 = time.monotonic()
-        candidates = meta[alive]
-        first = candidates.drop_duplicates("exact_hash", keep="first")
-        firsts = dict(zip(first["exact_hash"], first["id"], strict=True))
-        for key, digest, doc_id in zip(candidates["key"], candidates["exact_hash"], candidates["id"], strict=True):
-            if firsts[digest] != doc_id:
-                decisions[key] = ("exact_dedup", f"exact duplicate of {firsts[digest]}")
-        timings.append(StageTiming("exact dedup", time.monotonic() - t0, len(candidates)))
-        print(f"[curation] exact dedup: {len(decisions)} duplicates", flush=True)
-
+        decisions.update(_exact_dedup(meta[alive], timings))
     cluster_sizes: list[int] = []
     estimate = 0
     if stages.near_dedup.enabled:
         remaining = meta[alive & ~meta["key"].isin(decisions)]
-        estimate = params.memory_estimate_bytes(len(remaining))
-        print(
-            f"[curation] near dedup pre-flight: {len(remaining)} documents x {params.num_perm} permutations "
-            f"-> about {estimate / 2**20:.1f} MiB in the driver (limit {stages.near_dedup.max_memory_gb} GiB)",
-            flush=True,
-        )
-        if estimate > stages.near_dedup.max_memory_gb * 2**30:
-            raise ConfigError(
-                f"stages.near_dedup: about {estimate / 2**30:.1f} GiB needed, over max_memory_gb="
-                f"{stages.near_dedup.max_memory_gb}; raise it, lower bands x rows, or shard the input"
-            )
-        t0 = time.monotonic()
-        keys = set(remaining["key"])
-        sig_rows = (
-            cleaned.filter(lambda row: row["key"] in keys)
-            .map_batches(signature_batch, fn_kwargs={"params": params}, batch_format="pandas", batch_size=512)
-            .to_pandas()
-        )
-        order = {k: i for i, k in enumerate(remaining["key"])}
-        sig_rows = sig_rows.sort_values("key", key=lambda s: s.map(order))
-        signatures = np.frombuffer(b"".join(sig_rows["signature"]), dtype=np.uint32).reshape(len(sig_rows), -1)
-        result = find_near_duplicates(signatures, params)
-        ids = list(remaining.set_index("key").loc[list(sig_rows["key"]), "id"])
-        for i, key in enumerate(sig_rows["key"]):
-            if not result.keep[i]:
-                decisions[key] = ("near_dedup", f"near duplicate of {ids[result.duplicate_of[i]]}")
-        cluster_sizes = result.cluster_sizes
-        timings.append(StageTiming("near dedup (MinHash + LSH)", time.monotonic() - t0, len(sig_rows)))
-        print(
-            f"[curation] near dedup: {int((~result.keep).sum())} near duplicates in {len(cluster_sizes)} clusters "
-            f"({timings[-1].docs_per_s:.0f} docs/s)",
-            flush=True,
-        )
-
+        near, cluster_sizes, estimate = _near_dedup(cleaned, remaining, stages, timings)
+        decisions.update(near)
     flagged: set[str] = set()
     if stages.decontaminate.enabled:
-        t0 = time.monotonic()
-        eval_texts = _read_eval_sets(stages.decontaminate.eval_sets)
-        index = build_index(eval_texts, stages.decontaminate.ngram)
-        index_ref = ray.put(index)
-        remaining_keys = set(meta[alive & ~meta["key"].isin(decisions)]["key"])
-        hits = (
-            cleaned.filter(lambda row: row["key"] in remaining_keys)
-            .map_batches(
-                contamination_batch,
-                fn_kwargs={"index": index_ref, "n": stages.decontaminate.ngram},
-                batch_format="pandas",
-            )
-            .to_pandas()
+        remaining = meta[alive & ~meta["key"].isin(decisions)]
+        dropped, flagged = _decontaminate(cleaned, remaining, stages, timings)
+        decisions.update(dropped)
+    mark(meta, decisions, flagged)
+    data_files = _write(cleaned, decisions, config, timings, len(meta))
+    return CurationResult(
+        output=Path(config.output),
+        total=len(meta),
+        kept=int(meta["stage"].isna().sum()),
+        meta=meta,
+        cluster_sizes=cluster_sizes,
+        timings=timings,
+        memory_estimate_bytes=estimate,
+        data_files=data_files,
+    )
+
+
+def _read_and_clean(config: CurationConfig, fmt: str, timings: list[StageTiming]):
+    """Read, normalise, quality-filter and redact on the workers; the cleaned dataset and its metadata."""
+    started = time.monotonic()
+    raw = read_dataset(config, fmt)
+    cleaned = raw.map_batches(
+        clean_batch, fn_kwargs={"stages": config.stages}, batch_format="pandas", batch_size=config.batch_size
+    ).materialize()
+    meta = cleaned.select_columns(META_COLUMNS).to_pandas()
+    timings.append(StageTiming("read, normalise, quality, pii", time.monotonic() - started, len(meta)))
+    print(f"[curation] {len(meta)} documents read and cleaned ({timings[-1].docs_per_s:.0f} docs/s)", flush=True)
+    return cleaned, meta
+
+
+def _exact_dedup(candidates: pd.DataFrame, timings: list[StageTiming]) -> Decisions:
+    started = time.monotonic()
+    decisions = exact_duplicates(candidates)
+    timings.append(StageTiming("exact dedup", time.monotonic() - started, len(candidates)))
+    print(f"[curation] exact dedup: {len(decisions)} duplicates", flush=True)
+    return decisions
+
+
+def _near_dedup(cleaned, remaining: pd.DataFrame, stages, timings: list[StageTiming]):
+    """MinHash signatures on the workers, LSH and clusters here: (decisions, cluster sizes, memory estimate)."""
+    near = stages.near_dedup
+    params = MinHashParams(
+        ngram=near.ngram, bands=near.bands, rows=near.rows, threshold=near.threshold, unit=near.unit, seed=near.seed
+    )
+    estimate = params.memory_estimate_bytes(len(remaining))
+    print(
+        f"[curation] near dedup pre-flight: {len(remaining)} documents x {params.num_perm} permutations "
+        f"-> about {estimate / 2**20:.1f} MiB in the driver (limit {near.max_memory_gb} GiB)",
+        flush=True,
+    )
+    if estimate > near.max_memory_gb * 2**30:
+        raise ConfigError(
+            f"stages.near_dedup: about {estimate / 2**30:.1f} GiB needed, over max_memory_gb="
+            f"{near.max_memory_gb}; raise it, lower bands x rows, or shard the input"
         )
-        for key, count in zip(hits["key"], hits["contaminated_ngrams"], strict=True):
-            if count > 0:
-                reason = f"shares {count} {stages.decontaminate.ngram}-grams with an evaluation set"
-                if stages.decontaminate.mode == "drop":
-                    decisions[key] = ("decontaminate", reason)
-                else:
-                    flagged.add(key)
-        timings.append(StageTiming("decontaminate", time.monotonic() - t0, len(hits)))
-        print(f"[curation] decontamination: {sum(1 for d in decisions.values() if d[0] == 'decontaminate')} dropped, "
-              f"{len(flagged)} flagged", flush=True)  # fmt: skip
+    started = time.monotonic()
+    keys = set(remaining["key"])
+    signatures = (
+        cleaned.filter(lambda row: row["key"] in keys)
+        .map_batches(signature_batch, fn_kwargs={"params": params}, batch_format="pandas", batch_size=512)
+        .to_pandas()
+    )
+    decisions, result = near_duplicates(remaining, signatures, params)
+    timings.append(StageTiming("near dedup (MinHash + LSH)", time.monotonic() - started, len(signatures)))
+    print(
+        f"[curation] near dedup: {int((~result.keep).sum())} near duplicates in {len(result.cluster_sizes)} "
+        f"clusters ({timings[-1].docs_per_s:.0f} docs/s)",
+        flush=True,
+    )
+    return decisions, result.cluster_sizes, estimate
 
-    for key, (stage, reason) in decisions.items():
-        meta.loc[meta["key"] == key, ["stage", "reason"]] = [stage, reason]
-    meta["contaminated"] = meta["key"].isin(flagged)
 
-    t0 = time.monotonic()
+def _decontaminate(cleaned, remaining: pd.DataFrame, stages, timings: list[StageTiming]):
+    """N-gram hits against the evaluation sets on the workers: (decisions, flagged keys)."""
+    config = stages.decontaminate
+    started = time.monotonic()
+    # The index travels with the batch function: Ray Data passes an ObjectRef in fn_kwargs on as the reference.
+    index = build_index(_read_eval_sets(config.eval_sets), config.ngram)
+    keys = set(remaining["key"])
+    hits = (
+        cleaned.filter(lambda row: row["key"] in keys)
+        .map_batches(contamination_batch, fn_kwargs={"index": index, "n": config.ngram}, batch_format="pandas")
+        .to_pandas()
+    )
+    decisions, flagged = contaminated(hits, config.ngram, config.mode)
+    timings.append(StageTiming("decontaminate", time.monotonic() - started, len(hits)))
+    print(f"[curation] decontamination: {len(decisions)} dropped, {len(flagged)} flagged", flush=True)
+    return decisions, flagged
+
+
+def _write(cleaned, decisions: Decisions, config: CurationConfig, timings: list[StageTiming], total: int) -> list[str]:
+    """Kept documents as Parquet shards under data/, dropped ones under rejects/; the data files."""
+    started = time.monotonic()
     out = Path(config.output)
     out.mkdir(parents=True, exist_ok=True)
     final = cleaned.map_batches(apply_decisions, fn_kwargs={"decisions": decisions}, batch_format="pandas")
@@ -271,18 +276,8 @@ def run_curation(config: CurationConfig, *, ray_address: str | None = None) -> C
             old.unlink()
     kept.repartition(config.shards).write_parquet(str(out / "data"))
     rejects.repartition(1).write_parquet(str(out / "rejects"))
-    timings.append(StageTiming("write", time.monotonic() - t0, total))
-    kept_count = int(meta["stage"].isna().sum())
-    return CurationResult(
-        output=out,
-        total=total,
-        kept=kept_count,
-        meta=meta,
-        cluster_sizes=cluster_sizes,
-        timings=timings,
-        memory_estimate_bytes=estimate,
-        data_files=sorted(str(p) for p in (out / "data").glob("*.parquet")),
-    )
+    timings.append(StageTiming("write", time.monotonic() - started, total))
+    return sorted(str(p) for p in (out / "data").glob("*.parquet"))
 
 
 def _read_eval_sets(paths: list[str]) -> list[str]:

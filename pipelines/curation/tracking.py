@@ -13,7 +13,8 @@ import pandas as pd
 from pipelines.curation.config import CurationConfig
 
 
-def log_to_mlflow(config: CurationConfig, recipe: Path, report: Path, data: dict, tracking_uri: str) -> str:
+def log_to_mlflow(config: CurationConfig, recipe: Path, report: Path, data: dict, tracking_uri: str):
+    """Log the run; its MLflow ``RunInfo`` (run and experiment ids)."""
     import mlflow
 
     mlflow.set_tracking_uri(tracking_uri)
@@ -47,4 +48,4 @@ def log_to_mlflow(config: CurationConfig, recipe: Path, report: Path, data: dict
         )
         mlflow.log_input(dataset, context="curation-output")
         mlflow.set_tag("lathe.stage", "curation")
-        return run.info.run_id
+        return run.info

@@ -11,80 +11,70 @@ the model reference, then stops.
 
 from __future__ import annotations
 
-import argparse
-import json
-import os
 import sys
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
 
+def prepare(recipe, context) -> tuple[Any, str]:
+    """--check: the recipe's files and the model reference (a run does the same checks itself)."""
+    if not context.check:
+        return recipe, ""
+    from lathe.registry import ModelRegistry
+    from pipelines.evaluate.config import preflight
+    from pipelines.evaluate.harness import tracking_uri
+
+    registry = ModelRegistry(tracking_uri()) if recipe.is_registered or recipe.mlflow.enabled else None
+    if registry is not None:
+        registry.ping()
+    version = preflight(recipe, registry)
+    return recipe, f" ({version.name} v{version.version})" if version else ""
+
+
+def run(recipe, context):
+    from lathe.jobs import StageResult
+    from pipelines.evaluate.harness import evaluate
+    from pipelines.stagekit.entry import StageOutcome
+
+    started = time.monotonic()
+    if context.json:
+        summary = evaluate(recipe, recipe_path=context.args.config)
+    else:
+        with _progress() as factory:
+            summary = evaluate(recipe, recipe_path=context.args.config, progress=factory)
+    result = StageResult(
+        stage="evaluate",
+        name=summary["name"],
+        run_id=summary.get("mlflow_run_id"),
+        mlflow_url=summary.get("mlflow_url"),
+        model_name=summary.get("model_name"),
+        model_version=summary.get("model_version"),
+        model_path=summary.get("model_path"),
+        seconds=round(time.monotonic() - started, 1),
+        metrics=summary.get("metrics", {}),
+    )
+    return StageOutcome(result, details=summary)
+
+
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m pipelines.evaluate", description=__doc__.splitlines()[0])
-    parser.add_argument("--config", required=True, help="the recipe (YAML)")
-    parser.add_argument("--model", help="override model (models:/NAME/VERSION, models:/NAME@ALIAS or a folder)")
-    parser.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE", help="override a recipe field")
-    parser.add_argument("--json", action="store_true", help="print the summary as JSON")
-    parser.add_argument("--check", action="store_true", help="validate the recipe, its files and the model, then stop")
-    args = parser.parse_args(argv)
+    from pipelines.evaluate.config import EvaluateRecipe
+    from pipelines.stagekit.entry import Shortcut, Stage, stage_main
 
-    from lathe.errors import LatheError
-
-    try:
-        from pipelines.common.cli import parse_sets
-        from pipelines.common.recipes import load_recipe
-        from pipelines.evaluate.config import EvaluateRecipe, preflight
-        from pipelines.evaluate.harness import evaluate, tracking_uri
-
-        overrides = parse_sets(args.set)
-        if args.model:
-            overrides["model"] = args.model
-        recipe = load_recipe(EvaluateRecipe, args.config, overrides)
-        if args.check:
-            from lathe.registry import ModelRegistry
-
-            registry = ModelRegistry(tracking_uri()) if recipe.is_registered or recipe.mlflow.enabled else None
-            if registry is not None:
-                registry.ping()
-            version = preflight(recipe, registry)
-            scored = f" ({version.name} v{version.version})" if version else ""
-            print(f"recipe {args.config} is valid{scored}")
-            return 0
-        if args.json:
-            summary = evaluate(recipe, recipe_path=args.config)
-        else:
-            with _progress() as factory:
-                summary = evaluate(recipe, recipe_path=args.config, progress=factory)
-    except LatheError as exc:
-        print(f"evaluate: {exc.one_line()}", file=sys.stderr)
-        return exc.exit_code
-    # Under `lathe train submit` (LATHE_RESULT_ONLY=1) the CLI draws the summary from the result line.
-    if os.environ.get("LATHE_RESULT_ONLY") != "1":
-        if args.json:
-            print(json.dumps(summary, indent=2, default=str))
-        else:
-            _print_summary(summary)
-    _print_result_line(summary)
-    return 0
-
-
-def _print_result_line(summary: dict[str, Any]) -> None:
-    """The line `lathe train submit` reads back from a Ray job's log."""
-    from lathe.jobs import RESULT_PREFIX
-
-    result = {
-        "stage": "evaluate",
-        "name": summary["name"],
-        "status": "FINISHED",
-        "run_id": summary.get("mlflow_run_id"),
-        "model_name": summary.get("model_name"),
-        "model_version": summary.get("model_version"),
-        "model_path": summary.get("model_path"),
-        "steps": 0,
-        "metrics": summary.get("metrics", {}),
-    }
-    print(RESULT_PREFIX + json.dumps(result, default=str), file=sys.stderr, flush=True)
+    stage = Stage(
+        name="evaluate",
+        doc=__doc__,
+        recipe_model=EvaluateRecipe,
+        prepare=prepare,
+        run=run,
+        show=lambda outcome: _print_summary(outcome.details),
+        shortcuts=(
+            Shortcut("--model", "model", "override model (models:/NAME/VERSION, models:/NAME@ALIAS or a folder)"),
+        ),
+        uses_ray=False,
+    )
+    return stage_main(stage, argv)
 
 
 @contextmanager

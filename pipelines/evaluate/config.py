@@ -17,7 +17,7 @@ from pydantic import Field, field_validator, model_validator
 
 from lathe.errors import ConfigError, LatheError
 from lathe.registry import ModelRegistry, ModelVersionInfo, parse_model_uri
-from pipelines.common.recipes import MlflowSection, Strict
+from pipelines.stagekit.recipes import MlflowSection, Strict
 
 TEXT_SUFFIXES = (".jsonl", ".parquet")
 

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 import statistics
 import tempfile
 from collections.abc import Callable
@@ -23,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from lathe.errors import ConfigError, EngineUnavailableError, UpstreamError
+from lathe.jobs import run_url
 from lathe.promotion import EVAL_RUN_TAG, eval_tag
 from lathe.registry import ModelRegistry, ModelVersionInfo
 from pipelines.evaluate.config import EvaluateRecipe, api_key_from_env, preflight
@@ -37,9 +37,9 @@ def _no_progress(label: str, total: int) -> Callable[[], None]:
 
 
 def tracking_uri() -> str:
-    from lathe.settings import load_settings
+    from pipelines.stagekit.settings import load_pipeline_settings
 
-    return os.environ.get("MLFLOW_TRACKING_URI") or load_settings().mlflow.uri
+    return load_pipeline_settings().tracking_uri()
 
 
 # -- inputs -------------------------------------------------------------------------
@@ -242,9 +242,10 @@ def evaluate(
         )
 
     summary["metrics"] = metrics
-    summary["mlflow_run_id"] = None
+    summary["mlflow_run_id"] = summary["mlflow_url"] = None
     if recipe.mlflow.enabled and registry is not None:
-        summary["mlflow_run_id"] = _log_run(recipe, recipe_path, summary, metrics, rows, uri)
+        run = _log_run(recipe, recipe_path, summary, metrics, rows, uri)
+        summary["mlflow_run_id"], summary["mlflow_url"] = run.run_id, run_url(uri, run.experiment_id, run.run_id)
         if version is not None:
             for key, value in metrics.items():
                 registry.set_version_tag(version.name, version.version, eval_tag(key), _tag_value(value))
@@ -299,7 +300,8 @@ def _log_run(
     metrics: dict[str, float],
     rows: list[dict],
     uri: str,
-) -> str:
+) -> Any:
+    """The MLflow run's info (run and experiment ids)."""
     import mlflow
     import yaml
 
@@ -336,4 +338,4 @@ def _log_run(
         if rows:
             columns = {key: [row[key] for row in rows] for key in rows[0]}
             mlflow.log_table(data=columns, artifact_file="eval/questions.json")
-        return run.info.run_id
+        return run.info

@@ -8,12 +8,9 @@ pre-training, merge the adapters and register the result with its base model's v
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 from pathlib import Path
-
-from pipelines.common.cli import run_main
 
 
 def read_jsonl(path: str, field_name: str, limit: int | None) -> list[dict]:
@@ -47,19 +44,18 @@ def _check_rows(rows: list[dict], kind: str, path: str) -> None:
             raise ConfigError(f"data.path: {path} example {number} lacks {', '.join(missing)} (a {kind} example)")
 
 
-def prepare(recipe, config_path: Path):
+def prepare(recipe, context):
     import pandas as pd
 
     from lathe.settings import load_settings
-    from pipelines.common.cli import tracking_uri_for
-    from pipelines.common.runner import StageRun
     from pipelines.finetune.chat import encode_chat, pack, pad
     from pipelines.finetune.stage import DPO_HOOKS, SFT_HOOKS, resolve_base
-    from pipelines.pretrain.stage import check_batches, check_memory, flops_per_token, parameter_count
+    from pipelines.stagekit.sizing import check_batches, check_memory, flops_per_token, parameter_count
+    from pipelines.stagekit.train_runner import StageRun
 
     rows = read_jsonl(recipe.data.path, "data.path", recipe.data.max_examples)
     _check_rows(rows, recipe.kind, recipe.data.path)
-    tracking_uri = tracking_uri_for(recipe)
+    tracking_uri = context.tracking_uri(recipe)
     entry, folder, base_label = resolve_base(recipe, tracking_uri, load_settings().home.resolve() / "models")
 
     from transformers import AutoConfig, AutoTokenizer
@@ -87,14 +83,14 @@ def prepare(recipe, config_path: Path):
     count = len(next(iter(arrays.values())))
     check_batches(recipe, count, what)
     print(f"{recipe.kind}: base {base_label or folder}, {len(rows)} examples -> {count} {what}", flush=True)
-    from pipelines.common.data import mlflow_dataset
+    from pipelines.stagekit.text_data import mlflow_dataset
 
     frame = pd.DataFrame({"id": [str(i) for i in range(len(rows))], "text": [json.dumps(r) for r in rows]})
     dataset = mlflow_dataset(frame, recipe.data.path, recipe.data.dataset_name)
     return StageRun(
         stage=recipe.kind,
         recipe=recipe,
-        recipe_path=config_path,
+        recipe_path=context.recipe_path,
         hooks=hooks,
         arrays=arrays,
         payload={"base": entry},
@@ -106,10 +102,11 @@ def prepare(recipe, config_path: Path):
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m pipelines.finetune", description=__doc__.splitlines()[0])
     from pipelines.finetune.config import FinetuneRecipe
+    from pipelines.stagekit.entry import stage_main
+    from pipelines.stagekit.train_runner import training_stage
 
-    return run_main(parser, argv, FinetuneRecipe, prepare)
+    return stage_main(training_stage("finetune", __doc__, FinetuneRecipe, prepare), argv)
 
 
 if __name__ == "__main__":

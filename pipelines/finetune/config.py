@@ -6,8 +6,8 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
-from pipelines.common.config import TrainingRecipeBase
-from pipelines.common.recipes import Strict
+from pipelines.stagekit.recipes import Strict
+from pipelines.stagekit.training_recipe import TrainingRecipeBase
 
 
 class ChatData(Strict):

@@ -10,9 +10,9 @@ import json
 from pathlib import Path
 
 from lathe.errors import ConfigError, LatheError
-from pipelines.common.loop import StageHooks
 from pipelines.finetune.chat import IGNORE
 from pipelines.finetune.config import FinetuneRecipe
+from pipelines.stagekit.train_loop import StageHooks
 
 
 def resolve_base(recipe: FinetuneRecipe, tracking_uri: str | None, cache_dir: Path) -> tuple[dict, Path, str | None]:

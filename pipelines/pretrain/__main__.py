@@ -8,26 +8,14 @@ logged with its tokenizer and registered (``mlflow.register_as``).
 
 from __future__ import annotations
 
-import argparse
 import sys
-from pathlib import Path
-
-from pipelines.common.cli import run_main
 
 
-def prepare(recipe, config_path: Path):
-    from pipelines.common.data import load_texts, mlflow_dataset, pack_tokens
-    from pipelines.common.runner import StageRun
-    from pipelines.pretrain.stage import (
-        HOOKS,
-        check_batches,
-        check_memory,
-        flops_per_token,
-        llama_config,
-        load_tokenizer,
-        parameter_count,
-        tokenizer_files,
-    )
+def prepare(recipe, context):
+    from pipelines.pretrain.stage import HOOKS, llama_config, load_tokenizer, tokenizer_files
+    from pipelines.stagekit.sizing import check_batches, check_memory, flops_per_token, parameter_count
+    from pipelines.stagekit.text_data import load_texts, mlflow_dataset, pack_tokens
+    from pipelines.stagekit.train_runner import StageRun
 
     files = tokenizer_files(recipe.tokenizer)
     tokenizer = load_tokenizer(files)
@@ -46,7 +34,7 @@ def prepare(recipe, config_path: Path):
     return StageRun(
         stage="pretrain",
         recipe=recipe,
-        recipe_path=config_path,
+        recipe_path=context.recipe_path,
         hooks=HOOKS,
         arrays={"input_ids": rows},
         payload={"tokenizer_files": files},
@@ -57,10 +45,11 @@ def prepare(recipe, config_path: Path):
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m pipelines.pretrain", description=__doc__.splitlines()[0])
     from pipelines.pretrain.config import PretrainRecipe
+    from pipelines.stagekit.entry import stage_main
+    from pipelines.stagekit.train_runner import training_stage
 
-    return run_main(parser, argv, PretrainRecipe, prepare)
+    return stage_main(training_stage("pretrain", __doc__, PretrainRecipe, prepare), argv)
 
 
 if __name__ == "__main__":

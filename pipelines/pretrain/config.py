@@ -6,9 +6,9 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
-from pipelines.common.config import TrainingRecipeBase
-from pipelines.common.recipes import Strict
-from pipelines.tokenizer.config import TextData
+from pipelines.stagekit.recipes import Strict
+from pipelines.stagekit.text_data import TextData
+from pipelines.stagekit.training_recipe import TrainingRecipeBase
 
 
 class LlamaSection(Strict):

@@ -7,86 +7,87 @@ tokenizer folder (``output``) and logged to MLflow with the dataset it was train
 
 from __future__ import annotations
 
-import argparse
-import os
 import sys
-from pathlib import Path
+from dataclasses import dataclass
+from typing import Any
+
+
+@dataclass
+class TokenizerWork:
+    recipe: Any
+    frame: Any  # the training text: id and text columns
+    tracking_uri: str | None
+
+
+def prepare(recipe, context) -> tuple[TokenizerWork, str]:
+    from pipelines.stagekit.text_data import load_texts
+
+    frame = load_texts(recipe.data.path, recipe.data.text_field, "data.path", recipe.data.max_documents)
+    tracking_uri = context.tracking_uri(recipe)
+    return TokenizerWork(recipe, frame, tracking_uri), f" ({len(frame)} documents)"
+
+
+def run(work: TokenizerWork, context):
+    from lathe.jobs import StageResult, run_url
+    from pipelines.stagekit.entry import StageOutcome
+    from pipelines.tokenizer.train import save, train_tokenizer
+
+    recipe = work.recipe
+    fast, stats = train_tokenizer(recipe, work.frame)
+    out = save(fast, recipe.output)
+    run_id = url = None
+    if work.tracking_uri:
+        run_id, experiment_id = _log_run(work, stats, out, context.recipe_path)
+        url = run_url(work.tracking_uri, experiment_id, run_id)
+    result = StageResult(
+        stage="tokenizer",
+        name=recipe.name,
+        run_id=run_id,
+        mlflow_url=url,
+        model_path=str(out),
+        output=str(out),
+        seconds=round(stats["train_seconds"], 1),
+        metrics=stats,
+    )
+    return StageOutcome(result)
+
+
+def _log_run(work: TokenizerWork, stats: dict, out, recipe_path) -> tuple[str, str]:
+    import os
+
+    import mlflow
+
+    from pipelines.stagekit.text_data import mlflow_dataset
+
+    recipe = work.recipe
+    os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "1")
+    mlflow.set_tracking_uri(work.tracking_uri)
+    mlflow.set_experiment(recipe.mlflow.experiment)
+    with mlflow.start_run(run_name=recipe.name) as run:
+        mlflow.log_params({"vocab_size": recipe.vocab_size, "min_frequency": recipe.min_frequency})
+        mlflow.log_metrics(stats)
+        mlflow.log_artifact(str(recipe_path), artifact_path="recipe")
+        mlflow.log_artifacts(str(out), artifact_path="tokenizer")
+        mlflow.log_input(mlflow_dataset(work.frame, recipe.data.path, recipe.data.dataset_name), context="training")
+        mlflow.set_tags({"lathe.stage": "tokenizer", "lathe.recipe": recipe_path.name})
+        return run.info.run_id, run.info.experiment_id
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m pipelines.tokenizer", description=__doc__.splitlines()[0])
-    parser.add_argument("--config", required=True, help="the recipe (YAML)")
-    parser.add_argument("--output", help="override output")
-    parser.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE", help="override a recipe field")
-    parser.add_argument("--json", action="store_true", help="print the summary as JSON")
-    parser.add_argument("--check", action="store_true", help="validate the recipe and inputs, then stop")
-    args = parser.parse_args(argv)
+    from pipelines.stagekit.entry import Shortcut, Stage, show_result_table, stage_main
+    from pipelines.tokenizer.config import TokenizerRecipe
 
-    from lathe.errors import LatheError
-
-    try:
-        from pipelines.common.cli import parse_sets
-        from pipelines.common.data import load_texts, mlflow_dataset
-        from pipelines.common.recipes import load_recipe
-        from pipelines.tokenizer.config import TokenizerRecipe
-
-        overrides = parse_sets(args.set)
-        if args.output:
-            overrides["output"] = args.output
-        recipe = load_recipe(TokenizerRecipe, args.config, overrides)
-        frame = load_texts(recipe.data.path, recipe.data.text_field, "data.path", recipe.data.max_documents)
-        tracking_uri = _tracking_uri(recipe)
-        if args.check:
-            print(f"recipe {args.config} is valid ({len(frame)} documents)")
-            return 0
-        from pipelines.common.runner import print_summary
-        from pipelines.tokenizer.train import save, train_tokenizer
-
-        fast, stats = train_tokenizer(recipe, frame)
-        out = save(fast, recipe.output)
-        run_id = None
-        if tracking_uri:
-            import mlflow
-
-            os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "1")
-            mlflow.set_tracking_uri(tracking_uri)
-            mlflow.set_experiment(recipe.mlflow.experiment)
-            with mlflow.start_run(run_name=recipe.name) as run:
-                mlflow.log_params({"vocab_size": recipe.vocab_size, "min_frequency": recipe.min_frequency})
-                mlflow.log_metrics(stats)
-                mlflow.log_artifact(args.config, artifact_path="recipe")
-                mlflow.log_artifacts(str(out), artifact_path="tokenizer")
-                mlflow.log_input(mlflow_dataset(frame, recipe.data.path, recipe.data.dataset_name), context="training")
-                mlflow.set_tags({"lathe.stage": "tokenizer", "lathe.recipe": Path(args.config).name})
-                run_id = run.info.run_id
-    except LatheError as exc:
-        print(f"tokenizer: {exc.one_line()}", file=sys.stderr)
-        return exc.exit_code
-    summary = {
-        "stage": "tokenizer",
-        "name": recipe.name,
-        "status": "FINISHED",
-        "run_id": run_id,
-        "model_name": None,
-        "model_version": None,
-        "model_path": str(out),
-        "steps": 0,
-        "seconds": round(stats["train_seconds"], 1),
-        "metrics": stats,
-    }
-    print_summary(summary, args.json)
-    return 0
-
-
-def _tracking_uri(recipe) -> str | None:
-    if not recipe.mlflow.enabled:
-        return None
-    from lathe.registry import ModelRegistry
-    from lathe.settings import load_settings
-
-    uri = os.environ.get("MLFLOW_TRACKING_URI") or load_settings().mlflow.uri
-    ModelRegistry(uri).ping()  # before the work, not after it
-    return uri
+    stage = Stage(
+        name="tokenizer",
+        doc=__doc__,
+        recipe_model=TokenizerRecipe,
+        prepare=prepare,
+        run=run,
+        show=show_result_table,
+        shortcuts=(Shortcut("--output", "output", "override output"),),
+        uses_ray=False,
+    )
+    return stage_main(stage, argv)
 
 
 if __name__ == "__main__":

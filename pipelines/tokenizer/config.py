@@ -6,22 +6,14 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
-from pipelines.common.recipes import MlflowSection, Strict
+from pipelines.stagekit.recipes import MlflowSection, Strict
+from pipelines.stagekit.text_data import TextData
 
 CHATML = (
     "{% for message in messages %}"
     "{{ '<|im_start|>' + message['role'] + '\\n' + message['content'] + '<|im_end|>' + '\\n' }}"
     "{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}"
 )
-
-
-class TextData(Strict):
-    # The curation output folder (Parquet shards), one .parquet file, or a .jsonl file.
-    path: str
-    text_field: str = "text"
-    max_documents: int | None = Field(default=None, ge=1)
-    # The MLflow dataset name the curation run gave these rows (lineage).
-    dataset_name: str = "curated"
 
 
 class SpecialTokens(Strict):

@@ -20,10 +20,10 @@ from typer.testing import CliRunner
 
 from lathe.errors import ConfigError, InvalidRequestError
 from lathe.registry import ModelRegistry, parse_model_ref, parse_model_uri
-from pipelines.common.recipes import load_recipe
 from pipelines.evaluate.config import EvaluateRecipe, preflight
 from pipelines.evaluate.gate import decide, promote_if_better, read_metric
 from pipelines.evaluate.metrics import exact_match, normalize_answer, perplexity, token_f1
+from pipelines.stagekit.recipes import load_recipe
 
 CHARS = "abcdefghijklmnopqrstuvwxyz .,"
 

@@ -9,11 +9,12 @@ import pytest
 import yaml
 
 from lathe.errors import ConfigError
-from pipelines.common.config import LoopSection
-from pipelines.common.loop import cosine_lr_lambda, example_indices
-from pipelines.common.recipes import load_recipe
 from pipelines.finetune.config import FinetuneRecipe
 from pipelines.pretrain.config import PretrainRecipe
+from pipelines.stagekit.engine import cosine_lr_lambda
+from pipelines.stagekit.recipes import load_recipe
+from pipelines.stagekit.train_loop import example_indices
+from pipelines.stagekit.training_recipe import LoopSection
 from pipelines.tokenizer.config import TokenizerRecipe
 
 REPO = Path(__file__).resolve().parents[3]
@@ -135,7 +136,7 @@ def test_cosine_schedule_warms_up_then_decays_to_the_floor():
 def test_a_model_too_large_for_the_workers_is_refused_before_training():
     from transformers import LlamaConfig
 
-    from pipelines.pretrain.stage import check_batches, check_memory
+    from pipelines.stagekit.sizing import check_batches, check_memory
 
     recipe = PretrainRecipe.model_validate(
         {"name": "big", "data": {"path": "/x"}, "tokenizer": "/t", "scaling": {"memory_per_worker_gb": 4}}

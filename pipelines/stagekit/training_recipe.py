@@ -11,7 +11,7 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
-from pipelines.common.recipes import MlflowSection, Strict
+from pipelines.stagekit.recipes import MlflowSection, Strict
 
 
 class ScalingSection(Strict):

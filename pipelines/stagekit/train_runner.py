@@ -4,22 +4,24 @@
 its error), logs the recipe and the training data as MLflow datasets, runs the loop on
 a ``TorchTrainer`` (checkpoints under ``checkpoint.storage_path``, worker restarts from
 the last one), then registers the exported Hugging Face folder with its lineage tags.
-The last line it prints is ``LATHE_RESULT {json}``: what ``lathe train submit`` reads
-back from a Ray job's logs.
+``training_stage`` makes the command line of a training stage from the function that
+turns its recipe into a ``StageRun``.
 """
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from lathe.errors import ConfigError, PlatformError
-from lathe.jobs import RESULT_PREFIX
+from lathe.jobs import StageResult, run_url
+from pipelines.stagekit.entry import Stage, StageContext, StageOutcome, show_result_table
+from pipelines.stagekit.settings import PipelineSettings, load_pipeline_settings
 
 
 @dataclass
@@ -48,7 +50,7 @@ def flatten(prefix: str, value: Any) -> dict[str, str]:
     return {prefix: str(value)[:500]}
 
 
-def check_cluster(recipe: Any, ray_address: str | None) -> None:
+def check_cluster(recipe: Any, ray_address: str | None, autoscaling: bool = False) -> None:
     """Refuse a job the cluster can never place (only where the cluster cannot grow)."""
     import ray
 
@@ -59,7 +61,7 @@ def check_cluster(recipe: Any, ray_address: str | None) -> None:
             f"scaling.use_gpu: this Ray cluster has {have.get('GPU', 0):g} GPUs for "
             f"{recipe.scaling.num_workers} workers; set use_gpu: false or submit to a GPU cluster with --address"
         )
-    if have.get("CPU", 0) < need_cpu and os.environ.get("LATHE_RAY_AUTOSCALING") != "1":
+    if have.get("CPU", 0) < need_cpu and not autoscaling:
         raise ConfigError(
             f"scaling: {recipe.scaling.num_workers} workers x {recipe.scaling.cpus_per_worker:g} CPUs need "
             f"{need_cpu:g} CPUs but the Ray cluster has {have.get('CPU', 0):g}; lower scaling.num_workers or "
@@ -67,49 +69,27 @@ def check_cluster(recipe: Any, ray_address: str | None) -> None:
         )
 
 
-def run_stage(run: StageRun, *, tracking_uri: str | None, ray_address: str | None = None) -> dict:
+def run_stage(
+    run: StageRun,
+    *,
+    tracking_uri: str | None,
+    ray_address: str | None = None,
+    settings: PipelineSettings | None = None,
+) -> StageResult:
     import ray
-    from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
-    from ray.train.torch import TorchTrainer
 
-    from pipelines.common.loop import LoopJob, train_loop_per_worker, worker_env
-
+    settings = settings or load_pipeline_settings()
     recipe = run.recipe
     mlflow_on = recipe.mlflow.enabled and tracking_uri is not None
-    run_id = _start_mlflow(run, tracking_uri) if mlflow_on else None
+    run_id, experiment_id = _start_mlflow(run, tracking_uri) if mlflow_on else (None, None)
     started = time.monotonic()
     storage = _storage_path(recipe.checkpoint.storage_path)
     trial_name = f"{recipe.name}-{(run_id or os.urandom(4).hex())[:8]}"
     try:
         if not ray.is_initialized():
             ray.init(address=ray_address, log_to_driver=True, include_dashboard=False)
-        check_cluster(recipe, ray_address)
-        job = LoopJob(
-            recipe=recipe,
-            hooks=run.hooks,
-            arrays=ray.put(run.arrays),
-            payload=run.payload,
-            tracking_uri=tracking_uri if mlflow_on else None,
-            run_id=run_id,
-            flops_per_token=run.flops_per_token,
-        )
-        trainer = TorchTrainer(
-            train_loop_per_worker,
-            train_loop_config={"job": job},
-            scaling_config=ScalingConfig(
-                num_workers=recipe.scaling.num_workers,
-                use_gpu=recipe.scaling.use_gpu,
-                resources_per_worker={"CPU": recipe.scaling.cpus_per_worker}
-                | ({"GPU": 1} if recipe.scaling.use_gpu else {}),
-            ),
-            run_config=RunConfig(
-                name=trial_name,
-                storage_path=storage,
-                failure_config=FailureConfig(max_failures=recipe.checkpoint.max_failures),
-                checkpoint_config=CheckpointConfig(num_to_keep=recipe.checkpoint.keep),
-                worker_runtime_env={"env_vars": worker_env(recipe)},
-            ),
-        )
+        check_cluster(recipe, ray_address, settings.ray_autoscaling)
+        trainer = _trainer(run, tracking_uri if mlflow_on else None, run_id, storage, trial_name, settings)
         print(
             f"{run.stage}: {recipe.scaling.num_workers} workers ({recipe.scaling.strategy}"
             f"{', ZeRO-' + str(recipe.scaling.zero_stage) if recipe.scaling.strategy == 'deepspeed' else ''}), "
@@ -136,22 +116,67 @@ def run_stage(run: StageRun, *, tracking_uri: str | None, ray_address: str | Non
         raise PlatformError(
             f"{run.stage} failed: {_root_message(exc)}; checkpoints are kept in {storage}/{trial_name}"
         ) from exc
-    summary = {
-        "stage": run.stage,
-        "name": recipe.name,
-        "status": "FINISHED",
-        "run_id": run_id,
-        "model_name": version.name if version else None,
-        "model_version": version.version if version else None,
-        "model_path": str(local_copy),
-        "checkpoints": f"{storage}/{trial_name}",
-        "steps": int(metrics.get("step", recipe.training.max_steps)),
-        "seconds": round(time.monotonic() - started, 1),
-        "metrics": {k: v for k, v in metrics.items() if k != "step"},
-    }
+    result = StageResult(
+        stage=run.stage,
+        name=recipe.name,
+        run_id=run_id,
+        mlflow_url=run_url(tracking_uri, experiment_id, run_id) if run_id else None,
+        model_name=version.name if version else None,
+        model_version=version.version if version else None,
+        model_path=str(local_copy),
+        output=str(local_copy),
+        checkpoints=f"{storage}/{trial_name}",
+        steps=int(metrics.get("step", recipe.training.max_steps)),
+        seconds=round(time.monotonic() - started, 1),
+        metrics={k: v for k, v in metrics.items() if k != "step"},
+    )
     if run_id is not None:
-        _finish_mlflow(tracking_uri, run_id, summary)
-    return summary
+        _finish_mlflow(result.seconds)
+    return result
+
+
+def _trainer(
+    run: StageRun,
+    tracking_uri: str | None,
+    run_id: str | None,
+    storage: str,
+    trial_name: str,
+    settings: PipelineSettings,
+):
+    """The TorchTrainer for a run: its workers, checkpoints, restarts and the loop's job."""
+    import ray
+    from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
+    from ray.train.torch import TorchTrainer
+
+    from pipelines.stagekit.train_loop import LoopJob, train_loop_per_worker, worker_env
+
+    recipe = run.recipe
+    job = LoopJob(
+        recipe=recipe,
+        hooks=run.hooks,
+        arrays=ray.put(run.arrays),
+        payload=run.payload,
+        tracking_uri=tracking_uri,
+        run_id=run_id,
+        flops_per_token=run.flops_per_token,
+    )
+    return TorchTrainer(
+        train_loop_per_worker,
+        train_loop_config={"job": job},
+        scaling_config=ScalingConfig(
+            num_workers=recipe.scaling.num_workers,
+            use_gpu=recipe.scaling.use_gpu,
+            resources_per_worker={"CPU": recipe.scaling.cpus_per_worker}
+            | ({"GPU": 1} if recipe.scaling.use_gpu else {}),
+        ),
+        run_config=RunConfig(
+            name=trial_name,
+            storage_path=storage,
+            failure_config=FailureConfig(max_failures=recipe.checkpoint.max_failures),
+            checkpoint_config=CheckpointConfig(num_to_keep=recipe.checkpoint.keep),
+            worker_runtime_env={"env_vars": worker_env(recipe, settings.torch_extensions_dir)},
+        ),
+    )
 
 
 def _storage_path(path: str) -> str:
@@ -176,7 +201,7 @@ def _root_message(exc: BaseException) -> str:
     return (text[-1] if text else type(seen).__name__)[:400]
 
 
-def _start_mlflow(run: StageRun, tracking_uri: str) -> str:
+def _start_mlflow(run: StageRun, tracking_uri: str) -> tuple[str, str]:
     import mlflow
 
     os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "1")
@@ -191,7 +216,7 @@ def _start_mlflow(run: StageRun, tracking_uri: str) -> str:
     for dataset in run.datasets:
         mlflow.log_input(dataset, context="training")
     # The run stays active in this process (workers log into it by id) until the end.
-    return active.info.run_id
+    return active.info.run_id, active.info.experiment_id
 
 
 def _register(run: StageRun, folder: Path, run_id: str, tracking_uri: str):
@@ -205,10 +230,10 @@ def _register(run: StageRun, folder: Path, run_id: str, tracking_uri: str):
     )
 
 
-def _finish_mlflow(tracking_uri: str, run_id: str, summary: dict) -> None:
+def _finish_mlflow(seconds: float) -> None:
     import mlflow
 
-    mlflow.log_metric("train_seconds", summary["seconds"])
+    mlflow.log_metric("train_seconds", seconds)
     mlflow.end_run("FINISHED")
 
 
@@ -222,34 +247,20 @@ def _fail_mlflow(tracking_uri: str, run_id: str, exc: BaseException) -> None:
         print(f"warning: could not mark MLflow run {run_id} failed ({type(log_exc).__name__})", file=sys.stderr)
 
 
-def print_summary(summary: dict, json_output: bool) -> None:
-    """Rich table (or JSON), then the ``LATHE_RESULT`` line for `lathe train submit`.
+def training_stage(name: str, doc: str, recipe_model: type, build: Callable[[Any, StageContext], StageRun]) -> Stage:
+    """The command line of a training stage: ``build`` turns a checked recipe into its ``StageRun``."""
 
-    Under `lathe train submit` (``LATHE_RESULT_ONLY=1``) only the result line is printed:
-    the CLI draws the table from it.
-    """
-    if os.environ.get("LATHE_RESULT_ONLY") == "1":
-        print(RESULT_PREFIX + json.dumps(summary), file=sys.stderr, flush=True)
-        return
-    if json_output:
-        print(json.dumps(summary, indent=2))
-    else:
-        from rich.console import Console
-        from rich.table import Table
+    def prepare(recipe: Any, context: StageContext) -> tuple[StageRun, str]:
+        context.tracking_uri(recipe)  # MLflow is checked before the data, the model and the sizes
+        return build(recipe, context), f"; {recipe.global_batch} rows per step, ready to train"
 
-        console = Console()
-        table = Table(title=f"{summary['stage']} — {summary['name']}", title_justify="left")
-        table.add_column("")
-        table.add_column("", justify="right")
-        table.add_row("steps", str(summary["steps"]))
-        table.add_row("time", f"{summary['seconds']:.0f} s")
-        for key, value in summary["metrics"].items():
-            table.add_row(key, f"{value:.4g}")
-        console.print(table)
-        if summary.get("run_id"):
-            console.print(f"MLflow run: {summary['run_id']}")
-        if summary.get("model_version"):
-            console.print(f"registered: {summary['model_name']} version {summary['model_version']}")
-        console.print(f"model folder: {summary['model_path']}")
-    # On stderr, so that --json keeps stdout pure JSON; a Ray job's log holds both.
-    print(RESULT_PREFIX + json.dumps(summary), file=sys.stderr, flush=True)
+    def run(work: StageRun, context: StageContext) -> StageOutcome:
+        result = run_stage(
+            work,
+            tracking_uri=context.tracking_uri(work.recipe),
+            ray_address=context.ray_address,
+            settings=context.settings,
+        )
+        return StageOutcome(result)
+
+    return Stage(name=name, doc=doc, recipe_model=recipe_model, prepare=prepare, run=run, show=show_result_table)

@@ -1,4 +1,4 @@
-"""Reading training text and turning it into fixed-length rows.
+"""Training text: the recipe section that names it, reading it, and packing it into fixed-length rows.
 
 Text comes from the curation output (a folder of Parquet shards, or a ``data/``
 folder inside it), one Parquet file, or JSON Lines. The rows it loads are logged to
@@ -12,8 +12,21 @@ import json
 from pathlib import Path
 
 import numpy as np
+from pydantic import Field
 
 from lathe.errors import ConfigError
+from pipelines.stagekit.recipes import Strict
+
+
+class TextData(Strict):
+    """The ``data`` section of the recipes that train on text (tokenizer, pretrain)."""
+
+    # The curation output folder (Parquet shards), one .parquet file, or a .jsonl file.
+    path: str
+    text_field: str = "text"
+    max_documents: int | None = Field(default=None, ge=1)
+    # The MLflow dataset name the curation run gave these rows (lineage).
+    dataset_name: str = "curated"
 
 
 def parquet_files(path: Path) -> list[Path]:

@@ -1,1 +1,0 @@
-"""What every training stage shares: recipe loading, MLflow runs, model sources."""
