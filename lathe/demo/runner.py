@@ -71,7 +71,7 @@ class StageFailed(PlatformError):
 
 
 @dataclass
-class StageResult:
+class DemoRow:
     """One stage's outcome: a row of the summary table and an entry of summary.json."""
 
     name: str
@@ -88,7 +88,7 @@ class StageResult:
 class Stage:
     name: str
     what: str
-    run: Callable[[DemoLoop], StageResult]
+    run: Callable[[DemoLoop], DemoRow]
 
 
 class DemoLoop:
@@ -115,7 +115,7 @@ class DemoLoop:
         self.echo = (echo or sys.stderr) if verbose else None
         live = console.is_terminal and not console.is_dumb_terminal and not verbose
         self.lines = StageLines(console, live=live)
-        self.results: list[StageResult] = []
+        self.results: list[DemoRow] = []
         self.facts: dict[str, Any] = {}  # what later stages need: versions, paths
         self._log: Path | None = None  # the running stage's
 
@@ -123,14 +123,14 @@ class DemoLoop:
         return self.log_dir / f"{re.sub(r'[^a-z0-9]+', '-', name.lower()).strip('-')}.log"
 
     # -- running commands -------------------------------------------------------------
-    def command(self, name: str, argv: list[str], *, ok_codes: tuple[int, ...] = (0,)) -> tuple[StageResult, Any]:
+    def command(self, name: str, argv: list[str], *, ok_codes: tuple[int, ...] = (0,)) -> tuple[DemoRow, Any]:
         """Run one stage command; stdout is its JSON result, the rest of its output goes to the stage's log."""
         shown = " ".join(shlex.quote(a) for a in argv)
         full = [sys.executable, "-m", "lathe.cli", *argv[1:]] if argv[0] == "lathe" else [sys.executable, *argv[1:]]
         log = self._log or self.log_path(name)
         started = time.monotonic()
         output = run_logged(full, log, title=shown, echo=self.echo, on_line=self._progress_line)
-        result = StageResult(name, shown, seconds=time.monotonic() - started, log=str(log))
+        result = DemoRow(name, shown, seconds=time.monotonic() - started, log=str(log))
         if output.exit_code not in ok_codes:
             error = StageFailed(f"{name}: exited {output.exit_code} (its log: {shown_path(log)})")
             error.command = shown
@@ -143,7 +143,7 @@ class DemoLoop:
         if stats is not None:
             self.lines.steps(stats["step"], stats["total"])
 
-    def train(self, name: str, recipe: str, *sets: str) -> tuple[StageResult, dict]:
+    def train(self, name: str, recipe: str, *sets: str) -> tuple[DemoRow, dict]:
         argv = ["lathe", "train", "submit", str(RECIPES / recipe), "--json"]
         for pair in sets:
             argv += ["--set", pair]
@@ -196,7 +196,7 @@ class DemoLoop:
         try:
             result = stage.run(self)
         except StageFailed as exc:
-            result = StageResult(stage.name, getattr(exc, "command", ""), "failed", figure=exc.one_line())
+            result = DemoRow(stage.name, getattr(exc, "command", ""), "failed", figure=exc.one_line())
         except BaseException as exc:  # a bug or ^C: show where the output went, then let it through
             self.lines.end("failed", time.monotonic() - started, f"{type(exc).__name__}: {exc}")
             self.lines.failure(self._log)

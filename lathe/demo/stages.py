@@ -7,7 +7,7 @@ import time
 
 import httpx
 
-from lathe.demo.runner import AGENT_QUESTION, CHAT_QUESTION, MODEL, DemoLoop, Stage, StageFailed, StageResult, sparkline
+from lathe.demo.runner import AGENT_QUESTION, CHAT_QUESTION, MODEL, DemoLoop, DemoRow, Stage, StageFailed, sparkline
 
 
 def _served_version(loop: DemoLoop) -> str | None:
@@ -17,7 +17,7 @@ def _served_version(loop: DemoLoop) -> str | None:
         return None
 
 
-def platform_up(loop: DemoLoop) -> StageResult:
+def platform_up(loop: DemoLoop) -> DemoRow:
     result, status = loop.command("platform", ["lathe", "up", "--json"])
     components = [c for c in status["components"] if c["state"] != "unavailable"]
     healthy = [c["name"] for c in components if c["state"] == "healthy"]
@@ -27,7 +27,7 @@ def platform_up(loop: DemoLoop) -> StageResult:
     return result
 
 
-def curate(loop: DemoLoop) -> StageResult:
+def curate(loop: DemoLoop) -> DemoRow:
     raw, curated = loop.data_dir / "raw-docs", loop.data_dir / "curated"
     build, _ = loop.command("corpus", ["python", "-m", "pipelines.curation.demo_corpus", "--out", str(raw)])
     result, summary = loop.command(
@@ -55,7 +55,7 @@ def curate(loop: DemoLoop) -> StageResult:
     return result
 
 
-def finetune_data(loop: DemoLoop) -> StageResult:
+def finetune_data(loop: DemoLoop) -> DemoRow:
     out = loop.data_dir / "sft"
     argv = [
         "python",
@@ -77,7 +77,7 @@ def finetune_data(loop: DemoLoop) -> StageResult:
     return result
 
 
-def tokenizer(loop: DemoLoop) -> StageResult:
+def tokenizer(loop: DemoLoop) -> DemoRow:
     out = loop.train_dir / "tokenizer"
     result, payload = loop.train("tokenizer", "tokenizer.yaml", f"data.path={loop.facts['curated']}", f"output={out}")
     metrics = payload.get("metrics", {})
@@ -105,7 +105,7 @@ def _train_sets(loop: DemoLoop, steps: int, *extra: str) -> list[str]:
     return [s.replace("{train}", str(loop.train_dir)) for s in _schedule(steps)] + list(extra)
 
 
-def pretrain(loop: DemoLoop) -> StageResult:
+def pretrain(loop: DemoLoop) -> DemoRow:
     sets = _train_sets(
         loop, loop.size.pretrain_steps, f"data.path={loop.facts['curated']}", f"tokenizer={loop.facts['tokenizer']}"
     )
@@ -122,7 +122,7 @@ def pretrain(loop: DemoLoop) -> StageResult:
     return result
 
 
-def sft(loop: DemoLoop) -> StageResult:
+def sft(loop: DemoLoop) -> DemoRow:
     sets = _train_sets(loop, loop.size.sft_steps, f"data.path={loop.facts['sft_data'] / 'sft.jsonl'}")
     result, payload = loop.train("sft", "sft-lora-smollm2.yaml", *sets)
     loss = payload.get("metrics", {}).get("loss", float("nan"))
@@ -130,7 +130,7 @@ def sft(loop: DemoLoop) -> StageResult:
     return result
 
 
-def dpo(loop: DemoLoop) -> StageResult:
+def dpo(loop: DemoLoop) -> DemoRow:
     sets = _train_sets(loop, loop.size.dpo_steps, f"data.path={loop.facts['sft_data'] / 'dpo.jsonl'}")
     result, payload = loop.train("dpo", "dpo-lora-smollm2.yaml", *sets)
     metrics = payload.get("metrics", {})
@@ -142,7 +142,7 @@ def dpo(loop: DemoLoop) -> StageResult:
     return result
 
 
-def _evaluate(loop: DemoLoop, name: str, *extra: str) -> tuple[StageResult, dict]:
+def _evaluate(loop: DemoLoop, name: str, *extra: str) -> tuple[DemoRow, dict]:
     data = loop.facts["sft_data"]
     result, payload = loop.train(
         name,
@@ -160,7 +160,7 @@ def _evaluate(loop: DemoLoop, name: str, *extra: str) -> tuple[StageResult, dict
     return result, metrics
 
 
-def evaluate_champion(loop: DemoLoop) -> StageResult:
+def evaluate_champion(loop: DemoLoop) -> DemoRow:
     result, metrics = _evaluate(loop, "champion eval")
     result.figure = (
         f"v{loop.facts['champion']}: token F1 {_num(metrics, 'token_f1')}, perplexity {_num(metrics, 'perplexity')}"
@@ -168,7 +168,7 @@ def evaluate_champion(loop: DemoLoop) -> StageResult:
     return result
 
 
-def evaluate_candidate(loop: DemoLoop) -> StageResult:
+def evaluate_candidate(loop: DemoLoop) -> DemoRow:
     version = loop.facts["candidate"]
     result, metrics = _evaluate(loop, "candidate eval", f"model=models:/{MODEL}/{version}", "task.endpoint.serve=true")
     result.figure = f"v{version}: token F1 {_num(metrics, 'token_f1')}, perplexity {_num(metrics, 'perplexity')}"
@@ -180,7 +180,7 @@ def _num(metrics: dict, key: str) -> str:
     return f"{value:.3f}" if isinstance(value, int | float) else "-"
 
 
-def gate(loop: DemoLoop) -> StageResult:
+def gate(loop: DemoLoop) -> DemoRow:
     version = loop.facts["candidate"]
     argv = [
         "lathe",
@@ -206,9 +206,9 @@ def gate(loop: DemoLoop) -> StageResult:
     return result
 
 
-def hot_swap(loop: DemoLoop, timeout_s: float = 420) -> StageResult:
+def hot_swap(loop: DemoLoop, timeout_s: float = 420) -> DemoRow:
     target = loop.facts.get("promoted")
-    result = StageResult("hot swap", f"curl {loop.s.inference.base_url}/health")
+    result = DemoRow("hot swap", f"curl {loop.s.inference.base_url}/health")
     if not target:
         result.status = "skipped"
         result.figure = f"still serving v{_served_version(loop)} (the gate kept the champion)"
@@ -223,7 +223,7 @@ def hot_swap(loop: DemoLoop, timeout_s: float = 420) -> StageResult:
     return result
 
 
-def chat(loop: DemoLoop) -> StageResult:
+def chat(loop: DemoLoop) -> DemoRow:
     started = time.monotonic()
     result, answer = loop.command("chat", ["lathe", "chat", CHAT_QUESTION, "--max-tokens", "48", "--json"])
     seconds = time.monotonic() - started
@@ -243,7 +243,7 @@ def _clip(text: str, width: int = 70) -> str:
     return text if len(text) <= width else text[: width - 1] + "…"
 
 
-def rag_ingest(loop: DemoLoop) -> StageResult:
+def rag_ingest(loop: DemoLoop) -> DemoRow:
     out = loop.data_dir / "rag"
     build, _ = loop.command(
         "rag corpus",
@@ -290,7 +290,7 @@ def rag_ingest(loop: DemoLoop) -> StageResult:
 RAG_ATTEMPTS = 3
 
 
-def rag_answer(loop: DemoLoop) -> StageResult:
+def rag_answer(loop: DemoLoop) -> DemoRow:
     questions = loop.facts["rag_questions"]
     asked = 0
     for question in questions:
@@ -313,7 +313,7 @@ def rag_answer(loop: DemoLoop) -> StageResult:
     return result
 
 
-def agent(loop: DemoLoop) -> StageResult:
+def agent(loop: DemoLoop) -> DemoRow:
     result, run = loop.command(
         "agent", ["lathe", "agent", "ask", AGENT_QUESTION, "--tool-choice", "calculator", "--json"]
     )
@@ -333,9 +333,9 @@ def agent(loop: DemoLoop) -> StageResult:
     return result
 
 
-def monitoring(loop: DemoLoop, timeout_s: float = 60) -> StageResult:
+def monitoring(loop: DemoLoop, timeout_s: float = 60) -> DemoRow:
     base = f"http://127.0.0.1:{loop.s.prometheus.port}"
-    result = StageResult("monitoring", f"curl {base}/api/v1/targets")
+    result = DemoRow("monitoring", f"curl {base}/api/v1/targets")
     deadline = time.monotonic() + timeout_s
     while True:
         try:

@@ -7,7 +7,7 @@ import pytest
 from rich.console import Console
 
 from lathe.cli.demo import summary_table
-from lathe.demo.runner import SIZES, DemoLoop, Stage, StageFailed, StageResult, sparkline, write_summary
+from lathe.demo.runner import SIZES, DemoLoop, DemoRow, Stage, StageFailed, sparkline, write_summary
 from lathe.demo.stages import STAGES
 from lathe.settings import LatheSettings
 from tests.unit.cli.test_cli import lathe
@@ -36,7 +36,7 @@ def test_the_loop_stops_at_the_first_failure_and_the_summary_says_so(loop, tmp_p
     def ok(name):
         def run(_):
             ran.append(name)
-            return StageResult(name, f"lathe {name}", figure=f"{name} done")
+            return DemoRow(name, f"lathe {name}", figure=f"{name} done")
 
         return run
 
