@@ -40,6 +40,7 @@ class DemoSize:
     eval_documents: int
     rag_pages: int
     max_examples: int | None  # SFT/DPO examples built; None: all
+    sft_seq_len: int | None = None  # SFT sequence length; None: the recipe's
 
 
 SIZES = {
@@ -56,12 +57,13 @@ SIZES = {
     "ci": DemoSize(
         "ci",
         pretrain_steps=20,
-        sft_steps=4,
+        sft_steps=3,
         dpo_steps=2,
         eval_questions=8,
         eval_documents=1,
         rag_pages=4,
         max_examples=200,
+        sft_seq_len=128,  # proves the loop at half the recipe's tokens per step
     ),
 }
 

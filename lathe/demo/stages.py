@@ -101,6 +101,10 @@ def _schedule(steps: int) -> list[str]:
     ]
 
 
+def _seq(loop: DemoLoop) -> list[str]:
+    return [f"training.seq_len={loop.size.sft_seq_len}"] if loop.size.sft_seq_len else []
+
+
 def _train_sets(loop: DemoLoop, steps: int, *extra: str) -> list[str]:
     return [s.replace("{train}", str(loop.train_dir)) for s in _schedule(steps)] + list(extra)
 
@@ -123,7 +127,7 @@ def pretrain(loop: DemoLoop) -> DemoRow:
 
 
 def sft(loop: DemoLoop) -> DemoRow:
-    sets = _train_sets(loop, loop.size.sft_steps, f"data.path={loop.facts['sft_data'] / 'sft.jsonl'}")
+    sets = _train_sets(loop, loop.size.sft_steps, f"data.path={loop.facts['sft_data'] / 'sft.jsonl'}", *_seq(loop))
     result, payload = loop.train("sft", "sft-lora-smollm2.yaml", *sets)
     loss = payload.get("metrics", {}).get("loss", float("nan"))
     result.figure = f"loss {loss:.3f} · LoRA merged → {MODEL} v{payload['model_version']} @sft"

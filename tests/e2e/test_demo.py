@@ -39,6 +39,7 @@ PORTS = {
     "LATHE_RAG_PORT": "23300",
     "LATHE_AGENT_PORT": "23400",
 }
+MODEL = "smollm2-135m-instruct"
 STAGES = ["platform", "curate", "finetune data", "tokenizer", "pretrain", "sft", "dpo", "champion eval",
           "candidate eval", "gate", "hot swap", "chat", "rag ingest", "rag answer", "agent", "monitoring"]  # fmt: skip
 
@@ -121,6 +122,42 @@ def test_the_gate_decides_and_serving_follows_its_decision(demo):
     else:
         assert stage(demo, "hot swap")["status"] == "skipped"
         assert served == gate["champion_version"]
+
+
+def test_fine_tuned_versions_carry_their_lineage_scores_and_gate_decision(demo):
+    from mlflow.tracking import MlflowClient
+
+    from lathe.registry import ModelRegistry
+
+    uri = f"http://127.0.0.1:{demo['env']['LATHE_MLFLOW_PORT']}"
+    registry = ModelRegistry(uri)
+    sft = registry.get_version(MODEL, stage(demo, "sft")["data"]["model_version"])
+    dpo = registry.get_version(MODEL, stage(demo, "dpo")["data"]["model_version"])
+    champion_before = stage(demo, "gate")["data"]["champion_version"]
+    assert sft.tags["lathe.stage"] == "sft" and sft.tags["lathe.base_model"] == f"{MODEL}/{champion_before}"
+    assert dpo.tags["lathe.stage"] == "dpo" and dpo.tags["lathe.base_model"] == f"{MODEL}/{sft.version}"
+    # Both evaluated versions carry their scores, which is what the gate compares.
+    assert dpo.tags["lathe.eval.token_f1"] and registry.get_version(MODEL, champion_before).tags["lathe.eval.token_f1"]
+    gate = stage(demo, "gate")["data"]
+    run = MlflowClient(uri).get_run(gate["gate_run_id"])
+    assert run.data.tags["lathe.gate.decision"] == gate["decision"]
+
+
+def test_the_gate_refuses_the_version_that_scored_worse(demo):
+    """Whatever the loop decided, the losing version cannot take the champion alias back."""
+    from lathe.registry import ModelRegistry
+
+    gate = stage(demo, "gate")["data"]
+    loser = gate["champion_version"] if gate["decision"] == "promoted" else gate["candidate_version"]
+    registry = ModelRegistry(f"http://127.0.0.1:{demo['env']['LATHE_MLFLOW_PORT']}")
+    champion = registry.resolve(MODEL, "champion").version
+    argv = ["models", "promote", MODEL, "--version", loser, "--if-better-than", "champion", "--metric", "eval_token_f1",
+            "--json"]  # fmt: skip
+    refused = subprocess.run([sys.executable, "-m", "lathe.cli", *argv], capture_output=True, text=True,
+                             env=demo["env"], timeout=300)  # fmt: skip
+    assert refused.returncode == 1, refused.stderr
+    assert json.loads(refused.stdout)["decision"] == "refused"
+    assert registry.resolve(MODEL, "champion").version == champion
 
 
 def test_the_served_model_answers_rag_cites_and_the_agent_uses_a_tool(demo):

@@ -3,7 +3,7 @@ three minutes after ``lathe up``.
 
 - embeddings through the gateway with the official OpenAI client (served by the RAG
   service's MiniLM);
-- the mix, back to back, for 75 s: every scenario served, no error but the low-rpm
+- the mix, back to back, for 45 s: every scenario served, no error but the low-rpm
   key's expected 429s, that key held to its quota;
 - a 60 s mini-soak at the soak's fixed rate: the same, plus the gateway's RSS growth
   after a 15 s warm-up and p99 of the last 30 s against the first 30 s.
@@ -60,7 +60,7 @@ def verdicts(report: dict) -> dict:
 
 def test_the_mix_serves_every_scenario_with_no_error_but_expected_429s(platform, api_key, collection, tmp_path):
     report = run_load(
-        platform, api_key, "--scenario", "mix", "--users", "4", "--duration", "75s", "--csv-dir", str(tmp_path),
+        platform, api_key, "--scenario", "mix", "--users", "4", "--duration", "45s", "--csv-dir", str(tmp_path),
         timeout=240,
     )  # fmt: skip
     criteria = verdicts(report)
