@@ -382,6 +382,8 @@ class PrometheusComponent(_ServerComponent):
     def prepare(self) -> None:
         self.config_path.parent.mkdir(parents=True, exist_ok=True)
         self.config_path.write_text(render_prometheus_config(self.settings))
+        # Prometheus watches the folder of Ray's discovery file, which Ray may not have made yet.
+        ray_temp_dir(self.settings).mkdir(parents=True, exist_ok=True)
 
     def argv(self) -> list[str]:
         return [
@@ -425,6 +427,7 @@ def render_prometheus_config(settings: LatheSettings) -> str:
         "  - job_name: lathe-ray",
         "    file_sd_configs:",
         f"      - files: ['{discovery}']",
+        "        refresh_interval: 10s",
         "    relabel_configs:",
         "      - source_labels: [__address__]",
         "        regex: '.*:([0-9]+)'",

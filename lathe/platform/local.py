@@ -1,8 +1,9 @@
 """The local platform: what ``lathe up``, ``lathe down`` and ``lathe status`` act on.
 
-``up`` starts each component that is not already healthy, in order, seeding the
-registry with the bundled base model after MLflow is up; if any step fails it stops
-what this call started, so nothing is left half-started. ``down`` stops exactly the
+``up`` starts each component that is not already healthy, side by side where nothing
+orders them (``STARTS_AFTER``): the inference service after MLflow, with the registry
+seeded with the bundled base model, and the gateway after the services it fronts. If any
+step fails it stops what this call started, so nothing is left half-started. ``down`` stops exactly the
 processes that have state files. ``status`` reports every component for people
 (a table) and scripts (``--json``).
 """
@@ -11,7 +12,9 @@ from __future__ import annotations
 
 import logging
 import secrets
+import threading
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -28,6 +31,49 @@ from lathe.settings import LatheSettings
 log = logging.getLogger(__name__)
 
 Progress = Callable[[str], None]
+
+# What a component waits for before it starts; every other one starts at once, beside the
+# rest. The inference service needs the registry (and its seeded model); the gateway
+# comes up after the services it fronts, so its first answers find them.
+STARTS_AFTER: dict[str, tuple[str, ...]] = {"inference": ("mlflow",), "gateway": ("inference", "rag", "agent")}
+
+
+class _DependencyFailed(Exception):
+    """A component did not start because one it waits for failed (that one's error is raised)."""
+
+
+def start_in_order(names: list[str], after: dict[str, tuple[str, ...]], start: Callable[[str], None]) -> None:
+    """Run ``start(name)`` for every name, each once all its ``after`` names have started.
+
+    Independent names run side by side. When any start fails, the others that can still
+    run finish; then the first failure (in ``names`` order) is raised.
+    """
+    futures: dict[str, Future] = {}
+
+    def run(name: str) -> None:
+        for dependency in after.get(name, ()):
+            if dependency in futures and futures[dependency].exception() is not None:
+                raise _DependencyFailed(dependency)
+        start(name)
+
+    with ThreadPoolExecutor(max_workers=max(1, len(names)), thread_name_prefix="lathe-up") as pool:
+        # Submitted in dependency order, so a dependency's future exists before its dependants look.
+        for name in _dependency_order(names, after):
+            futures[name] = pool.submit(run, name)
+    for name in names:
+        error = futures[name].exception()
+        if error is not None and not isinstance(error, _DependencyFailed):
+            raise error
+
+
+def _dependency_order(names: list[str], after: dict[str, tuple[str, ...]]) -> list[str]:
+    ordered: list[str] = []
+    while len(ordered) < len(names):
+        ready = [n for n in names if n not in ordered and all(d in ordered or d not in names for d in after.get(n, ()))]
+        if not ready:
+            raise PlatformError(f"components wait for each other: {sorted(set(names) - set(ordered))}")
+        ordered += ready
+    return ordered
 
 
 @dataclass
@@ -71,30 +117,22 @@ class LocalPlatform:
     # -- up ---------------------------------------------------------------------------
     def up(self, progress: Progress = lambda _: None) -> list[ComponentStatus]:
         started: list[tuple[Any, ProcessState]] = []
+        lock = threading.Lock()
         self._preflight()
-        try:
-            for component in self.components:
-                reason = component.available()
-                if reason is not None:
-                    if component.name == "prometheus":
-                        progress(f"{component.name}: skipped, {reason}")
-                        continue
-                    raise MissingDependencyError(f"cannot start {component.name}: {reason}")
-                current = self._probe(component)
-                if current.healthy:
-                    progress(f"{component.name}: already running (pid {current.pid})")
-                else:
-                    self._clear_stale(component)
-                    progress(f"{component.name}: starting")
-                    state = component.start(
-                        lambda elapsed, detail, c=component: progress(f"{c.name}: {detail} ({elapsed:.0f}s)")
-                    )
+
+        def start(name: str) -> None:
+            component = self.component(name)
+            state = self._start_one(component, progress)
+            if state is not None:
+                with lock:
                     started.append((component, state))
-                    progress(f"{component.name}: healthy at {component.url()}")
-                if component.name == "mlflow":
-                    self.seed_registry(progress)
-                if component.name == "gateway":
-                    self.ensure_cli_key(progress)
+            if component.name == "mlflow":
+                self.seed_registry(progress)
+            if component.name == "gateway":
+                self.ensure_cli_key(progress)
+
+        try:
+            start_in_order([c.name for c in self.components], STARTS_AFTER, start)
         except BaseException:
             for component, state in reversed(started):
                 progress(f"{component.name}: stopping (rolling back)")
@@ -102,6 +140,24 @@ class LocalPlatform:
                 self.store.remove(component.name)
             raise
         return self.status()
+
+    def _start_one(self, component: Any, progress: Progress) -> ProcessState | None:
+        """Start one component unless it is healthy already; its state when this call started it."""
+        reason = component.available()
+        if reason is not None:
+            if component.name == "prometheus":
+                progress(f"{component.name}: skipped, {reason}")
+                return None
+            raise MissingDependencyError(f"cannot start {component.name}: {reason}")
+        current = self._probe(component)
+        if current.healthy:
+            progress(f"{component.name}: already running (pid {current.pid})")
+            return None
+        self._clear_stale(component)
+        progress(f"{component.name}: starting")
+        state = component.start(lambda elapsed, detail, c=component: progress(f"{c.name}: {detail} ({elapsed:.0f}s)"))
+        progress(f"{component.name}: healthy at {component.url()}")
+        return state
 
     def _preflight(self) -> None:
         """Refuse before starting anything: a busy port or a missing dependency."""
