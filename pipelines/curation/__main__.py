@@ -73,19 +73,14 @@ def main(argv: list[str] | None = None) -> int:
     from pipelines.curation.config import CurationConfig
     from pipelines.stagekit.entry import Shortcut, Stage, stage_main
 
-    stage = Stage(
-        name="curation",
-        doc=__doc__,
-        recipe_model=CurationConfig,
-        prepare=prepare,
-        run=run,
-        show=lambda outcome: _print_summary(outcome.details, Path(outcome.result.output) / "report.html"),
-        shortcuts=(
-            Shortcut("--input", "input.path", "override input.path"),
-            Shortcut("--output", "output", "override output"),
-        ),
+    def show(outcome):
+        _print_summary(outcome.details, Path(outcome.result.output) / "report.html")
+
+    shortcuts = (
+        Shortcut("--input", "input.path", "override input.path"),
+        Shortcut("--output", "output", "override output"),
     )
-    return stage_main(stage, argv)
+    return stage_main(Stage("curation", __doc__, CurationConfig, prepare, run, show, shortcuts), argv)
 
 
 def _print_summary(data: dict, report: Path) -> None:

@@ -62,18 +62,9 @@ def main(argv: list[str] | None = None) -> int:
     from pipelines.evaluate.config import EvaluateRecipe
     from pipelines.stagekit.entry import Shortcut, Stage, stage_main
 
-    stage = Stage(
-        name="evaluate",
-        doc=__doc__,
-        recipe_model=EvaluateRecipe,
-        prepare=prepare,
-        run=run,
-        show=lambda outcome: _print_summary(outcome.details),
-        shortcuts=(
-            Shortcut("--model", "model", "override model (models:/NAME/VERSION, models:/NAME@ALIAS or a folder)"),
-        ),
-        uses_ray=False,
-    )
+    model = Shortcut("--model", "model", "override model (models:/NAME/VERSION, models:/NAME@ALIAS or a folder)")
+    stage = Stage("evaluate", __doc__, EvaluateRecipe, prepare, run, lambda outcome: _print_summary(outcome.details),
+                  (model,), uses_ray=False)  # fmt: skip
     return stage_main(stage, argv)
 
 

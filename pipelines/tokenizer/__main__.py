@@ -77,16 +77,8 @@ def main(argv: list[str] | None = None) -> int:
     from pipelines.stagekit.entry import Shortcut, Stage, show_result_table, stage_main
     from pipelines.tokenizer.config import TokenizerRecipe
 
-    stage = Stage(
-        name="tokenizer",
-        doc=__doc__,
-        recipe_model=TokenizerRecipe,
-        prepare=prepare,
-        run=run,
-        show=show_result_table,
-        shortcuts=(Shortcut("--output", "output", "override output"),),
-        uses_ray=False,
-    )
+    output = Shortcut("--output", "output", "override output")
+    stage = Stage("tokenizer", __doc__, TokenizerRecipe, prepare, run, show_result_table, (output,), uses_ray=False)
     return stage_main(stage, argv)
 
 
