@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import shlex
 import time
 from collections.abc import Callable
@@ -110,7 +109,7 @@ class JobOutcome:
 
 
 def ray_headers(settings: LatheSettings) -> dict[str, str]:
-    token = os.environ.get("RAY_AUTH_TOKEN")
+    token = settings.ray.auth_token.get_secret_value() if settings.ray.auth_token else None
     path = settings.home / "ray" / "auth_token"
     if not token and path.exists():
         token = path.read_text().strip()

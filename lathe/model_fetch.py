@@ -43,9 +43,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--alias", default="champion", help="alias to resolve when no version is pinned")
     parser.add_argument("--version", default="", help="pin a version (the chart's models[].version)")
     parser.add_argument("--dest", type=Path, required=True, help="folder (a volume shared with vLLM)")
-    parser.add_argument("--tracking-uri", default=os.environ.get("LATHE_MLFLOW_TRACKING_URI", ""))
+    parser.add_argument("--tracking-uri", default="", help="MLflow (default: LATHE_MLFLOW_TRACKING_URI)")
     parser.add_argument("--wait-s", type=float, default=300.0, help="how long to retry an unreachable registry")
     args = parser.parse_args(argv)
+    if not args.tracking_uri:
+        from lathe.settings import MlflowSettings
+
+        args.tracking_uri = MlflowSettings().tracking_uri or ""
     if not args.tracking_uri:
         parser.error("--tracking-uri or LATHE_MLFLOW_TRACKING_URI is required")
     deadline = time.monotonic() + args.wait_s

@@ -20,7 +20,7 @@ import sys
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from lathe.errors import ConfigError
@@ -108,6 +108,9 @@ class RaySettings(_Section):
     num_cpus: int | None = Field(default=None, ge=1)
     # Address of a remote cluster's dashboard (Jobs API); locally derived.
     address: str | None = None
+    # Ray's own variable: a cluster's token when the head is not the local one (which
+    # writes its token under the home).
+    auth_token: SecretStr | None = Field(default=None, validation_alias="RAY_AUTH_TOKEN")
 
     _ports = field_validator("port", "dashboard_port", "client_port", "agent_port")(_check_port)
 
@@ -157,6 +160,8 @@ class GatewaySettings(_Section):
     # Metrics live on their own port so the API port exposes nothing unauthenticated.
     metrics_port: Port = 9100
     url: str | None = None  # set when the gateway runs elsewhere (the cluster)
+    # The admin key for `lathe keys`; locally `lathe up` writes one under the home.
+    admin_key: SecretStr | None = None
 
     _ports = field_validator("port", "metrics_port")(_check_port)
 

@@ -7,7 +7,6 @@ The admin key is read from ``LATHE_GATEWAY_ADMIN_KEY`` or ``.lathe/gateway/admin
 from __future__ import annotations
 
 import datetime as dt
-import os
 from typing import Any
 
 import typer
@@ -21,7 +20,7 @@ app = typer.Typer(help="Create, list and revoke gateway API keys, and show their
 def admin_key(s) -> str:
     from lathe.errors import ConfigError
 
-    key = os.environ.get("LATHE_GATEWAY_ADMIN_KEY")
+    key = s.gateway.admin_key.get_secret_value() if s.gateway.admin_key else None
     path = s.gateway_dir / "admin_key"
     if not key and path.exists():
         key = path.read_text().strip()

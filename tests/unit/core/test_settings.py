@@ -84,6 +84,21 @@ def test_the_engine_environment_is_a_setting(monkeypatch, tmp_path):
     assert load_settings().inference.engine_python == tmp_path / "vllm" / "python"
 
 
+def test_the_cli_reads_a_remote_clusters_tokens_through_the_settings(monkeypatch, tmp_path):
+    from lathe.cli.keys import admin_key
+    from lathe.jobs import ray_headers
+
+    monkeypatch.setenv("LATHE_HOME", str(tmp_path))
+    monkeypatch.delenv("RAY_AUTH_TOKEN", raising=False)
+    assert ray_headers(load_settings()) == {}
+    monkeypatch.setenv("RAY_AUTH_TOKEN", "ray-secret")
+    monkeypatch.setenv("LATHE_GATEWAY_ADMIN_KEY", "admin-secret")
+    settings = load_settings()
+    assert ray_headers(settings) == {"Authorization": "Bearer ray-secret"}
+    assert admin_key(settings) == "admin-secret"
+    assert "ray-secret" not in repr(settings) and "admin-secret" not in repr(settings)  # never shown
+
+
 @pytest.mark.parametrize(("cls", "prefix"), SERVICE_SETTINGS, ids=lambda v: getattr(v, "__name__", v))
 def test_every_service_shares_the_roots_home_and_log_level(cls, prefix, monkeypatch, tmp_path):
     monkeypatch.chdir(tmp_path)
