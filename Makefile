@@ -39,7 +39,9 @@ $(ENGINE_VENV)/.installed: requirements/engine-constraints.txt
 	@touch $@
 
 install: $(VENV)/.installed $(ENGINE_VENV)/.installed ## Install everything into .venv and .venv-vllm
-	@$(BIN)/python -m lathe.assets >/dev/null
+	@mkdir -p .lathe/logs
+	@$(BIN)/python -m lathe.assets >.lathe/logs/assets.log 2>&1 \
+	  || { tail -20 .lathe/logs/assets.log; echo "==> preparing the bundled model failed; log: .lathe/logs/assets.log"; exit 1; }
 	@echo "==> installed; the bundled model is ready under .lathe/assets"
 
 SYSTEM_PACKAGES := prometheus redis-server python3.11-doc chromium
