@@ -6,6 +6,7 @@ import json
 
 import pytest
 
+from tests.support.platform import REPO
 from tests.support.timetable import budget_for, parse_budgets, suite_of
 
 pytest_plugins = ["pytester"]
@@ -32,7 +33,8 @@ def test_an_exact_budget_wins_over_a_tree_default():
     assert budget_for("e2e", budgets) is None
 
 
-def test_the_run_ends_with_the_table_and_its_json(pytester):
+def test_the_run_ends_with_the_table_and_its_json(pytester, monkeypatch):
+    monkeypatch.setenv("PYTHONPATH", str(REPO))  # the inner run imports the plugin from this checkout
     pytester.makeconftest('pytest_plugins = ["tests.support.timetable"]')
     pytester.makeini("[pytest]\nsuite_budgets =\n    unit/* = 0.0001\n    integration/* = 100\n")
     pytester.makepyfile(
