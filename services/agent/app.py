@@ -40,6 +40,7 @@ def create_app(
         check_agents(settings, registry)
         memory = open_memory(settings)
         metrics = AgentMetrics.create()
+        metrics.prime(list(settings.agents))
         http = httpx.AsyncClient(
             transport=transport,
             timeout=httpx.Timeout(settings.request_timeout_s, connect=5.0),

@@ -56,6 +56,16 @@ class AgentMetrics:
             ),
         )  # fmt: skip
 
+    def prime(self, agents: list[str]) -> None:
+        """Create each agent's series at zero, so its first run is an increase a rate can see."""
+        for agent in agents:
+            for status in ("completed", "max_steps", "failed"):
+                self.runs.labels(agent=agent, status=status)
+            self.steps.labels(agent=agent)
+            self.run_latency.labels(agent=agent)
+            for direction in ("in", "out"):
+                self.tokens.labels(agent=agent, direction=direction)
+
     def tool_label(self, name: str, known: set[str]) -> str:
         """A model can invent any name: unknown ones share one label so cardinality stays bounded."""
         return name if name in known else "_unknown"

@@ -34,6 +34,8 @@ def create_app(settings: GatewayServiceSettings, *, serve_metrics: bool = True) 
         keys = KeyStore(settings.database)
         metrics = GatewayMetrics.create()
         router = Router.from_config(settings.load_routes(), settings.breaker_failures, settings.breaker_reset_s)
+        for model in router.pools:  # at zero, so a model's first stream is an increase a rate can see
+            metrics.ttft.labels(model=model)
 
         async def spent(key_id: str) -> int:
             await usage.flush()

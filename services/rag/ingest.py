@@ -115,6 +115,7 @@ class Ingestor:
             log.exception("ingest failed", extra=log_fields(doc_id=doc_id))
             outcome = IngestOutcome(doc_id, source, "failed", error=f"{type(exc).__name__}: {exc}", error_code="error")
         self.metrics.documents.labels(collection=collection, outcome=outcome.status).inc()
+        self.metrics.prime(collection)
         return outcome
 
     def ingest(self, collection: str, documents: list[IncomingDocument]) -> dict[str, Any]:

@@ -55,3 +55,12 @@ class RagMetrics:
                 registry=r,
             ),
         )
+
+    def prime(self, collection: str) -> None:
+        """Create a collection's query series at zero when it is written, so that its first
+        question is an increase a rate (and a latency quantile) can see."""
+        for mode in ("dense", "sparse", "hybrid"):
+            self.retrieval.labels(collection=collection, mode=mode)
+        self.hits.labels(collection=collection)
+        for outcome in ("answered", "unknown", "failed"):
+            self.queries.labels(collection=collection, outcome=outcome)
