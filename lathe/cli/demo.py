@@ -16,7 +16,7 @@ def register(app: typer.Typer) -> None:
 
 
 def demo(
-    size: str = typer.Option("full", "--size", help="full (≤ 15 min on 2 cores) or ci (a few minutes)."),
+    size: str = typer.Option("full", "--size", help="full (≤ 12 min on 2 cores) or ci (a few minutes)."),
     json_output: bool = typer.Option(False, "--json", help="Print the summary as JSON (progress goes to stderr)."),
     install_seconds: float | None = typer.Option(
         None, "--install-seconds", hidden=True, help="Time `make demo` spent installing, reported apart."
@@ -59,7 +59,7 @@ def demo(
 
 def summary_table(summary: dict) -> Table:
     total = summary["total_seconds"]
-    budget = " (budget 15:00)" if summary["size"]["name"] == "full" else ""
+    budget = " (budget 12:00)" if summary["size"]["name"] == "full" else ""
     installs = summary.get("install_seconds")
     caption = f"total {clock(total)}{budget}" + (f"; installs before it {clock(installs)}" if installs else "")
     table = Table(title="Lathe demo — the whole loop", title_justify="left", caption=caption, caption_justify="left")

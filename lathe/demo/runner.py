@@ -30,7 +30,7 @@ RECIPES = Path("pipelines/recipes")
 
 @dataclass(frozen=True)
 class DemoSize:
-    """How much each stage does. ``full`` fits 15 minutes on 2 cores; ``ci`` proves the loop."""
+    """How much each stage does. ``full`` fits 12 minutes on 2 cores; ``ci`` proves the loop."""
 
     name: str
     pretrain_steps: int
