@@ -196,7 +196,7 @@ def dashboards(demo, tmp_path_factory) -> dict:
     return {"result": result, "report": json.loads(result.stdout), "out": out}
 
 
-@pytest.mark.xfail(reason="the gateway's TTFT p95 panel can be empty at CI size (one streamed chat); open", strict=False)
+@pytest.mark.xfail(reason="the gateway TTFT p95 panel can be empty at CI size (one streamed chat)", strict=False)
 def test_every_dashboard_panel_has_data_after_the_loop(dashboards):
     report = dashboards["report"]
     empty = [
