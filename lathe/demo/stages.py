@@ -237,6 +237,7 @@ def chat(loop: DemoLoop) -> DemoRow:
         version=answer.get("version"),
         completion_tokens=tokens,
         tokens_per_s=round(tokens / seconds, 1),
+        ttft_s=answer.get("ttft_s"),
     )
     result.figure = f"v{answer.get('version')}: “{_clip(answer['answer'])}” · {tokens / seconds:.1f} tok/s"
     return result

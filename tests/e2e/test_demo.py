@@ -162,7 +162,7 @@ def test_the_gate_refuses_the_version_that_scored_worse(demo):
 
 def test_the_served_model_answers_rag_cites_and_the_agent_uses_a_tool(demo):
     chat = stage(demo, "chat")["data"]
-    assert chat["answer"].strip() and chat["completion_tokens"] > 0
+    assert chat["answer"].strip() and chat["completion_tokens"] > 0 and chat["ttft_s"] > 0
     rag = stage(demo, "rag ingest")["data"]
     assert rag["chunks"] > 0 and rag["hit_at_5"] >= 0.5
     answer = stage(demo, "rag answer")["data"]
@@ -196,7 +196,6 @@ def dashboards(demo, tmp_path_factory) -> dict:
     return {"result": result, "report": json.loads(result.stdout), "out": out}
 
 
-@pytest.mark.xfail(reason="the gateway TTFT p95 panel can be empty at CI size (one streamed chat)", strict=False)
 def test_every_dashboard_panel_has_data_after_the_loop(dashboards):
     report = dashboards["report"]
     empty = [

@@ -96,6 +96,7 @@ def test_gateway_fronts_vllm_for_any_openai_client(platform):
     assert chat.returncode == 0, chat.stderr
     answer = json.loads(chat.stdout)
     assert "Paris" in answer["answer"] and answer["model"] == BASE_MODEL_NAME
+    assert answer["usage"]["completion_tokens"] > 0 and answer["ttft_s"] > 0  # --json streams too
 
 
 def test_hot_swap_under_steady_traffic_loses_no_request(platform, client):
