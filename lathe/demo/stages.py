@@ -7,6 +7,7 @@ import time
 
 import httpx
 
+from lathe.demo.monitoring import monitoring
 from lathe.demo.runner import AGENT_QUESTION, CHAT_QUESTION, MODEL, DemoLoop, DemoRow, Stage, StageFailed, sparkline
 
 
@@ -335,33 +336,6 @@ def agent(loop: DemoLoop) -> DemoRow:
         run_id=run.get("id"), status=run.get("status"), tools=[c["tool"] for c in calls], answer=run.get("answer")
     )
     result.figure = f"{AGENT_QUESTION} {shown}; answer “{_clip(run.get('answer') or '', 30)}”"
-    return result
-
-
-def monitoring(loop: DemoLoop, timeout_s: float = 60) -> DemoRow:
-    base = f"http://127.0.0.1:{loop.s.prometheus.port}"
-    result = DemoRow("monitoring", f"curl {base}/api/v1/targets")
-    deadline = time.monotonic() + timeout_s
-    while True:
-        try:
-            targets = httpx.get(f"{base}/api/v1/targets", timeout=5).json()["data"]["activeTargets"]
-        except httpx.ConnectError:
-            result.status = "skipped"
-            result.figure = "Prometheus is not installed (make install-system): nothing scraped"
-            return result
-        health = {t["labels"]["job"]: t["health"] for t in targets}
-        if health and all(h == "up" for h in health.values()):
-            break
-        if time.monotonic() > deadline:
-            raise StageFailed(f"monitoring: targets not all up after {timeout_s:.0f} s: {health}")
-        time.sleep(2)
-    query = httpx.get(f"{base}/api/v1/query", params={"query": "sum(lathe_gateway_requests_total)"}, timeout=5)
-    samples = query.json()["data"]["result"]
-    requests = int(float(samples[0]["value"][1])) if samples else 0
-    result.data.update(targets=health, gateway_requests=requests)
-    result.figure = (
-        f"{len(health)}/{len(health)} targets up ({', '.join(sorted(health))}); {requests} gateway requests counted"
-    )
     return result
 
 
