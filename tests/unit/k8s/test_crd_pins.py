@@ -27,3 +27,10 @@ def test_terraform_and_readme_pin_the_vendored_kuberay_version():
     assert kuberay_tf == pinned["kuberay"]
     readme = (manifests.CHART / "README.md").read_text()
     assert set(re.findall(r"kuberay-operator --version (\S+)", readme)) == {pinned["kuberay"]}
+
+
+def test_vendored_prometheus_operator_crds_are_those_of_the_pinned_kube_prometheus_stack():
+    text = (manifests.REPO / "terraform" / "modules" / "platform" / "variables.tf").read_text()
+    chart = re.search(r'variable "kube_prometheus_stack_version".*?default\s*=\s*"([^"]+)"', text, re.S)[1]
+    folder = manifests.CRDS / f"prometheus-operator-v{manifests.pinned_crd_versions()['prometheus-operator']}"
+    assert f"kube-prometheus-stack-{chart}" in (folder / "SOURCE.md").read_text()
