@@ -20,9 +20,9 @@ variable "lathe_values" {
 }
 
 variable "kuberay_version" {
-  description = "Version of the kuberay-operator chart (>= 1.4: RayJob metrics, authOptions)."
+  description = "Version of the kuberay-operator chart (>= 1.5.1 for RayCluster authOptions; CRDs vendored in deploy/crds/kuberay-v1.6.2)."
   type        = string
-  default     = "1.4.2"
+  default     = "1.6.2"
 }
 
 variable "kube_prometheus_stack_version" {

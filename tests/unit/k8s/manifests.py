@@ -2,9 +2,9 @@
 
 Core kinds validate against the Kubernetes 1.31 schemas that ``kubernetes-validate``
 ships (strict: an unknown field is an error, as the API server's strict decoding makes
-it). Custom resources validate against the CRDs' ``openAPIV3Schema`` found in
-``LATHE_CRD_SCHEMAS``, ``<repo>/../shared/schemas/crds`` or ``/work/shared/schemas/crds``,
-made strict the same way: ``x-kubernetes-*`` keys dropped, ``nullable`` turned into a
+it). Custom resources validate against the CRDs' ``openAPIV3Schema`` vendored under
+``deploy/crds/<project>-v<version>/`` at exactly the versions Terraform installs (see each folder's
+SOURCE.md), made strict the same way: ``x-kubernetes-*`` keys dropped, ``nullable`` turned into a
 ``null`` type, and unknown properties forbidden on objects that declare ``properties``.
 """
 
@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import copy
 import functools
-import os
+import re
 from pathlib import Path
 from typing import Any
 
@@ -23,10 +23,6 @@ CHART = REPO / "helm" / "lathe"
 CI_VALUES = sorted((CHART / "ci").glob("*-values.yaml"))
 KUBERNETES_VERSION = "1.31.0"
 RELEASE, NAMESPACE = "lathe", "lathe"
-
-
-class MissingSchemas(RuntimeError):
-    """The CRD schemas are not where the tests look for them."""
 
 
 def load_values(path: Path) -> dict[str, Any]:
@@ -97,20 +93,17 @@ def write_rendered(out_dir: Path, values_files: list[Path] = CI_VALUES) -> dict[
     return written
 
 
-def crd_schema_dir() -> Path:
-    chosen = os.environ.get("LATHE_CRD_SCHEMAS")
-    if chosen and not any(Path(chosen).glob("*.yaml")):
-        raise MissingSchemas(f"LATHE_CRD_SCHEMAS={chosen} holds no CRD files (*.yaml)")
-    candidates = [chosen, REPO.parent / "shared" / "schemas" / "crds"]
-    candidates.append("/work/shared/schemas/crds")
-    for candidate in candidates:
-        if candidate and Path(candidate).is_dir() and any(Path(candidate).glob("*.yaml")):
-            return Path(candidate)
-    raise MissingSchemas(
-        "CRD schemas not found: set LATHE_CRD_SCHEMAS to a folder holding the KubeRay and "
-        "prometheus-operator CRDs (ray.io_rayjobs.yaml, monitoring.coreos.com_servicemonitors.yaml, ...); "
-        f"looked in {[str(c) for c in candidates if c]}"
-    )
+CRDS = REPO / "deploy" / "crds"
+
+
+def pinned_crd_versions() -> dict[str, str]:
+    """``project -> version`` of every vendored CRD folder (``deploy/crds/kuberay-v1.6.2`` -> kuberay: 1.6.2)."""
+    found = {}
+    for folder in sorted(p for p in CRDS.iterdir() if p.is_dir()):
+        match = re.fullmatch(r"(?P<project>[a-z-]+)-v(?P<version>\d+\.\d+\.\d+)", folder.name)
+        assert match, f"{folder}: name CRD folders <project>-v<X.Y.Z>"
+        found[match["project"]] = match["version"]
+    return found
 
 
 def _strict(schema: Any) -> Any:
@@ -132,13 +125,13 @@ def _strict(schema: Any) -> Any:
     return out
 
 
-@functools.lru_cache(maxsize=1)
-def crd_validators() -> dict[tuple[str, str], Any]:
-    """``(apiVersion, kind) -> validator`` for every version of every CRD found."""
+@functools.lru_cache(maxsize=4)
+def crd_validators(folder: Path = CRDS) -> dict[tuple[str, str], Any]:
+    """``(apiVersion, kind) -> validator`` for every version of every CRD under ``folder``."""
     import jsonschema
 
     validators = {}
-    for path in sorted(crd_schema_dir().glob("*.yaml")):
+    for path in sorted(folder.glob("**/*.yaml")):
         for crd in yaml.safe_load_all(path.read_text()):
             if not crd or crd.get("kind") != "CustomResourceDefinition":
                 continue
