@@ -279,3 +279,18 @@ def _env_of(objects, deployment: str) -> dict:
     """name -> value (None for valueFrom) of the first container of a Deployment."""
     (obj,) = [o for o in objects if o["kind"] == "Deployment" and o["metadata"]["name"] == deployment]
     return {e["name"]: e.get("value") for e in obj["spec"]["template"]["spec"]["containers"][0]["env"]}
+
+
+def test_a_gateway_without_a_database_fails_unless_sqlite_is_chosen():
+    with pytest.raises(Exception, match=re.escape("the gateway needs a database: set gateway.database.existingSecret")):
+        manifests.render({"postgresql": {"enabled": False}, "mlflow": {"enabled": False}})
+    values = {
+        "postgresql": {"enabled": False},
+        "mlflow": {"enabled": False},
+        "gateway": {"database": {"allowSqlite": True}},
+    }
+    gateway = next(
+        o for o in manifests.render(values) if o["kind"] == "Deployment" and o["metadata"]["name"].endswith("-gateway")
+    )
+    env = {e["name"] for e in gateway["spec"]["template"]["spec"]["containers"][0].get("env", [])}
+    assert "LATHE_GATEWAY_DATABASE_URL" not in env
