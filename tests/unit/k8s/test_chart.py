@@ -294,3 +294,17 @@ def test_a_gateway_without_a_database_fails_unless_sqlite_is_chosen():
     )
     env = {e["name"] for e in gateway["spec"]["template"]["spec"]["containers"][0].get("env", [])}
     assert "LATHE_GATEWAY_DATABASE_URL" not in env
+
+
+def test_an_external_qdrant_needs_its_api_key_from_a_secret():
+    external = {"enabled": False, "externalUrl": "https://qdrant.example.com:6333"}
+    with pytest.raises(Exception, match=re.escape("an external Qdrant (qdrant.enabled=false) needs its API key")):
+        manifests.render({"qdrant": external})
+    keyed = {**external, "apiKey": {"existingSecret": "lathe-qdrant", "key": "api-key"}}
+    rag = next(
+        o
+        for o in manifests.render({"qdrant": keyed})
+        if o["metadata"]["name"].endswith("-rag") and o["kind"] == "Deployment"
+    )
+    env = {e["name"]: e for e in rag["spec"]["template"]["spec"]["containers"][0]["env"]}
+    assert env["LATHE_RAG_QDRANT_API_KEY"]["valueFrom"]["secretKeyRef"] == {"name": "lathe-qdrant", "key": "api-key"}
