@@ -60,8 +60,14 @@ def shipped_path(recipe: Path) -> str:
     return f"pipelines/recipes/{parts[-1]}"
 
 
-def build_rayjob(recipe: Path, *, cluster: str, image: str, sets: list[str] = (), name: str | None = None) -> dict:
-    """The RayJob object for a recipe, submitted to ``cluster`` (a RayCluster's name)."""
+def build_rayjob(
+    recipe: Path, *, cluster: str, image: str, sets: list[str] = (), name: str | None = None, release: str | None = None
+) -> dict:
+    """The RayJob object for a recipe, submitted to ``cluster`` (a RayCluster's name).
+
+    ``release`` is the Helm release owning the cluster (its ``app.kubernetes.io/instance`` label): the
+    submitter pod carries it so the chart's NetworkPolicies select it, whatever the release is called.
+    """
     entrypoint = f"python -m {stage_of(recipe)} --config {shipped_path(recipe)}"
     for pair in sets:
         if "=" not in pair:
@@ -72,8 +78,9 @@ def build_rayjob(recipe: Path, *, cluster: str, image: str, sets: list[str] = ()
     labels = {"app.kubernetes.io/part-of": "lathe", "app.kubernetes.io/managed-by": "lathe-cli",
               "app.kubernetes.io/component": "ray", "lathe.dev/recipe": stem}  # fmt: skip
     submitter_labels = {**labels, "app.kubernetes.io/component": "ray-submitter"}
-    release = cluster.removesuffix("-ray")
-    mlflow = f"http://{release}-mlflow:5000"
+    fullname = cluster.removesuffix("-ray")  # the chart's resource prefix: <fullname>-ray, <fullname>-mlflow
+    release = release or fullname
+    mlflow = f"http://{fullname}-mlflow:5000"
     hardened = {"allowPrivilegeEscalation": False, "readOnlyRootFilesystem": True, "privileged": False,
                 "capabilities": {"drop": ["ALL"]}}  # fmt: skip
     return {
@@ -125,8 +132,13 @@ def build_rayjob(recipe: Path, *, cluster: str, image: str, sets: list[str] = ()
     }
 
 
-def head_image(custom: Any, namespace: str, cluster: str) -> str:
+def head_image(cluster_obj: dict) -> str:
     """The image of a RayCluster's head (the submitter runs the same one)."""
+    return cluster_obj["spec"]["headGroupSpec"]["template"]["spec"]["containers"][0]["image"]
+
+
+def read_cluster(custom: Any, namespace: str, cluster: str) -> dict:
+    """The RayCluster object, or a ConfigError naming the missing cluster."""
     from kubernetes.client.exceptions import ApiException
 
     try:
@@ -138,12 +150,15 @@ def head_image(custom: Any, namespace: str, cluster: str) -> str:
                 hint="install the chart with ray.enabled=true, or pass --namespace",
             ) from None
         raise PlatformError(f"cannot read RayCluster {cluster}: {exc.reason}") from None
-    return obj["spec"]["headGroupSpec"]["template"]["spec"]["containers"][0]["image"]
+    return obj
 
 
 def submit(custom: Any, namespace: str, recipe: Path, *, cluster: str, sets: list[str] = ()) -> dict:
     """Create the RayJob for a recipe; the created object."""
-    body = build_rayjob(recipe, cluster=cluster, image=head_image(custom, namespace, cluster), sets=sets)
+    obj = read_cluster(custom, namespace, cluster)
+    image = head_image(obj)
+    release = obj.get("metadata", {}).get("labels", {}).get("app.kubernetes.io/instance")
+    body = build_rayjob(recipe, cluster=cluster, image=image, sets=sets, release=release)
     return custom.create_namespaced_custom_object(GROUP, VERSION, namespace, "rayjobs", body)
 
 

@@ -270,3 +270,32 @@ def _env_of(objects, deployment: str) -> dict:
     """name -> value (None for valueFrom) of the first container of a Deployment."""
     (obj,) = [o for o in objects if o["kind"] == "Deployment" and o["metadata"]["name"] == deployment]
     return {e["name"]: e.get("value") for e in obj["spec"]["template"]["spec"]["containers"][0]["env"]}
+
+
+def test_a_gateway_without_a_database_fails_unless_sqlite_is_chosen():
+    with pytest.raises(Exception, match=re.escape("the gateway needs a database: set gateway.database.existingSecret")):
+        manifests.render({"postgresql": {"enabled": False}, "mlflow": {"enabled": False}})
+    values = {
+        "postgresql": {"enabled": False},
+        "mlflow": {"enabled": False},
+        "gateway": {"database": {"allowSqlite": True}},
+    }
+    gateway = next(
+        o for o in manifests.render(values) if o["kind"] == "Deployment" and o["metadata"]["name"].endswith("-gateway")
+    )
+    env = {e["name"] for e in gateway["spec"]["template"]["spec"]["containers"][0].get("env", [])}
+    assert "LATHE_GATEWAY_DATABASE_URL" not in env
+
+
+def test_an_external_qdrant_needs_its_api_key_from_a_secret():
+    external = {"enabled": False, "externalUrl": "https://qdrant.example.com:6333"}
+    with pytest.raises(Exception, match=re.escape("an external Qdrant (qdrant.enabled=false) needs its API key")):
+        manifests.render({"qdrant": external})
+    keyed = {**external, "apiKey": {"existingSecret": "lathe-qdrant", "key": "api-key"}}
+    rag = next(
+        o
+        for o in manifests.render({"qdrant": keyed})
+        if o["metadata"]["name"].endswith("-rag") and o["kind"] == "Deployment"
+    )
+    env = {e["name"]: e for e in rag["spec"]["template"]["spec"]["containers"][0]["env"]}
+    assert env["LATHE_RAG_QDRANT_API_KEY"]["valueFrom"]["secretKeyRef"] == {"name": "lathe-qdrant", "key": "api-key"}

@@ -71,10 +71,10 @@ class FakeCustom:
         return body
 
 
-def raycluster(name: str = "lathe-ray") -> dict:
+def raycluster(name: str = "lathe-ray", release: str = "lathe") -> dict:
     head = {"template": {"spec": {"containers": [{"name": "lathe-ray-head", "image": RAY_IMAGE}]}}}
     return {
-        "metadata": {"name": name},
+        "metadata": {"name": name, "labels": {"app.kubernetes.io/instance": release}},
         "spec": {"headGroupSpec": head},
         "status": {"state": "ready", "readyWorkerReplicas": 1, "desiredWorkerReplicas": 2},
     }
@@ -107,6 +107,16 @@ def test_submit_uses_the_head_image_and_a_missing_cluster_is_named():
     assert created["spec"]["clusterSelector"] == {"ray.io/cluster": "lathe-ray"}
     with pytest.raises(ConfigError, match="no RayCluster 'other-ray' in namespace 'lathe'"):
         k8s.submit(custom, "lathe", RECIPES[0], cluster="other-ray")
+
+
+def test_the_submitter_carries_the_release_name_the_network_policy_selects():
+    # release "prod" installs RayCluster prod-lathe-ray; the chart's policy selects instance=prod.
+    custom = FakeCustom(clusters=[raycluster("prod-lathe-ray", release="prod")])
+    created = k8s.submit(custom, "lathe", RECIPES[0], cluster="prod-lathe-ray")
+    template = created["spec"]["submitterPodTemplate"]
+    assert template["metadata"]["labels"]["app.kubernetes.io/instance"] == "prod"
+    assert template["metadata"]["labels"]["app.kubernetes.io/component"] == "ray-submitter"
+    assert "http://prod-lathe-mlflow:5000" in created["spec"]["runtimeEnvYAML"]
 
 
 @pytest.fixture
