@@ -45,16 +45,33 @@ helm repo add kuberay https://ray-project.github.io/kuberay-helm/ --force-update
 helm repo add kedacore https://kedacore.github.io/charts --force-update >/dev/null
 helm repo update >/dev/null
 helm upgrade --install kuberay-operator kuberay/kuberay-operator -n kuberay --create-namespace --wait
+# KEDA: for event-driven autoscaling where the values turn it on.
 helm upgrade --install keda kedacore/keda -n keda --create-namespace --wait
 
 kubectl create namespace "$NAMESPACE" --dry-run=client -o yaml | kubectl apply -f -
-kubectl create secret generic lathe-postgresql -n "$NAMESPACE" \
-  --from-literal=password="$(head -c 24 /dev/urandom | base64 | tr -d '/+=')" \
-  --dry-run=client -o yaml | kubectl apply -f -
+secret() {  # secret NAME KEY VALUE: create or replace
+  kubectl create secret generic "$1" -n "$NAMESPACE" --from-literal="$2=$3" --dry-run=client -o yaml | kubectl apply -f -
+}
+keep_secret() {  # keep_secret NAME KEY VALUE: create unless it exists (a rerun keeps the passwords the pods use)
+  kubectl get secret "$1" -n "$NAMESPACE" >/dev/null 2>&1 || secret "$@"
+}
+random() { head -c 24 /dev/urandom | base64 | tr -d '/+='; }
+keep_secret lathe-postgresql password "$(random)"
+keep_secret lathe-gateway-admin admin-key "lk-admin-$(random)"
 
 # Monitoring off: kube-prometheus-stack is not installed on the smoke cluster.
 helm upgrade --install "$RELEASE" helm/lathe -n "$NAMESPACE" \
   -f helm/lathe/ci/kind-values.yaml -f helm/lathe/ci/monitoring-off-values.yaml \
+  --set gateway.adminKey.existingSecret=lathe-gateway-admin \
   --atomic --wait --timeout 20m
+
+# A gateway key for the test pod, made with the admin API from inside the gateway pod.
+GATEWAY="$(kubectl get deploy -n "$NAMESPACE" -l "app.kubernetes.io/instance=$RELEASE,app.kubernetes.io/component=gateway" -o name)"
+PORT="$(kubectl get "$GATEWAY" -n "$NAMESPACE" -o jsonpath='{.spec.template.spec.containers[0].ports[0].containerPort}')"
+KEY="$(kubectl exec -n "$NAMESPACE" "$GATEWAY" -- sh -c \
+  "LATHE_GATEWAY_URL=http://127.0.0.1:$PORT lathe keys create smoke-$(date +%s) --json | python -c 'import json,sys; print(json.load(sys.stdin)[\"key\"])'")"
+secret lathe-test-key api-key "$KEY"
+helm upgrade "$RELEASE" helm/lathe -n "$NAMESPACE" --reuse-values \
+  --set helmTest.apiKey.existingSecret=lathe-test-key --wait --timeout 10m
 helm test "$RELEASE" -n "$NAMESPACE" --logs --timeout 10m
 echo "k8s-smoke: OK (cluster $CLUSTER, release $RELEASE in namespace $NAMESPACE)"
