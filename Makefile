@@ -12,7 +12,7 @@ DEMO_QUESTION ?= In one sentence, what is a language model?
 RAG_QUESTION ?= What does sys.setswitchinterval do?
 AGENT_QUESTION ?= What is 17 * 23?
 
-.PHONY: help install install-system demo up down status test test-unit test-integration lint bench-serving bench-gateway bench-dedup bench-training bench-rag demo-data demo-train demo-rag dashboards clean policy fuzz faults load soak test-load test-e2e
+.PHONY: help install install-system demo up down status test test-unit test-integration lint bench-serving bench-gateway bench-dedup bench-training bench-rag demo-data demo-train demo-rag dashboards clean policy fuzz faults load soak test-load test-e2e k8s-smoke
 
 help: ## Show this help
 	@awk 'BEGIN {FS = ":.*##"; printf "Lathe — make verbs\n\n"} /^[a-zA-Z_-]+:.*##/ { printf "  \033[1m%-18s\033[0m %s\n", $$1, $$2 }' $(MAKEFILE_LIST)
@@ -136,6 +136,9 @@ faults: install install-system ## The fault suite: vLLM, MLflow, a Ray worker, R
 
 fuzz: $(VENV)/.installed ## Fuzz the gateway from its OpenAPI spec (~7,400 cases; CI runs ~1,100)
 	@LATHE_FUZZ_EXAMPLES=1000 $(BIN)/pytest -q tests/integration/test_fuzz_gateway.py
+
+k8s-smoke: ## kind cluster + images + chart + `helm test` (needs docker, kind, kubectl, helm)
+	@deploy/k8s-smoke.sh
 
 policy: $(VENV)/.installed .venv-checkov/.installed ## checkov over the rendered Helm chart and the Terraform code
 	@$(BIN)/pytest -q tests/unit/k8s/test_checkov.py

@@ -8,7 +8,8 @@
 #   python -m pipelines.<stage> --config pipelines/recipes/<file>
 FROM rayproject/ray:2.60.0-py311-gpu
 
-ENV PYTHONDONTWRITEBYTECODE=1 PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
+ENV PYTHONDONTWRITEBYTECODE=1 PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    HOME=/home/ray
 WORKDIR /app
 
 COPY --chown=1000:100 pyproject.toml README.md ./

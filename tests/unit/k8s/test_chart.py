@@ -84,11 +84,12 @@ def test_crd_objects_are_gated_by_flags(rendered):
 
 
 def test_templates_are_named_kind_component():
-    for path in (manifests.CHART / "templates").iterdir():
-        if path.name.startswith("_") or path.name == "NOTES.txt":
+    templates = manifests.CHART / "templates"
+    for path in [*templates.iterdir(), *(templates / "tests").iterdir()]:
+        if path.name.startswith("_") or path.name == "NOTES.txt" or path.is_dir():
             continue
         assert re.fullmatch(r"[a-z]+-[a-z0-9-]+\.yaml", path.name), path.name
-        kinds = {doc["kind"].lower() for doc in _docs_of(path.name)}
+        kinds = {doc["kind"].lower() for doc in _docs_of(str(path.relative_to(templates)))}
         prefix = path.name.split("-")[0]
         assert not kinds or kinds == {_KIND_PREFIX.get(prefix, prefix)}, (path.name, kinds)
 
@@ -97,7 +98,7 @@ _KIND_PREFIX = {"hpa": "horizontalpodautoscaler", "pdb": "poddisruptionbudget", 
 
 
 def _docs_of(template: str) -> list[dict]:
-    values = {"ray": {"enabled": True, "jobs": {"enabled": True}}}
+    values = {"ray": {"enabled": True, "jobs": {"enabled": True}}, "helmTest": {"apiKey": {"existingSecret": "k"}}}
     text = manifests.render_files(values).get(f"lathe/templates/{template}", "")
     return [d for d in yaml.safe_load_all(text) if d]
 
