@@ -325,7 +325,7 @@ class ModelRegistry:
         info = self.get_version(name, version)
         target = Path(dest_root) / name / info.version
         marker = target.with_name(f".{info.version}.complete")
-        if marker.exists() and target.is_dir():
+        if cached_download(dest_root, name, info.version) is not None:
             return target
         import mlflow
 
@@ -445,6 +445,13 @@ class ModelRegistry:
             "base_ref": base_ref,
             "base": base,
         }
+
+
+def cached_download(dest_root: Path, name: str, version: str) -> Path | None:
+    """The folder ``download`` left for this version under ``dest_root``, or None; asks no server."""
+    target = Path(dest_root) / name / str(version)
+    marker = target.with_name(f".{version}.complete")
+    return target if marker.exists() and target.is_dir() else None
 
 
 def _dataset_source(source: str) -> str:

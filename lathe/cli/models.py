@@ -77,6 +77,30 @@ def register(
     console.print(f"registered [bold]{info.name}[/] version [bold]{info.version}[/]{aliases}")
 
 
+@app.command("bootstrap")
+def bootstrap(
+    name: str = typer.Argument(..., help="Registered model name."),
+    source: str = typer.Option(
+        ..., "--source", "-s", help="s3://…, gs://…, hf://ORG/REPO[@REVISION] (token: HF_TOKEN) or a folder path."
+    ),
+    alias: str = typer.Option("champion", "--alias", "-a", help="The alias to create when it is missing."),
+    json_output: bool = typer.Option(False, "--json", help="Print the version as JSON."),
+) -> None:
+    """Register a model from its source and point the alias at it, unless the alias exists already."""
+    import tempfile
+
+    from lathe.model_bootstrap import ensure_registered
+
+    with tempfile.TemporaryDirectory(prefix="lathe-bootstrap-") as workdir:
+        info, registered = ensure_registered(_registry(), name, alias, source, Path(workdir))
+    if json_output:
+        print_json({**info.to_dict(), "registered": registered})
+    elif registered:
+        console.print(f"registered [bold]{name}[/] version [bold]{info.version}[/] (@{alias}) from {source}")
+    else:
+        console.print(f"{name}@{alias} already points at v{info.version}: nothing to do")
+
+
 @app.command("promote")
 def promote(
     name: str = typer.Argument(..., help="Registered model name."),
