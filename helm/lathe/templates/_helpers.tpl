@@ -169,3 +169,14 @@ http://{{ include "lathe.componentName" (dict "root" . "component" "qdrant") }}:
       app.kubernetes.io/instance: {{ .root.Release.Name }}
       app.kubernetes.io/component: {{ .component }}
 {{- end -}}
+
+{{/*
+GPU requests need a GPU pool to land on: inference.gpuNodeSelector or inference.gpuTolerations must say where it is.
+Call with (dict "root" $ "what" "model X"); renders nothing or fails the install with one line.
+*/}}
+{{- define "lathe.requireGpuPool" -}}
+{{- $inf := .root.Values.inference -}}
+{{- if and (empty $inf.gpuNodeSelector) (empty $inf.gpuTolerations) -}}
+{{- fail (printf "%s requests GPUs but no GPU pool is declared: set inference.gpuNodeSelector (e.g. lathe.dev/node-pool: gpu, or nvidia.com/gpu.present: \"true\") and inference.gpuTolerations to the GPU nodes' labels and taint, or set gpus: 0" .what) -}}
+{{- end -}}
+{{- end -}}

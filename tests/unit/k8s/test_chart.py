@@ -300,3 +300,17 @@ def test_an_external_qdrant_needs_its_api_key_from_a_secret():
     )
     env = {e["name"]: e for e in rag["spec"]["template"]["spec"]["containers"][0]["env"]}
     assert env["LATHE_RAG_QDRANT_API_KEY"]["valueFrom"]["secretKeyRef"] == {"name": "lathe-qdrant", "key": "api-key"}
+
+
+def test_gpu_requests_with_no_gpu_pool_fail_with_a_clear_message():
+    no_pool = {"gpuNodeSelector": None, "gpuTolerations": None}
+    model = manifests.load_values(manifests.CHART / "values.yaml")["inference"]["models"][0]
+    with pytest.raises(Exception, match=f"inference model {model['id']} requests GPUs but no GPU pool is declared"):
+        manifests.render({"inference": {**no_pool, "models": [{**model, "gpus": 1}]}})
+    with pytest.raises(Exception, match=re.escape("ray.gpuWorkers requests GPUs but no GPU pool is declared")):
+        manifests.render({"inference": {**no_pool, "enabled": False}, "ray": {"enabled": True}})
+    # A CPU model and a Ray cluster without GPU workers need no GPU pool.
+    cpu_only = {"inference": {**no_pool, "models": [{**model, "gpus": 0}]},
+                "ray": {"enabled": True, "gpuWorkers": {"enabled": False}}}  # fmt: skip
+    kinds = {o["kind"] for o in manifests.render(cpu_only)}
+    assert {"Deployment", "RayCluster"} <= kinds
