@@ -65,3 +65,28 @@ def test_every_component_with_more_than_one_replica_has_a_disruption_budget():
 def test_a_single_replica_gets_no_budget_that_would_block_a_drain():
     pdbs = _pdbs(manifests.render({"rag": {"replicaCount": 1}, "agent": {"replicaCount": 1}}))
     assert not {"inference", "rag", "agent"} & set(pdbs)
+
+
+def test_scheduling_knobs_reach_the_vllm_pod_spec():
+    values = {"inference": {"priorityClassName": "lathe-serving", "runtimeClassName": "nvidia", "shmSize": "8Gi"}}
+    deployment = _vllm(manifests.render(values))
+    spec = deployment["spec"]["template"]["spec"]
+    assert (spec["priorityClassName"], spec["runtimeClassName"]) == ("lathe-serving", "nvidia")
+    assert next(v for v in spec["volumes"] if v["name"] == "dshm")["emptyDir"] == {
+        "medium": "Memory",
+        "sizeLimit": "8Gi",
+    }
+    # Replicas spread over zones, each model counted on its own.
+    (spread,) = spec["topologySpreadConstraints"]
+    assert spread["topologyKey"] == "topology.kubernetes.io/zone"
+    assert spread["labelSelector"]["matchLabels"]["lathe.dev/model-id"] == DEFAULT_MODEL["id"]
+    assert (
+        spread["labelSelector"]["matchLabels"].items() <= deployment["spec"]["template"]["metadata"]["labels"].items()
+    )
+    assert manifests.validate(deployment) == []
+    # A CPU model gets no GPU runtime class, and no knob set means no field.
+    cpu = _vllm(
+        manifests.render({"inference": {"runtimeClassName": "nvidia", "models": [{**DEFAULT_MODEL, "gpus": 0}]}})
+    )
+    assert "runtimeClassName" not in cpu["spec"]["template"]["spec"]
+    assert "priorityClassName" not in _vllm(manifests.render({}))["spec"]["template"]["spec"]
