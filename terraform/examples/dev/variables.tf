@@ -27,15 +27,15 @@ variable "admin_cidrs" {
 }
 
 variable "gpu_instance_types" {
-  description = "GPU instance types for vLLM and Ray GPU workers."
+  description = "GPU instance types for vLLM and Ray GPU workers (16 vCPU / 64 GiB: an 8B model's 32Gi vLLM pod and a 48Gi Ray GPU worker fit one node)."
   type        = list(string)
-  default     = ["g5.2xlarge"]
+  default     = ["g5.4xlarge"]
 }
 
 variable "gpu_max_nodes" {
-  description = "Most GPU nodes."
+  description = "Most GPU nodes: every GPU pod the production values can run at once (3 model replicas + 2 rollout surges + 4 Ray GPU workers) plus one spare."
   type        = number
-  default     = 2
+  default     = 10
 }
 
 variable "artifacts_bucket" {

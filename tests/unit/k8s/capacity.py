@@ -1,0 +1,196 @@
+"""Will the chart's pods schedule on the node pools Terraform builds? Worked out offline.
+
+There is no scheduler to ask here, so this reads what the scheduler would: each pod's requests,
+node selector and tolerations from the rendered chart, and each pool's instance types, labels,
+taints and maximum size from terraform/examples/dev plus terraform/instance-types.yaml.
+A pod fits a pool when it selects the pool's labels, tolerates its taints and its requests are
+within one node's allocatable share. GPUs are counted across the cluster: every GPU pod the
+values can run at once (replicas or autoscaling maximum, plus the rolling-update surge) must
+find a GPU in the pools' maximum sizes.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+from tests.unit.k8s import manifests
+
+TYPES = manifests.REPO / "terraform" / "instance-types.yaml"
+_UNITS = {"Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40, "k": 1e3, "M": 1e6, "G": 1e9, "": 1}
+
+
+def cpu(value) -> float:
+    text = str(value)
+    return float(text[:-1]) / 1000 if text.endswith("m") else float(text)
+
+
+def gib(value) -> float:
+    number, unit = re.fullmatch(r"([0-9.]+)([A-Za-z]*)", str(value)).groups()
+    return float(number) * _UNITS[unit] / 2**30
+
+
+@dataclass
+class Pool:
+    name: str
+    instance_types: list[str]
+    max_size: int
+    labels: dict[str, str]
+    taints: list[dict] = field(default_factory=list)
+
+    def node(self) -> dict[str, float]:
+        """The smallest node the pool may start, less what each node keeps for itself."""
+        table = yaml.safe_load(TYPES.read_text())
+        sizes = [table["types"][t] for t in self.instance_types]
+        reserved = table["reserved"]
+        return {
+            "cpu": min(s["vcpu"] for s in sizes) - reserved["cpu"],
+            "memory": min(s["memoryGiB"] for s in sizes) - reserved["memoryGiB"],
+            "gpus": min(s["gpus"] for s in sizes),
+        }
+
+
+@dataclass
+class Pods:
+    where: str
+    count: int
+    cpu: float
+    memory: float
+    gpus: int
+    selector: dict[str, str]
+    tolerations: list[dict]
+
+    def admitted_by(self, pool: Pool) -> bool:
+        if any(pool.labels.get(k) != v for k, v in self.selector.items()):
+            return False
+        return all(any(_tolerates(t, taint) for t in self.tolerations) for taint in pool.taints)
+
+    def fits(self, node: dict[str, float]) -> bool:
+        return self.cpu <= node["cpu"] and self.memory <= node["memory"] and self.gpus <= node["gpus"]
+
+
+def _tolerates(toleration: dict, taint: dict) -> bool:
+    if toleration.get("key") not in (None, taint["key"]):
+        return False
+    if toleration.get("effect") not in (None, "", taint["effect"]):
+        return False
+    return toleration.get("operator") == "Exists" or toleration.get("value") == taint.get("value")
+
+
+def pod_requests(spec: dict) -> tuple[float, float, int]:
+    def total(containers: list[dict]) -> tuple[float, float, int]:
+        resources = [c.get("resources", {}) for c in containers]
+        reqs = [r.get("requests", {}) for r in resources]
+        gpus = [
+            int(r.get("requests", {}).get("nvidia.com/gpu", r.get("limits", {}).get("nvidia.com/gpu", 0)))
+            for r in resources
+        ]
+        return sum(cpu(r.get("cpu", 0)) for r in reqs), sum(gib(r.get("memory", 0)) for r in reqs), sum(gpus)
+
+    main = total(spec.get("containers", []))
+    inits = [total([c]) for c in spec.get("initContainers", [])]
+    return tuple(max([main[i], *(x[i] for x in inits)]) for i in range(3))  # type: ignore[return-value]
+
+
+def pods_of(objects: list[dict]) -> list[Pods]:
+    """Every group of identical pods the release can run at once, at its largest."""
+    scaled = {
+        o["spec"]["scaleTargetRef"]["name"]: o
+        for o in objects
+        if o["kind"] in ("ScaledObject", "HorizontalPodAutoscaler")
+    }
+    found = []
+    for obj in objects:
+        for where, spec in manifests.pod_specs(obj):
+            found.append(_group(obj, where, spec, scaled))
+    return found
+
+
+def _group(obj: dict, where: str, spec: dict, scaled: dict) -> Pods:
+    kind, body, name = obj["kind"], obj["spec"], obj["metadata"]["name"]
+    count = 1
+    if kind in ("Deployment", "StatefulSet"):
+        scaler = scaled.get(name)
+        count = (
+            (scaler["spec"].get("maxReplicas") or scaler["spec"].get("maxReplicaCount"))
+            if scaler
+            else body.get("replicas", 1)
+        )
+        surge = body.get("strategy", {}).get("rollingUpdate", {}).get("maxSurge", 0 if kind == "StatefulSet" else 1)
+        count += surge if isinstance(surge, int) else -(-count * int(str(surge).rstrip("%")) // 100)
+    elif kind == "RayCluster" and where != "head":
+        group = next(g for g in body["workerGroupSpecs"] if g["groupName"] == where)
+        count = group.get("maxReplicas", group.get("replicas", 1))
+    cpus, memory, gpus = pod_requests(spec)
+    return Pods(
+        f"{kind}/{name} ({where})",
+        count,
+        cpus,
+        memory,
+        gpus,
+        spec.get("nodeSelector") or {},
+        spec.get("tolerations") or [],
+    )
+
+
+def check(objects: list[dict], pools: list[Pool]) -> list[str]:
+    """One line per pod group that cannot schedule, or per GPU shortfall; empty when all fit."""
+    problems = []
+    for group in pods_of(objects):
+        landing = [p for p in pools if group.admitted_by(p)]
+        if not landing:
+            problems.append(
+                f"{group.where}: no pool admits it (nodeSelector {group.selector}, tolerations {group.tolerations})"
+            )
+        elif not any(group.fits(p.node()) for p in landing):
+            sizes = ", ".join(f"{p.name}: {p.node()}" for p in landing)
+            problems.append(f"{group.where}: requests cpu {group.cpu:g}, memory {group.memory:g}GiB, gpus {group.gpus} "
+                            f"exceed a node of every pool it may land on ({sizes})")  # fmt: skip
+    wanted = sum(g.count * g.gpus for g in pods_of(objects))
+    available = sum(p.max_size * p.node()["gpus"] for p in pools)
+    if wanted > available:
+        problems.append(f"GPUs: the values can run {wanted} GPU pods at once (replicas, autoscaling maxima and "
+                        f"rolling-update surge), the pools have at most {available}")  # fmt: skip
+    return problems
+
+
+def pools_from_terraform(example: Path, parse) -> list[Pool]:
+    """The node-pool modules of a Terraform root, with `var.x` resolved to the variables' defaults."""
+    parsed = _unquoted(parse(example))
+    defaults = {name: body.get("default") for block in parsed.get("variable", []) for name, body in block.items()}
+
+    def value(v):
+        if isinstance(v, str) and v.startswith("${var.") and v.endswith("}"):
+            return defaults[v[6:-1]]
+        return v
+
+    pools = []
+    for block in parsed.get("module", []):
+        for _, body in block.items():
+            if not str(body.get("source", "")).endswith("modules/node-pool"):
+                continue
+            name = body["name"]
+            labels = {**(body.get("labels") or {}), "lathe.dev/node-pool": name}
+            taints = [
+                {"key": t["key"], "value": t.get("value"), "effect": _EFFECTS[t["effect"]]}
+                for t in body.get("taints") or []
+            ]
+            pools.append(Pool(name, list(value(body["instance_types"])), int(value(body["max_size"])), labels, taints))
+    return pools
+
+
+def _unquoted(value):
+    """python-hcl2 keeps the quotes of string literals and keys; drop them everywhere."""
+    if isinstance(value, dict):
+        return {_unquoted(k): _unquoted(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_unquoted(v) for v in value]
+    if isinstance(value, str) and len(value) >= 2 and value[0] == value[-1] == '"':
+        return value[1:-1]
+    return value
+
+
+_EFFECTS = {"NO_SCHEDULE": "NoSchedule", "NO_EXECUTE": "NoExecute", "PREFER_NO_SCHEDULE": "PreferNoSchedule"}
