@@ -123,3 +123,53 @@ def test_lathe_models_bootstrap_on_the_command_line(uri, weights):
     assert result.returncode == 0, result.stderr
     out = json.loads(result.stdout)
     assert (out["version"], out["aliases"], out["registered"]) == ("1", ["champion"], True)
+
+
+def _inference_deployment(values: dict) -> dict:
+    from tests.unit.k8s import manifests
+
+    return next(
+        o
+        for o in manifests.render(values)
+        if o["kind"] == "Deployment" and o["metadata"]["labels"]["app.kubernetes.io/component"] == "inference"
+    )
+
+
+def test_the_chart_registers_from_the_source_and_waits_instead_of_failing_the_release(monkeypatch, tmp_path):
+    from tests.unit.k8s import manifests
+
+    model = manifests.load_values(manifests.CHART / "values.yaml")["inference"]["models"][0]
+    sourced = {**model, "source": "hf://HuggingFaceTB/SmolLM2-135M-Instruct", "existingAlias": False}
+    values = {"inference": {"models": [sourced], "huggingFaceToken": {"existingSecret": "hf", "key": "token"}}}
+    deployment = _inference_deployment(values)
+    (fetch,) = deployment["spec"]["template"]["spec"]["initContainers"]
+    assert "--source=hf://HuggingFaceTB/SmolLM2-135M-Instruct" in fetch["command"]
+    assert "--wait-for-alias" in fetch["command"]  # a missing alias is waited for, not a failed release
+    token = next(e for e in fetch["env"] if e["name"] == "HF_TOKEN")
+    assert token["valueFrom"]["secretKeyRef"] == {"name": "hf", "key": "token"}
+    assert manifests.validate(deployment) == []
+    # The init container parses exactly the flags the chart passes (the download itself is tested above).
+    seen = []
+    monkeypatch.setattr(model_fetch, "_retry", lambda args: seen.append(args) or 0)
+    argv = [a if not a.startswith("--dest=") else f"--dest={tmp_path}" for a in fetch["command"][3:]]
+    assert model_fetch.main([*argv, "--tracking-uri=http://127.0.0.1:9"]) == 0
+    assert (seen[0].source, seen[0].wait_for_alias, seen[0].wait_s) == (sourced["source"], True, 600.0)
+    # HTTPS egress opens only when some model has a source to download.
+    policy = next(
+        o
+        for o in manifests.render(values)
+        if o["kind"] == "NetworkPolicy" and o["metadata"]["name"].endswith("-inference")
+    )
+    assert any({"protocol": "TCP", "port": 443} in rule.get("ports", []) for rule in policy["spec"]["egress"])
+    plain = next(
+        o for o in manifests.render({}) if o["kind"] == "NetworkPolicy" and o["metadata"]["name"].endswith("-inference")
+    )
+    assert not any({"protocol": "TCP", "port": 443} in rule.get("ports", []) for rule in plain["spec"]["egress"])
+
+
+def test_a_model_with_no_source_and_no_existing_alias_fails_rendering_naming_it():
+    from tests.unit.k8s import manifests
+
+    model = manifests.load_values(manifests.CHART / "values.yaml")["inference"]["models"][0]
+    with pytest.raises(Exception, match=f"inference model {model['id']} has no source and existingAlias is false"):
+        manifests.render({"inference": {"models": [{**model, "existingAlias": False}]}})
