@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import yaml
 
@@ -157,9 +156,8 @@ def check(objects: list[dict], pools: list[Pool]) -> list[str]:
     return problems
 
 
-def pools_from_terraform(example: Path, parse) -> list[Pool]:
-    """The node-pool modules of a Terraform root, with `var.x` resolved to the variables' defaults."""
-    parsed = _unquoted(parse(example))
+def pools_from_terraform(parsed: dict) -> list[Pool]:
+    """The node-pool modules of a parsed, unquoted Terraform root, `var.x` resolved to the variables' defaults."""
     defaults = {name: body.get("default") for block in parsed.get("variable", []) for name, body in block.items()}
 
     def value(v):
@@ -180,17 +178,6 @@ def pools_from_terraform(example: Path, parse) -> list[Pool]:
             ]
             pools.append(Pool(name, list(value(body["instance_types"])), int(value(body["max_size"])), labels, taints))
     return pools
-
-
-def _unquoted(value):
-    """python-hcl2 keeps the quotes of string literals and keys; drop them everywhere."""
-    if isinstance(value, dict):
-        return {_unquoted(k): _unquoted(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_unquoted(v) for v in value]
-    if isinstance(value, str) and len(value) >= 2 and value[0] == value[-1] == '"':
-        return value[1:-1]
-    return value
 
 
 _EFFECTS = {"NO_SCHEDULE": "NoSchedule", "NO_EXECUTE": "NoExecute", "PREFER_NO_SCHEDULE": "PreferNoSchedule"}

@@ -7,7 +7,7 @@ import copy
 import pytest
 
 from tests.unit.k8s import capacity, manifests
-from tests.unit.k8s.test_terraform import parse
+from tests.unit.k8s.test_terraform import parse, unquote_all
 
 PRODUCTION = manifests.CHART / "ci" / "production-gpu-values.yaml"
 EXAMPLE = manifests.REPO / "terraform" / "examples" / "dev"
@@ -15,7 +15,7 @@ EXAMPLE = manifests.REPO / "terraform" / "examples" / "dev"
 
 @pytest.fixture(scope="module")
 def pools() -> list[capacity.Pool]:
-    return capacity.pools_from_terraform(EXAMPLE, parse)
+    return capacity.pools_from_terraform(unquote_all(parse(EXAMPLE)))
 
 
 def _production(**changes) -> list[dict]:

@@ -31,6 +31,15 @@ def unquote(value: Any) -> Any:
     return value
 
 
+def unquote_all(value: Any) -> Any:
+    """``unquote`` through nested blocks, keys included."""
+    if isinstance(value, dict):
+        return {unquote(k): unquote_all(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [unquote_all(v) for v in value]
+    return unquote(value)
+
+
 def parse(directory: Path) -> dict[str, list[dict]]:
     hcl2 = pytest.importorskip("hcl2", reason="pip install python-hcl2 (in the dev extras)")
     merged: dict[str, list[dict]] = {}
