@@ -73,16 +73,35 @@ def build_rayjob(
         if "=" not in pair:
             raise ConfigError(f"--set {pair!r}: write FIELD=VALUE", param="set")
         entrypoint += f" --set {pair}"
-    stem = "".join(c if c.isalnum() else "-" for c in recipe.stem.lower()).strip("-")[:40]
+    stem = _slug(recipe.stem)
     name = name or f"lathe-{stem}-{secrets.token_hex(3)}"
+    return rayjob(entrypoint, {"lathe.dev/recipe": stem}, cluster=cluster, image=image, name=name, release=release)
+
+
+def _slug(text: str) -> str:
+    return "".join(c if c.isalnum() else "-" for c in text.lower()).strip("-")[:40]
+
+
+def rayjob(
+    entrypoint: str,
+    extra_labels: dict[str, str],
+    *,
+    cluster: str,
+    image: str,
+    name: str,
+    release: str | None = None,
+    env: dict[str, str] | None = None,
+) -> dict:
+    """A RayJob running ``entrypoint`` on the RayCluster ``cluster``, with a hardened submitter pod."""
     labels = {"app.kubernetes.io/part-of": "lathe", "app.kubernetes.io/managed-by": "lathe-cli",
-              "app.kubernetes.io/component": "ray", "lathe.dev/recipe": stem}  # fmt: skip
+              "app.kubernetes.io/component": "ray", **extra_labels}  # fmt: skip
     submitter_labels = {**labels, "app.kubernetes.io/component": "ray-submitter"}
     fullname = cluster.removesuffix("-ray")  # the chart's resource prefix: <fullname>-ray, <fullname>-mlflow
     release = release or fullname
     mlflow = f"http://{fullname}-mlflow:5000"
     hardened = {"allowPrivilegeEscalation": False, "readOnlyRootFilesystem": True, "privileged": False,
                 "capabilities": {"drop": ["ALL"]}}  # fmt: skip
+    env_vars = {"MLFLOW_TRACKING_URI": mlflow, "LATHE_MLFLOW_TRACKING_URI": mlflow, "LATHE_HOME": "/app/.lathe"}
     return {
         "apiVersion": f"{GROUP}/{VERSION}",
         "kind": "RayJob",
@@ -91,15 +110,7 @@ def build_rayjob(
             "entrypoint": entrypoint,
             "clusterSelector": {"ray.io/cluster": cluster},
             "submissionMode": "K8sJobMode",
-            "runtimeEnvYAML": yaml.safe_dump(
-                {
-                    "env_vars": {
-                        "MLFLOW_TRACKING_URI": mlflow,
-                        "LATHE_MLFLOW_TRACKING_URI": mlflow,
-                        "LATHE_HOME": "/app/.lathe",
-                    }
-                }
-            ),
+            "runtimeEnvYAML": yaml.safe_dump({"env_vars": {**env_vars, **(env or {})}}),
             "submitterPodTemplate": {
                 "metadata": {"labels": {**submitter_labels, "app.kubernetes.io/instance": release}},
                 "spec": {

@@ -6,6 +6,7 @@
     lathe keys create NAME [--models m1,m2 --rpm N --tpm N --budget N --expires DATE] | list | revoke | usage
     lathe data curate --config RECIPE [--input PATH --output DIR]
     lathe train submit RECIPE [--set FIELD=VALUE --address URL --no-wait --json] | list | logs JOB_ID
+    lathe pipeline run FILE [--set STAGE.FIELD=VALUE --from STAGE --to STAGE --json --k8s --dry-run] | status | logs
     lathe chat "Hello"
     lathe cluster status [--namespace NS --json]; lathe train submit RECIPE --k8s [--namespace NS]
     lathe agent ask "What is 17 * 23?" [--agent NAME --session ID --tool-choice TOOL --json] | tools
@@ -24,7 +25,7 @@ import sys
 
 import typer
 
-from lathe.cli import agent, chat, cluster, dashboards, data, demo, keys, models, platform, train
+from lathe.cli import agent, chat, cluster, dashboards, data, demo, keys, models, pipeline, platform, train
 from lathe.cli import rag as rag_cli
 from lathe.cli.output import run_guarded
 
@@ -40,6 +41,7 @@ app.add_typer(models.app, name="models")
 app.add_typer(keys.app, name="keys")
 app.add_typer(data.app, name="data")
 app.add_typer(train.app, name="train")
+app.add_typer(pipeline.app, name="pipeline")
 app.add_typer(cluster.app, name="cluster")
 app.add_typer(agent.app, name="agent")
 app.add_typer(rag_cli.app, name="rag")

@@ -15,7 +15,7 @@ from typing import IO, Any
 
 from rich.console import Console
 
-from lathe.demo.commands import run_logged
+from lathe.commands import run_logged
 from lathe.demo.stage_lines import StageLines, shown_path
 from lathe.errors import PlatformError
 from lathe.jobs import parse_progress
@@ -25,7 +25,8 @@ MODEL = "smollm2-135m-instruct"
 CHAT_QUESTION = "What does json.dumps() do?"
 RAG_QUESTION = "What does sys.setswitchinterval do?"
 AGENT_QUESTION = "What is 17 * 23?"
-RECIPES = Path("pipelines/recipes")
+# The training part of the loop: the pipeline a cluster runs with `lathe pipeline run --k8s`.
+PIPELINE = Path("pipelines/demo.yaml")
 
 
 @dataclass(frozen=True)
@@ -119,6 +120,8 @@ class DemoLoop:
         self.lines = StageLines(console, live=live)
         self.results: list[DemoRow] = []
         self.facts: dict[str, Any] = {}  # what later stages need: versions, paths
+        # The demo's run of pipelines/demo.yaml: each training stage records its outputs there.
+        self.run_id = f"{datetime.now(UTC).strftime('%Y%m%d-%H%M%S')}-demo"
         self._log: Path | None = None  # the running stage's
 
     def log_path(self, name: str) -> Path:
@@ -145,15 +148,21 @@ class DemoLoop:
         if stats is not None:
             self.lines.steps(stats["step"], stats["total"])
 
-    def train(self, name: str, recipe: str, *sets: str) -> tuple[DemoRow, dict]:
-        argv = ["lathe", "train", "submit", str(RECIPES / recipe), "--json"]
+    def pipeline(self, name: str, stage: str, *sets: str) -> tuple[DemoRow, dict]:
+        """Run one stage of the demo pipeline (pipelines/demo.yaml) in the demo's pipeline run; its record."""
+        argv = ["lathe", "pipeline", "run", str(PIPELINE), "--from", stage, "--to", stage, "--run-id", self.run_id]
         for pair in sets:
             argv += ["--set", pair]
-        result, payload = self.command(name, argv)
-        result.run_url = self.run_url(payload.get("run_id"))
-        result.data.update({k: payload.get(k) for k in ("run_id", "job_id", "model_name", "model_version")})
-        result.data["metrics"] = payload.get("metrics", {})
-        return result, payload
+        result, payload = self.command(name, [*argv, "--json"])
+        record = (payload.get("stages") or {}).get(stage) or {}
+        if record.get("status") != "done":
+            raise StageFailed(f"{name}: the pipeline recorded no result for stage {stage}")
+        stage_result = record.get("result") or {}
+        result.run_url = self.run_url(stage_result.get("run_id"))
+        result.data.update({k: stage_result.get(k) for k in ("run_id", "model_name", "model_version")})
+        result.data.update(job_id=payload.get("job_id"), pipeline_run=self.run_id, outputs=record.get("outputs"))
+        result.data["metrics"] = stage_result.get("metrics", {})
+        return result, record
 
     # -- MLflow, for links and the loss curve -----------------------------------------
     def _mlflow(self, path: str, **params: str) -> dict:

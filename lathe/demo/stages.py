@@ -29,92 +29,51 @@ def platform_up(loop: DemoLoop) -> DemoRow:
 
 
 def curate(loop: DemoLoop) -> DemoRow:
-    raw, curated = loop.data_dir / "raw-docs", loop.data_dir / "curated"
+    raw = loop.data_dir / "raw-docs"
     build, _ = loop.command("corpus", ["python", "-m", "pipelines.curation.demo_corpus", "--out", str(raw)])
-    result, summary = loop.command(
-        "curate",
-        [
-            "lathe",
-            "data",
-            "curate",
-            "--config",
-            "pipelines/recipes/curation.yaml",
-            "--input",
-            str(raw / "docs"),
-            "--output",
-            str(curated),
-            "--json",
-        ],
-    )
+    result, record = loop.pipeline("curate", "curate", f"params.raw={raw / 'docs'}")
+    summary = record.get("details") or {}
     result.command = f"{build.command} && {result.command}"
-    result.run_url = loop.run_url(summary.get("mlflow_run_id"))
     pii = sum((summary.get("pii_redacted") or {}).values())
     result.data.update({k: summary.get(k) for k in ("documents_in", "documents_kept", "dropped_by_stage")})
-    result.data.update(pii_redacted=pii, run_id=summary.get("mlflow_run_id"))
+    result.data.update(pii_redacted=pii)
     result.figure = f"{summary['documents_kept']}/{summary['documents_in']} documents kept, {pii} PII spans redacted"
-    loop.facts["curated"] = curated
     return result
 
 
 def finetune_data(loop: DemoLoop) -> DemoRow:
-    out = loop.data_dir / "sft"
-    argv = [
-        "python",
-        "-m",
-        "pipelines.finetune.demo_data",
-        "--input",
-        str(loop.facts["curated"] / "data"),
-        "--out",
-        str(out),
-        "--json",
-    ]
-    if loop.size.max_examples:
-        argv += ["--max-examples", str(loop.size.max_examples)]
-    result, manifest = loop.command("finetune data", argv)
-    counts = manifest["counts"]
+    sets = [f"params.max_examples={loop.size.max_examples}"] if loop.size.max_examples else []
+    result, record = loop.pipeline("finetune data", "sft-data", *sets)
+    counts = (record.get("details") or {})["counts"]
     result.data.update(counts={k: counts[k] for k in ("sft", "dpo", "eval_questions", "heldout_pages")})
     result.figure = f"{counts['sft']} SFT / {counts['dpo']} DPO examples, {counts['eval_questions']} eval questions"
-    loop.facts["sft_data"] = out
     return result
 
 
 def tokenizer(loop: DemoLoop) -> DemoRow:
-    out = loop.train_dir / "tokenizer"
-    result, payload = loop.train("tokenizer", "tokenizer.yaml", f"data.path={loop.facts['curated']}", f"output={out}")
-    metrics = payload.get("metrics", {})
+    result, record = loop.pipeline("tokenizer", "tokenizer")
+    metrics = (record.get("result") or {}).get("metrics", {})
     result.figure = f"vocabulary {int(metrics.get('vocab_size', 0)):,}" if metrics.get("vocab_size") else "trained"
-    loop.facts["tokenizer"] = out
     return result
 
 
-def _schedule(steps: int) -> list[str]:
+def _schedule(stage: str, steps: int) -> list[str]:
     """Overrides that keep a short run's warm-up and logging inside its steps.
 
     One checkpoint, at the end: a run of a few minutes gains nothing from a mid-run one
     and pays for writing it (the fault suite proves resuming from one).
     """
     return [
-        f"training.max_steps={steps}",
-        f"training.log_every={max(1, steps // 6)}",
-        f"checkpoint.every_steps={steps}",
-        f"optimizer.warmup_steps={max(1, steps // 8)}",
-        "checkpoint.storage_path={train}",
+        f"{stage}.training.max_steps={steps}",
+        f"{stage}.training.log_every={max(1, steps // 6)}",
+        f"{stage}.checkpoint.every_steps={steps}",
+        f"{stage}.optimizer.warmup_steps={max(1, steps // 8)}",
     ]
 
 
-def _seq(loop: DemoLoop) -> list[str]:
-    return [f"training.seq_len={loop.size.sft_seq_len}"] if loop.size.sft_seq_len else []
-
-
-def _train_sets(loop: DemoLoop, steps: int, *extra: str) -> list[str]:
-    return [s.replace("{train}", str(loop.train_dir)) for s in _schedule(steps)] + list(extra)
-
-
 def pretrain(loop: DemoLoop) -> DemoRow:
-    sets = _train_sets(
-        loop, loop.size.pretrain_steps, f"data.path={loop.facts['curated']}", f"tokenizer={loop.facts['tokenizer']}"
-    )
-    result, payload = loop.train("pretrain", "pretrain-tiny.yaml", *sets)
+    result, record = loop.pipeline("pretrain", "pretrain", *_schedule("pretrain", loop.size.pretrain_steps))
+    payload = record.get("result") or {}
     metrics = payload.get("metrics", {})
     curve = loop.loss_curve(payload.get("run_id"))
     result.data["loss_curve"] = curve
@@ -128,16 +87,17 @@ def pretrain(loop: DemoLoop) -> DemoRow:
 
 
 def sft(loop: DemoLoop) -> DemoRow:
-    sets = _train_sets(loop, loop.size.sft_steps, f"data.path={loop.facts['sft_data'] / 'sft.jsonl'}", *_seq(loop))
-    result, payload = loop.train("sft", "sft-lora-smollm2.yaml", *sets)
+    seq = [f"sft.training.seq_len={loop.size.sft_seq_len}"] if loop.size.sft_seq_len else []
+    result, record = loop.pipeline("sft", "sft", *_schedule("sft", loop.size.sft_steps), *seq)
+    payload = record.get("result") or {}
     loss = payload.get("metrics", {}).get("loss", float("nan"))
     result.figure = f"loss {loss:.3f} · LoRA merged → {MODEL} v{payload['model_version']} @sft"
     return result
 
 
 def dpo(loop: DemoLoop) -> DemoRow:
-    sets = _train_sets(loop, loop.size.dpo_steps, f"data.path={loop.facts['sft_data'] / 'dpo.jsonl'}")
-    result, payload = loop.train("dpo", "dpo-lora-smollm2.yaml", *sets)
+    result, record = loop.pipeline("dpo", "dpo", *_schedule("dpo", loop.size.dpo_steps))
+    payload = record.get("result") or {}
     metrics = payload.get("metrics", {})
     result.figure = (
         f"loss {metrics.get('loss', float('nan')):.3f}, reward accuracy "
@@ -147,26 +107,21 @@ def dpo(loop: DemoLoop) -> DemoRow:
     return result
 
 
-def _evaluate(loop: DemoLoop, name: str, *extra: str) -> tuple[DemoRow, dict]:
-    data = loop.facts["sft_data"]
-    result, payload = loop.train(
+def _evaluate(loop: DemoLoop, name: str, stage: str) -> tuple[DemoRow, dict]:
+    result, record = loop.pipeline(
         name,
-        "evaluate.yaml",
-        f"name=demo-{name.replace(' ', '-')}",
-        f"perplexity.texts={data / 'heldout.jsonl'}",
-        f"perplexity.max_documents={loop.size.eval_documents}",
-        f"task.questions={data / 'eval_questions.jsonl'}",
-        f"task.max_questions={loop.size.eval_questions}",
-        *extra,
+        stage,
+        f"{stage}.perplexity.max_documents={loop.size.eval_documents}",
+        f"{stage}.task.max_questions={loop.size.eval_questions}",
     )
-    metrics = payload.get("metrics", {})
+    metrics = (record.get("result") or {}).get("metrics", {})
     f1, ppl = metrics.get("token_f1", metrics.get("eval_token_f1")), metrics.get("perplexity")
     result.data["scores"] = {"token_f1": f1, "perplexity": ppl}
     return result, metrics
 
 
 def evaluate_champion(loop: DemoLoop) -> DemoRow:
-    result, metrics = _evaluate(loop, "champion eval")
+    result, metrics = _evaluate(loop, "champion eval", "champion-eval")
     result.figure = (
         f"v{loop.facts['champion']}: token F1 {_num(metrics, 'token_f1')}, perplexity {_num(metrics, 'perplexity')}"
     )
@@ -175,7 +130,7 @@ def evaluate_champion(loop: DemoLoop) -> DemoRow:
 
 def evaluate_candidate(loop: DemoLoop) -> DemoRow:
     version = loop.facts["candidate"]
-    result, metrics = _evaluate(loop, "candidate eval", f"model=models:/{MODEL}/{version}", "task.endpoint.serve=true")
+    result, metrics = _evaluate(loop, "candidate eval", "candidate-eval")
     result.figure = f"v{version}: token F1 {_num(metrics, 'token_f1')}, perplexity {_num(metrics, 'perplexity')}"
     return result
 
@@ -187,20 +142,8 @@ def _num(metrics: dict, key: str) -> str:
 
 def gate(loop: DemoLoop) -> DemoRow:
     version = loop.facts["candidate"]
-    argv = [
-        "lathe",
-        "models",
-        "promote",
-        MODEL,
-        "--version",
-        version,
-        "--if-better-than",
-        "champion",
-        "--metric",
-        "eval_token_f1",
-        "--json",
-    ]
-    result, decision = loop.command("gate", argv, ok_codes=(0, 1))
+    result, record = loop.pipeline("gate", "gate")
+    decision = record.get("details") or {}
     result.run_url = loop.run_url(decision.get("gate_run_id"))
     result.data.update(decision)
     promoted = decision["decision"] == "promoted"

@@ -29,6 +29,14 @@ class PipelineSettings(BaseSettings):
     ray_address: str | None = Field(default=None, validation_alias=AliasChoices("RAY_ADDRESS"))
     # Where DeepSpeed caches the ops it compiles (the first build takes about a minute).
     torch_extensions_dir: str | None = Field(default=None, validation_alias=AliasChoices("TORCH_EXTENSIONS_DIR"))
+    # Lathe's home (the Ray job's runtime env sets it): local copies, logs, fetched inputs.
+    home: str = Field(default=".lathe", validation_alias=AliasChoices("LATHE_HOME"))
+    # Where pipelines keep stage outputs when the pipeline file names no storage (the chart sets it).
+    pipeline_storage: str | None = Field(default=None, validation_alias=AliasChoices("LATHE_PIPELINE_STORAGE"))
+    # Set in the RayJob of `lathe pipeline run --k8s`: the storage must be shared (a URI or a mount).
+    pipeline_on_cluster: bool = Field(default=False, validation_alias=AliasChoices("LATHE_PIPELINE_ON_CLUSTER"))
+    # The most GPUs the cluster can ever have (the chart sets it from its worker groups); None: ask Ray.
+    ray_max_gpus: int | None = Field(default=None, ge=0, validation_alias=AliasChoices("LATHE_RAY_MAX_GPUS"))
 
     def tracking_uri(self) -> str:
         """The MLflow server: ``MLFLOW_TRACKING_URI``, else Lathe's settings."""

@@ -106,7 +106,7 @@ def run_stage(
             exported = Path(folder) / "hf"
             if recipe.mlflow.register_as and mlflow_on:
                 version = _register(run, exported, run_id, tracking_uri)
-            local_copy = Path(storage) / trial_name / "final-model"
+            local_copy = _local_copy_dir(storage, trial_name, settings)
             _copy_tree(exported, local_copy)
     except BaseException as exc:
         if run_id is not None:
@@ -183,6 +183,14 @@ def _storage_path(path: str) -> str:
     if "://" in path:
         return path
     return str(Path(path).expanduser().resolve())
+
+
+def _local_copy_dir(storage: str, trial_name: str, settings: PipelineSettings) -> Path:
+    """Where the final model's local copy goes: beside the checkpoints, or under LATHE_HOME when they are in
+    object storage (the checkpoint there holds the same export, in ``hf/``)."""
+    if "://" in storage:
+        return Path(settings.home).expanduser().resolve() / "train" / trial_name / "final-model"
+    return Path(storage) / trial_name / "final-model"
 
 
 def _copy_tree(src: Path, dst: Path) -> None:

@@ -92,7 +92,10 @@ def test_the_terminal_shows_only_stage_lines_and_each_stage_keeps_its_log(demo):
         assert log.is_file() and log.name == f"{s['name'].replace(' ', '-')}.log", s
         assert log.parent.resolve() == (demo["home"] / "logs" / "demo").resolve(), s
     pretrain = Path(stage(demo, "pretrain")["log"]).read_text()
-    assert pretrain.startswith("$ lathe train submit") and len(pretrain.splitlines()) > 1
+    assert (
+        pretrain.startswith("$ lathe pipeline run pipelines/demo.yaml --from pretrain")
+        and len(pretrain.splitlines()) > 1
+    )
 
 
 def test_curation_kept_a_clean_subset(demo):

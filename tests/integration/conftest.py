@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from tests.support import platform as shared
+from tests.support.s3 import s3_server
 
 # Away from the defaults (a developer's own platform may be up) and from Ray's worker
 # port range (10002-19999).
@@ -36,8 +37,8 @@ def platform_env(home: Path, **extra: str) -> dict[str, str]:
 
 
 class Platform(shared.Platform):
-    def __init__(self, home: Path) -> None:
-        super().__init__(home, PORTS)
+    def __init__(self, home: Path, **extra_env: str) -> None:
+        super().__init__(home, PORTS, **extra_env)
 
     @property
     def mlflow_uri(self) -> str:
@@ -50,8 +51,16 @@ class Platform(shared.Platform):
 
 # Package scope: tests/e2e and tests/load start platforms of their own, and two cores hold one at a time.
 @pytest.fixture(scope="package")
-def platform(tmp_path_factory) -> Platform:
-    platform = Platform(tmp_path_factory.mktemp("lathe-home"))
+def object_store():
+    """An S3 endpoint (moto) the platform's Ray reaches as it would AWS or MinIO: checkpoints go there."""
+    with s3_server("lathe-checkpoints") as env:
+        yield env
+
+
+@pytest.fixture(scope="package")
+def platform(tmp_path_factory, object_store) -> Platform:
+    # `lathe up` passes its environment to the Ray head, so Ray Train's workers reach the store.
+    platform = Platform(tmp_path_factory.mktemp("lathe-home"), **object_store)
     platform.up()
     yield platform
     platform.down()

@@ -132,12 +132,20 @@ def test_a_bad_recipe_fails_before_any_job_naming_the_field(platform, work, toke
     assert not any("bad.yaml" in job["entrypoint"] for job in jobs)
 
 
-def kill_a_worker_after_checkpoint(platform, job_id: str, storage: Path, step: int) -> int:
+def has_checkpoint(storage: str, step: int) -> bool:
+    """Whether a trial under ``storage`` (a folder or an s3:// URI) holds the checkpoint of ``step``."""
+    from pipelines.flow.storage import Storage
+
+    store = Storage(storage)
+    return any(f"checkpoint-{step:08d}" in store.children(store.join(trial)) for trial in store.children(store.root))
+
+
+def kill_a_worker_after_checkpoint(platform, job_id: str, storage: str, step: int) -> int:
     """Once the run has a checkpoint at ``step``, SIGKILL one of *its* Ray Train workers."""
     import re
 
     deadline = time.monotonic() + 300
-    while not list(storage.glob(f"*/checkpoint-{step:08d}")):
+    while not has_checkpoint(storage, step):
         assert time.monotonic() < deadline, f"no checkpoint at step {step}"
         time.sleep(0.2)
     # Ray Train names the worker group's processes in the job log:
@@ -156,7 +164,8 @@ def kill_a_worker_after_checkpoint(platform, job_id: str, storage: Path, step: i
 
 
 @pytest.mark.fault
-def test_a_killed_worker_resumes_from_the_last_checkpoint_and_finishes_the_same_steps(platform, work, tokenizer_dir):
+def test_a_killed_worker_resumes_from_the_s3_checkpoint_and_finishes_the_same_steps(platform, work, tokenizer_dir):
+    storage = "s3://lathe-checkpoints/resume"  # shared storage, as on a cluster: every worker reads it back
     recipe = pretrain_recipe(
         work,
         tokenizer_dir,
@@ -166,6 +175,7 @@ def test_a_killed_worker_resumes_from_the_last_checkpoint_and_finishes_the_same_
         training__seq_len=256,
         checkpoint__every_steps=10,
         checkpoint__max_failures=2,
+        checkpoint__storage_path=storage,
     )
     path = work / "resume.yaml"
     path.write_text(yaml.safe_dump(recipe))
@@ -173,7 +183,6 @@ def test_a_killed_worker_resumes_from_the_last_checkpoint_and_finishes_the_same_
     assert queued.returncode == 0, queued.stderr
     job_id = json.loads(queued.stdout)["job_id"]
 
-    storage = work / "ckpt-resume"
     kill_a_worker_after_checkpoint(platform, job_id, storage, 10)
 
     deadline = time.monotonic() + 600
@@ -188,8 +197,15 @@ def test_a_killed_worker_resumes_from_the_last_checkpoint_and_finishes_the_same_
     assert "resumed from the checkpoint at step" in logs
     result = json.loads(logs.split("LATHE_RESULT ", 1)[1].splitlines()[0])
     assert result["steps"] == 160
-    final = json.loads((Path(result["checkpoints"]) / "checkpoint-00000160" / "lathe_checkpoint.json").read_text())
-    assert final == {"step": 160, "final": True}
+    from pipelines.flow.storage import Storage
+
+    assert result["checkpoints"].startswith(storage + "/")
+    final = Storage(storage).read_text(f"{result['checkpoints']}/checkpoint-00000160/lathe_checkpoint.json")
+    assert json.loads(final) == {"step": 160, "final": True}
+    # The exported model is read back from the store's copy into a local folder.
+    from transformers import AutoModelForCausalLM
+
+    AutoModelForCausalLM.from_pretrained(result["model_path"])
 
 
 @pytest.mark.fault
@@ -209,7 +225,7 @@ def test_a_crashed_job_keeps_its_checkpoints_and_marks_its_run_failed(platform, 
     assert queued.returncode == 0, queued.stderr
     job_id = json.loads(queued.stdout)["job_id"]
     storage = work / "ckpt-crash"
-    kill_a_worker_after_checkpoint(platform, job_id, storage, 10)
+    kill_a_worker_after_checkpoint(platform, job_id, str(storage), 10)
 
     deadline = time.monotonic() + 300
     while (status := wait_status(platform, job_id)) not in ("SUCCEEDED", "FAILED", "STOPPED"):

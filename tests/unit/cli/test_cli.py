@@ -31,6 +31,10 @@ def lathe(*args, env=None, timeout=120):
         ["keys"],
         ["keys", "create"],
         ["keys", "usage"],
+        ["pipeline"],
+        ["pipeline", "run"],
+        ["pipeline", "status"],
+        ["pipeline", "logs"],
     ],
 )
 def test_every_command_explains_itself(command):
@@ -46,6 +50,16 @@ def test_a_bad_setting_is_one_line_and_exit_2(tmp_path):
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1
     assert "LATHE_RAY_DASHBOARD_PORT" in lines[0]
+
+
+def test_pipeline_dry_run_without_k8s_is_refused_and_no_ray_head_is_one_line(tmp_path):
+    refused = lathe("pipeline", "run", "pipelines/demo.yaml", "--dry-run", env={"LATHE_HOME": str(tmp_path)})
+    assert refused.returncode == 2 and "--dry-run prints the RayJob of --k8s" in refused.stderr
+    no_head = lathe(
+        "pipeline", "run", "pipelines/demo.yaml", env={"LATHE_HOME": str(tmp_path), "LATHE_RAY_DASHBOARD_PORT": "9"}
+    )
+    assert no_head.returncode == 1 and len(no_head.stderr.strip().splitlines()) == 1
+    assert "lathe up" in no_head.stderr
 
 
 def test_registry_down_is_one_line(tmp_path):

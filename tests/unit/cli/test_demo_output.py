@@ -12,7 +12,7 @@ import pytest
 from rich.console import Console
 from rich.text import Text
 
-from lathe.demo.commands import split_result
+from lathe.commands import split_result
 from lathe.demo.runner import SIZES, DemoLoop, Stage, write_summary
 from lathe.settings import LatheSettings
 
