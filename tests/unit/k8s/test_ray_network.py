@@ -66,6 +66,11 @@ def test_a_submitter_reaches_dns_and_the_jobs_api_and_nothing_else(submitter):
     for target, port in denied:
         assert not allows(objects, source, target, port), (target, port)
     assert not allows(objects, pods["head"], source, 8265), "nothing reaches a submitter"
+    # Each side holds on its own: the submitter's policy and the Ray policy both stop the Ray client port.
+    for name in ("lathe-ray-submitter", "lathe-ray"):
+        alone = [one(objects, "NetworkPolicy", name)]
+        assert allows(alone, source, pods["head"], 8265), name
+        assert not allows(alone, source, pods["head"], 10001), name
 
 
 def test_the_submitter_policy_selects_only_submitters_of_this_release():
@@ -101,14 +106,15 @@ def test_without_the_knobs_ray_pods_reach_neither_the_gateway_nor_extra_ports():
     assert allows(objects, pods["head"], pods["mlflow"], 5000)
 
 
-@pytest.mark.parametrize(("address", "port"), [("redis-ha.redis.svc", 6379), ("rediss://redis-ha.redis.svc:6390", 6390)])
+@pytest.mark.parametrize(
+    ("address", "port"), [("redis-ha.redis.svc", 6379), ("rediss://redis-ha.redis.svc:6390", 6390)]
+)
 def test_redis_egress_uses_the_addresss_port_or_6379(address, port):
     gcs = {"enabled": True, "redisAddress": address}
     objects = render({"ray": {**RAY_ON, "gcsFaultTolerance": gcs}})
     head = pod_labels(objects)["head"]
     assert allows(objects, head, REDIS_HA, port)
     assert not allows(objects, head, REDIS_HA, port + 1)
-    assert not [p for o in objects for p in manifests.validate(o)]
 
 
 def test_an_https_endpoint_without_a_port_opens_443_only():
@@ -130,3 +136,11 @@ def test_the_policy_checker_follows_kubernetes_rules():
         {"to": [{"ipBlock": {"cidr": "0.0.0.0/0", "except": ["10.0.0.0/8"]}}], "ports": [{"port": 443}]}]}}  # fmt: skip
     assert allows([block], pod, S3, 443) and not allows([block], pod, External("10.1.2.3"), 443)
     assert not allows([block], pod, S3, 443, "UDP") and not allows([block], pod, MINIO, 443)
+
+
+def test_in_production_the_evaluation_stage_reaches_the_gateway_past_the_ingress_only_rule():
+    objects = render(manifests.load_values(manifests.CHART / "ci" / "production-gpu-values.yaml"))
+    pods = pod_labels(objects)
+    assert allows(objects, pods["worker"], pods["gateway"], 8000)
+    assert not allows(objects, Pod({"app": "anything"}, "team-a"), pods["gateway"], 8000)
+    assert allows(objects, Pod({"app": "nginx"}, "ingress-nginx"), pods["gateway"], 8000)
