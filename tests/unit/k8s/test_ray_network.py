@@ -138,8 +138,8 @@ def test_the_policy_checker_follows_kubernetes_rules():
     assert not allows([block], pod, S3, 443, "UDP") and not allows([block], pod, MINIO, 443)
 
 
-def test_in_production_the_evaluation_stage_reaches_the_gateway_past_the_ingress_only_rule():
-    objects = render(manifests.load_values(manifests.CHART / "ci" / "production-gpu-values.yaml"))
+def test_in_production_the_evaluation_stage_reaches_the_gateway_past_the_ingress_only_rule(rendered):
+    objects = rendered["production-gpu-values.yaml"]
     pods = pod_labels(objects)
     assert allows(objects, pods["worker"], pods["gateway"], 8000)
     assert not allows(objects, Pod({"app": "anything"}, "team-a"), pods["gateway"], 8000)

@@ -13,6 +13,7 @@ import json
 import re
 
 import pytest
+import yaml
 
 from tests.unit.k8s import manifests
 
@@ -75,16 +76,17 @@ def values_of(envs: dict[str, dict[str, dict]], name: str) -> set:
     }
 
 
-def production() -> list[dict]:
-    return render(manifests.load_values(manifests.CHART / "ci" / "production-gpu-values.yaml"))
+@pytest.fixture
+def production(rendered) -> list[dict]:
+    return rendered["production-gpu-values.yaml"]
 
 
 # -- the environment ----------------------------------------------------------------------
 
 
-def test_max_gpus_of_the_production_cluster_is_each_groups_maximum_times_its_gpus():
+def test_max_gpus_of_the_production_cluster_is_each_groups_maximum_times_its_gpus(production):
     values = manifests.load_values(manifests.CHART / "ci" / "production-gpu-values.yaml")
-    objects = production()
+    objects = production
     cluster = one(objects, "RayCluster")
     assert cluster["spec"]["enableInTreeAutoscaling"] is True
     from_groups = sum(
@@ -117,8 +119,8 @@ def test_the_runner_is_told_the_cluster_autoscales_only_when_it_does(autoscaling
     assert values_of(envs, "LATHE_RAY_AUTOSCALING") == ({"1"} if autoscaling else {None})
 
 
-def test_the_production_ray_pods_get_storage_and_the_gateway_for_evaluation():
-    objects = production()
+def test_the_production_ray_pods_get_storage_and_the_gateway_for_evaluation(production):
+    objects = production
     envs = ray_envs(objects)
     assert set(envs) == {"head", "cpu", "gpu"}
     assert values_of(envs, "LATHE_PIPELINE_STORAGE") == {"s3://lathe-prod-artifacts/pipelines"}
@@ -134,11 +136,11 @@ def test_the_production_ray_pods_get_storage_and_the_gateway_for_evaluation():
     assert "eks.amazonaws.com/role-arn" in account["metadata"]["annotations"]
 
 
-def test_the_evaluation_stage_reads_the_names_the_chart_sets(monkeypatch):
+def test_the_evaluation_stage_reads_the_names_the_chart_sets(production, monkeypatch):
     from lathe.settings import load_settings
     from pipelines.evaluate.config import EndpointSection
 
-    env = ray_envs(production())["head"]
+    env = ray_envs(production)["head"]
     monkeypatch.setenv("LATHE_GATEWAY_URL", env["LATHE_GATEWAY_URL"]["value"])
     assert load_settings().gateway.base_url == env["LATHE_GATEWAY_URL"]["value"]
     assert EndpointSection().api_key_env in env
@@ -154,13 +156,12 @@ def test_the_evaluation_stage_reads_the_names_the_chart_sets(monkeypatch):
     ids=["uri-wins", "rwx-claim", "neither"],
 )
 def test_storage_is_the_uri_else_the_shared_claim_else_unset_with_a_warning(ray, expected):
-    values = {"ray": {**RAY_ON, **ray}}
-    envs = ray_envs(render(values))
-    assert values_of(envs, "LATHE_PIPELINE_STORAGE") == {expected}
-    notes = manifests.render_files(values)["lathe/templates/NOTES.txt"]
+    files = manifests.render_files({"ray": {**RAY_ON, **ray}})
+    cluster = yaml.safe_load(files["lathe/templates/raycluster-ray.yaml"])
+    assert values_of(ray_envs([cluster]), "LATHE_PIPELINE_STORAGE") == {expected}
+    notes = files["lathe/templates/NOTES.txt"]
     assert ("multi-node run cannot checkpoint" in notes) is (expected is None)
     if ray.get("sharedStorageClaim"):
-        cluster = one(render(values), "RayCluster")
         for where, spec in manifests.pod_specs(cluster):
             (volume,) = [v for v in spec["volumes"] if v["name"] == "lathe-home"]
             assert volume["persistentVolumeClaim"]["claimName"] == "rwx", where
