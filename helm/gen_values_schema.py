@@ -86,6 +86,7 @@ RULES: dict[str, dict[str, Any]] = {
     "*.serviceAccountAnnotations": STRING_MAP,
     "*.existingSecret": SECRET_NAME,
     "*.*.existingSecret": SECRET_NAME,
+    "*.*.*.existingSecret": SECRET_NAME,
     "*.port": PORT,
     "*.metricsPort": PORT,
     "security.seccompProfile": {"type": "string", "enum": ["RuntimeDefault", "Localhost"]},
@@ -112,6 +113,11 @@ RULES: dict[str, dict[str, Any]] = {
         "enum": ["curation", "tokenizer", "pretrain", "finetune", "evaluate"],
     },
     "ray.jobs.recipes[].recipe": {"type": "string", "pattern": r"^[\w.-]+\.ya?ml$"},
+    "ray.pipelines.storage": {"type": "string", "pattern": "^((s3|gs|gcs|abfs|abfss)://[^/]+.*)?$"},
+    "ray.pipelines.s3.endpointUrl": {"type": "string", "pattern": "^(https?://[^/]+.*)?$"},
+    "ray.pipelines.s3.region": {"type": "string", "pattern": "^([a-z0-9-]+)?$"},
+    "ray.gcsFaultTolerance.redisAddress": {"type": "string", "pattern": "^((rediss?://)?[^:/@\\s]+(:[0-9]+)?)?$"},
+    "ray.kueue.queueName": {"type": "string", "pattern": "^([a-z0-9]([-a-z0-9.]{0,61}[a-z0-9])?)?$"},
 }
 # List items must carry these keys; the rest of an item's keys are optional.
 REQUIRED_ITEM_KEYS = {

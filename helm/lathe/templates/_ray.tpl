@@ -14,6 +14,7 @@ lathe.rayContainer: a Ray container (head or worker); call with
     - {name: RAY_USAGE_STATS_ENABLED, value: "0"}
     - {name: TORCH_EXTENSIONS_DIR, value: /app/.lathe/torch-extensions}
     - {name: XDG_CACHE_HOME, value: /tmp/cache}
+    {{- include "lathe.rayPipelineEnv" $root | nindent 4 }}
   ports:
     {{- if .head }}
     - {name: gcs-server, containerPort: 6379, protocol: TCP}
