@@ -26,6 +26,12 @@ STEPS="${1:-300}"
 PY="${PYTHON:-python}"
 GPUS="${GPUS:-1}"
 ONLY="${ONLY:-pretrain sft dpo}"
+for name in $ONLY; do
+  case "$name" in
+    pretrain|sft|dpo) ;;
+    *) echo "gpu_pretrain: ONLY names pretrain, sft or dpo (got '$name')" >&2; exit 2 ;;
+  esac
+done
 
 visible="$(nvidia-smi --query-gpu=name --format=csv,noheader 2>/dev/null | grep -c . || true)"
 if [ "${visible:-0}" -lt 1 ]; then
@@ -88,9 +94,6 @@ for name in $ONLY; do
       BASE_MODEL="${BASE_MODEL:-$("$PY" -m lathe.assets)}"
       "$PY" -m pipelines.finetune --config "pipelines/recipes/$name-lora-smollm2-gpu.yaml" "${common[@]}" \
         --set base_model="$BASE_MODEL" --set data.path="$WORK/$name.jsonl" > "$WORK/$name.json" ;;
-    *)
-      echo "gpu_pretrain: ONLY names pretrain, sft or dpo (got '$name')" >&2
-      exit 2 ;;
   esac
 done
 

@@ -252,3 +252,22 @@ def test_checkpointing_lowers_the_activation_estimate_enough_to_fit():
     with pytest.raises(ConfigError, match=r"set training\.gradient_checkpointing: true"):
         check_memory(recipe(False), 100_000_000, 100_000_000, config)
     assert check_memory(recipe(True), 100_000_000, 100_000_000, config) < 20
+
+
+def test_the_gpu_benchmark_parses_and_stops_in_one_line_without_a_gpu(tmp_path):
+    import os
+    import subprocess
+
+    script = REPO / "benchmarks" / "gpu_pretrain.sh"
+    assert subprocess.run(["bash", "-n", str(script)], capture_output=True).returncode == 0
+    fake = tmp_path / "bin"
+    fake.mkdir()
+    (fake / "nvidia-smi").write_text("#!/bin/sh\necho 'NVIDIA-SMI has failed' >&2\nexit 9\n")
+    (fake / "nvidia-smi").chmod(0o755)
+    env = {**os.environ, "PATH": f"{fake}{os.pathsep}{os.environ['PATH']}"}
+    done = subprocess.run(["bash", str(script), "3"], capture_output=True, text=True, env=env, timeout=60)
+    assert done.returncode == 1
+    assert done.stderr.strip().splitlines() == [
+        "gpu_pretrain: no GPU visible (nvidia-smi lists none); run this benchmark on a machine with a CUDA GPU"
+    ]
+    assert done.stdout == ""
