@@ -49,9 +49,14 @@ def build_model(recipe: FinetuneRecipe, payload: dict):
     import torch
     from transformers import AutoModelForCausalLM
 
+    from pipelines.stagekit.model_options import apply_gradient_checkpointing, worker_attn_implementation
+
     folder = base_folder(payload["base"])
-    model = AutoModelForCausalLM.from_pretrained(str(folder), dtype=torch.float32)
+    model = AutoModelForCausalLM.from_pretrained(
+        str(folder), dtype=torch.float32, attn_implementation=worker_attn_implementation(recipe)
+    )
     model.config.use_cache = False
+    apply_gradient_checkpointing(model, recipe, adapters=recipe.lora.enabled)
     if not recipe.lora.enabled:
         return model
     from peft import LoraConfig, get_peft_model

@@ -30,7 +30,8 @@ def load_tokenizer(files: dict[str, bytes]):
     return AutoTokenizer.from_pretrained(str(folder))
 
 
-def llama_config(recipe: PretrainRecipe, tokenizer):
+def llama_config(recipe: PretrainRecipe, tokenizer, attn_implementation: str | None = None):
+    """The model's config; ``attn_implementation`` None leaves transformers' default (for sizing)."""
     from transformers import LlamaConfig
 
     m = recipe.model
@@ -47,6 +48,7 @@ def llama_config(recipe: PretrainRecipe, tokenizer):
         bos_token_id=tokenizer.bos_token_id,
         eos_token_id=tokenizer.eos_token_id,
         pad_token_id=tokenizer.pad_token_id,
+        attn_implementation=attn_implementation,
     )
 
 
@@ -54,11 +56,13 @@ def build_model(recipe: PretrainRecipe, payload: dict):
     import torch
     from transformers import LlamaForCausalLM
 
+    from pipelines.stagekit.model_options import apply_gradient_checkpointing, worker_attn_implementation
+
     tokenizer = load_tokenizer(payload["tokenizer_files"])
     torch.manual_seed(recipe.training.seed)  # the same initial weights on every worker
-    model = LlamaForCausalLM(llama_config(recipe, tokenizer))
+    model = LlamaForCausalLM(llama_config(recipe, tokenizer, worker_attn_implementation(recipe)))
     model.config.use_cache = False  # training builds no KV cache
-    return model
+    return apply_gradient_checkpointing(model, recipe)
 
 
 def causal_lm_loss(model, raw, batch: dict, recipe) -> tuple:

@@ -29,6 +29,19 @@ def flops_per_token(n_params: int, config, seq_len: int, weight_grads: bool = Tr
     return dense + 12.0 * config.num_hidden_layers * config.hidden_size * seq_len
 
 
+def activation_bytes(micro_batch: int, seq_len: int, config, checkpointing: bool) -> float:
+    """Activations one worker keeps for the backward pass (Korthikanti et al.: ~34 bytes per
+    token and hidden unit per layer in 16-bit, with a fused attention kernel).
+
+    With gradient checkpointing each layer keeps only its 16-bit input, and one layer at
+    a time holds its full activations while it is recomputed.
+    """
+    per_layer = 34.0 * micro_batch * seq_len * config.hidden_size
+    if not checkpointing:
+        return per_layer * config.num_hidden_layers
+    return 2.0 * micro_batch * seq_len * config.hidden_size * config.num_hidden_layers + per_layer
+
+
 def check_memory(recipe, n_params: int, trainable: int, config) -> float:
     """Estimated GiB one worker needs; a ConfigError naming the fix when it does not fit."""
     import psutil
@@ -41,16 +54,18 @@ def check_memory(recipe, n_params: int, trainable: int, config) -> float:
         grads_and_adam = trainable * (4.0 + 8.0 / world) if s.zero_stage == 1 else trainable * 12.0 / world
         if s.zero_stage == 3:
             weights /= world
-    activations = 34.0 * t.micro_batch_size * t.seq_len * config.hidden_size * config.num_hidden_layers
+    activations = activation_bytes(t.micro_batch_size, t.seq_len, config, t.gradient_checkpointing)
     need_gb = (weights + grads_and_adam + activations) / 2**30 + 0.5
     limit = s.memory_per_worker_gb
     if limit is None:
         limit = 80.0 if s.use_gpu else psutil.virtual_memory().total / 2**30 / world
     if need_gb > limit:
+        checkpointing = "" if t.gradient_checkpointing else "set training.gradient_checkpointing: true, "
         raise ConfigError(
             f"scaling.memory_per_worker_gb: the model needs about {need_gb:.1f} GiB per worker "
             f"({n_params / 1e6:.0f}M parameters) but a worker has {limit:.1f} GiB; lower "
-            "training.micro_batch_size, use strategy: deepspeed with a higher zero_stage, or more workers"
+            f"training.micro_batch_size, {checkpointing}use strategy: deepspeed with a higher zero_stage, "
+            "or more workers"
         )
     return need_gb
 

@@ -208,6 +208,10 @@ def train_loop_per_worker(config: dict) -> None:
     n = len(next(iter(arrays.values())))
     precision = precision_for(recipe)
     engine = build_engine(job.hooks.build_model(recipe, job.payload), recipe, precision)
+    if rank == 0:
+        attention = getattr(getattr(engine.raw, "config", None), "_attn_implementation", "default")
+        checkpointing = "on" if t.gradient_checkpointing else "off"
+        print(f"model: {precision}, {attention} attention, gradient checkpointing {checkpointing}", flush=True)
 
     start_step = 0
     checkpoint = ray.train.get_checkpoint()

@@ -21,6 +21,7 @@ from typing import Any
 from lathe.errors import ConfigError, PlatformError
 from lathe.jobs import StageResult, run_url
 from pipelines.stagekit.entry import Stage, StageContext, StageOutcome, show_result_table
+from pipelines.stagekit.model_options import check_attention
 from pipelines.stagekit.settings import PipelineSettings, load_pipeline_settings
 
 
@@ -260,6 +261,7 @@ def training_stage(name: str, doc: str, recipe_model: type, build: Callable[[Any
 
     def prepare(recipe: Any, context: StageContext) -> tuple[StageRun, str]:
         context.tracking_uri(recipe)  # MLflow is checked before the data, the model and the sizes
+        check_attention(recipe)
         return build(recipe, context), f"; {recipe.global_batch} rows per step, ready to train"
 
     def run(work: StageRun, context: StageContext) -> StageOutcome:

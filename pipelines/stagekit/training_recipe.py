@@ -63,6 +63,13 @@ class LoopSection(Strict):
     seq_len: int = Field(default=256, ge=8, le=131_072)
     seed: int = 0
     log_every: int = Field(default=10, ge=1)
+    # Keep only each layer's input and recompute the rest in the backward pass: about a
+    # third more compute for much less activation memory (longer seq_len, larger batches).
+    gradient_checkpointing: bool = False
+    # The attention kernel. auto: flash_attention_2 where the flash_attn package is
+    # installed and the run uses GPUs in bf16/fp16, else sdpa (PyTorch's fused kernel);
+    # eager is the plain reference code.
+    attn_implementation: Literal["auto", "sdpa", "eager", "flash_attention_2"] = "auto"
 
 
 class CheckpointSection(Strict):
@@ -90,6 +97,13 @@ class TrainingRecipeBase(Strict):
             raise ValueError(
                 f"optimizer.warmup_steps ({self.optimizer.warmup_steps}) must be below "
                 f"training.max_steps ({self.training.max_steps})"
+            )
+        if self.training.attn_implementation == "flash_attention_2" and not (
+            self.scaling.use_gpu and self.scaling.precision in ("bf16", "fp16")
+        ):
+            raise ValueError(
+                "training.attn_implementation: flash_attention_2 runs on GPUs in bf16 or fp16 only "
+                "(set scaling.use_gpu: true and scaling.precision: bf16, or use auto)"
             )
         return self
 

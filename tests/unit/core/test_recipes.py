@@ -19,6 +19,8 @@ EXPECTED = {
     "pretrain-125m-gpu.yaml": "pipelines.pretrain",
     "sft-lora-smollm2.yaml": "pipelines.finetune",
     "dpo-lora-smollm2.yaml": "pipelines.finetune",
+    "sft-lora-smollm2-gpu.yaml": "pipelines.finetune",
+    "dpo-lora-smollm2-gpu.yaml": "pipelines.finetune",
     "evaluate.yaml": "pipelines.evaluate",
 }
 

@@ -45,6 +45,8 @@ def test_the_recipes_the_docs_promise_are_shipped():
         "pretrain-125m-gpu.yaml",
         "sft-lora-smollm2.yaml",
         "dpo-lora-smollm2.yaml",
+        "sft-lora-smollm2-gpu.yaml",
+        "dpo-lora-smollm2-gpu.yaml",
         "evaluate.yaml",
     } <= names
 
