@@ -125,11 +125,23 @@ def resolve(run: Run, name: str) -> dict[str, Any]:
             value = lookup(whole.group(1), whole.group(2))
         elif isinstance(value, str):
             value = REFERENCE.sub(lambda m: str(lookup(m.group(1), m.group(2))), value)
-        if key in kind.inputs and isinstance(value, str) and is_uri(value):
-            basename = value.rstrip("/").rsplit("/", 1)[-1]
-            value = str(run.storage.fetch(value, run.work / "inputs" / name / key / basename))
+        if key in kind.inputs:
+            value = fetch_input(run, name, key, value)
         values[key] = value
     return values
+
+
+def fetch_input(run: Run, stage: str, key: str, value: Any) -> Any:
+    """A stage input as local files: a URI is fetched; a list of URIs is fetched into one folder."""
+    folder = run.work / "inputs" / stage / key
+    if isinstance(value, str) and is_uri(value):
+        return str(run.storage.fetch(value, folder / value.rstrip("/").rsplit("/", 1)[-1]))
+    if isinstance(value, list) and value and all(isinstance(v, str) and is_uri(v) for v in value):
+        for number, uri in enumerate(value):
+            # Numbered, so two URLs ending in the same name stay two files.
+            run.storage.fetch(uri, folder / "all" / f"{number:05d}-{uri.rstrip('/').rsplit('/', 1)[-1]}")
+        return str(folder / "all")
+    return value
 
 
 def run_stage(run: Run, name: str) -> dict[str, Any]:

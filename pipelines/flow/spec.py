@@ -162,6 +162,8 @@ class Pipeline:
 
     def _placeholder(self, value: Any) -> Any:
         """A referenced value, for schema checks only: something of the output's shape stands in for it."""
+        if isinstance(value, list) and value and all(isinstance(v, str) and "://" in v for v in value):
+            return "/ref"  # a list of URIs: the driver fetches them into one folder
         if not isinstance(value, str) or not REFERENCE.search(value):
             return value
 
@@ -174,7 +176,7 @@ class Pipeline:
 
         whole = REFERENCE.fullmatch(value)
         if whole and whole.group(1) == "params":
-            return self.spec.params.get(whole.group(2))
+            return self._placeholder(self.spec.params.get(whole.group(2)))
         return REFERENCE.sub(stand_in, value)
 
 

@@ -163,3 +163,33 @@ def test_refusals_come_before_any_stage_in_one_line(s3, tmp_path):
     too_big = driver(file, env={**s3, "LATHE_RAY_MAX_GPUS": "4"}, home=tmp_path)
     assert too_big.returncode == 2
     assert "stage big: scaling.num_workers asks for 8 GPUs but this cluster can have at most 4" in too_big.stderr
+
+
+def test_a_list_of_urls_is_fetched_into_one_folder_the_stage_reads(s3, tmp_path):
+    import threading
+    from functools import partial
+    from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+
+    from pipelines.flow.driver import Run, fetch_input
+    from pipelines.stagekit.settings import PipelineSettings
+
+    served = tmp_path / "www"
+    served.mkdir()
+    (served / "page.md").write_text("# A page served over HTTP\n")
+    server = ThreadingHTTPServer(("127.0.0.1", 0), partial(SimpleHTTPRequestHandler, directory=str(served)))
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}/page.md"
+        run = Run(
+            load_pipeline(DEMO), Storage("s3://lathe/pipelines"), "r1", PipelineSettings(LATHE_HOME=str(tmp_path))
+        )
+        folder = Path(fetch_input(run, "curate", "input.path", ["s3://lathe/raw/texts.jsonl", url]))
+        assert sorted(p.name for p in folder.iterdir()) == ["00000-texts.jsonl", "00001-page.md"]
+        assert (folder / "00001-page.md").read_text() == "# A page served over HTTP\n"
+        assert (folder / "00000-texts.jsonl").read_text().count("\n") == 59
+        with pytest.raises(ConfigError, match="cannot be fetched"):
+            fetch_input(run, "curate", "other", [url.replace("page.md", "missing.md")])
+    finally:
+        server.shutdown()
+    # A pipeline may give a stage such a list: the recipe check takes it for the folder it becomes.
+    load_pipeline(DEMO, [f"params.raw=[{url}, s3://lathe/raw/texts.jsonl]"]).check_recipes()
