@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import shlex
 import time
 from collections.abc import Callable
@@ -162,6 +163,8 @@ def follow(
 
     client = jobs_client(settings, address)
     started = started or time.monotonic()
+    # The SDK logs "WebSocket closed …" at INFO when the job's log ends: not news to the user.
+    logging.getLogger("ray.dashboard.modules.job.sdk").setLevel(logging.WARNING)
 
     async def tail() -> None:
         async for chunk in client.tail_job_logs(job_id):

@@ -97,7 +97,8 @@ def _run_local(argv: list[str], *, address: str | None, wait: bool, json_output:
     if json_output:
         print_json(record)
     else:
-        console.print(f"pipeline run [bold]{record.get('run')}[/] succeeded (Ray job {job_id}; log: {log})")
+        console.print(f"pipeline run [bold]{record.get('run')}[/] succeeded; outputs in {view.run_folder}")
+        console.print(f"Ray job {job_id}; its log: {log}", highlight=False)
 
 
 def _raise_failure(view, job: str) -> None:
@@ -106,8 +107,8 @@ def _raise_failure(view, job: str) -> None:
     if view.failed:
         where = view.failed.get("log")
         raise PlatformError(
-            f"stage {view.failed['stage']} failed: {view.failed.get('error', '')}",
-            hint=f"pipeline log: {view.log}" + (f"; stage log: {where}" if where else ""),
+            f"stage {view.failed['stage']} {view.failed.get('error', 'failed')}",
+            hint=(f"its log: {where}; " if where else "") + f"the pipeline's: {view.log}",
         ) from None
     raise PlatformError(f"pipeline job {job} failed", hint=f"its log: {view.log}") from None
 

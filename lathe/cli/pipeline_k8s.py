@@ -82,7 +82,8 @@ def _follow(core, custom, namespace: str, job: str, json_output: bool) -> None:
     if json_output:
         print_json(record)
     else:
-        console.print(f"pipeline run [bold]{record.get('run')}[/] succeeded (RayJob {job}; log: {log})")
+        console.print(f"pipeline run [bold]{record.get('run')}[/] succeeded; outputs in {view.run_folder}")
+        console.print(f"RayJob {job}; its log: {log}", highlight=False)
 
 
 def _pipeline_name(file: Path) -> str:

@@ -20,10 +20,15 @@ from lathe.jobs import parse_progress
 from lathe.pipeline_events import parse_event
 
 
-def figure(event: dict[str, Any]) -> str:
-    """A finished stage's line: its MLflow run and what it handed on."""
-    outputs = event.get("outputs") or {}
-    shown = [f"{key} {value}" for key, value in outputs.items() if key not in ("run", "checkpoints")]
+def figure(event: dict[str, Any], run_folder: str = "") -> str:
+    """A finished stage's line: its MLflow run and what it handed on (paths inside the run's folder, shortened)."""
+    outputs = {k: str(v) for k, v in (event.get("outputs") or {}).items() if k not in ("run", "checkpoints")}
+    folders = [v for v in outputs.values() if v.startswith(run_folder)] if run_folder else []
+    shown = []
+    for key, value in outputs.items():
+        if any(value.startswith(folder + "/") for folder in folders):
+            continue  # a file inside a folder already shown
+        shown.append(f"{key} {value.removeprefix(run_folder)}" if run_folder else f"{key} {value}")
     run = f"MLflow run {event['run_id'][:12]}" if event.get("run_id") else ""
     return " · ".join(part for part in (run, *shown) if part)
 
@@ -38,6 +43,7 @@ class PipelineView:
         self.lines = StageLines(console, live=live)
         self.stages: list[str] = []
         self.kinds: dict[str, str] = {}
+        self.run_folder = ""  # <storage>/<pipeline>/<run>/, left out of the paths shown
         self.end: dict[str, Any] | None = None
         self.preflight_error: str | None = None
         self.failed: dict[str, Any] | None = None
@@ -70,13 +76,14 @@ class PipelineView:
         if event["event"] == "start":
             self.stages = [s["name"] for s in event.get("stages", [])]
             self.kinds = {s["name"]: s["kind"] for s in event.get("stages", [])}
+            self.run_folder = f"{event.get('storage')}/{event.get('pipeline')}/{event.get('run')}/"
         elif event["event"] == "stage":
             name = event["stage"]
             number = self.stages.index(name) + 1 if name in self.stages else 0
             if event.get("status") == "running":
                 self.lines.start(number, len(self.stages), name, self.kinds.get(name, ""))
             elif event.get("status") == "done":
-                self.lines.end("ok", event.get("seconds") or 0, figure(event))
+                self.lines.end("ok", event.get("seconds") or 0, figure(event, self.run_folder))
             elif event.get("status") == "failed":
                 self.failed = event
                 self.lines.end("failed", event.get("seconds") or 0, event.get("error", ""))

@@ -171,10 +171,10 @@ def run_stage(run: Run, name: str) -> dict[str, Any]:
         if env_before is not None:
             os.environ["LATHE_RESULT_ONLY"] = env_before
     if output.exit_code not in ((0, 1) if kind.name == "gate" else (0,)):
-        raise StageFailure(f"stage {name} exited {output.exit_code}: {_last_line(log)}", log)
+        raise StageFailure(f"exited {output.exit_code}: {_last_line(log)}", log)
     payload = results[-1].model_dump(mode="json") if results else (output.payload or {})
     if kind.recipe_model and not results:
-        raise StageFailure(f"stage {name} ended without a result line", log)
+        raise StageFailure("ended without a result line", log)
     if kind.name in ("curation", "tokenizer", "sft-data"):
         run.storage.put_folder(local, folder_uri)
     return {
@@ -231,11 +231,12 @@ def execute(run: Run, selected: list[str]) -> int:
             record = run_stage(run, name)
         except LatheError as exc:
             log = getattr(exc, "log", None)
-            run.state["stages"][name] = {"kind": pipeline.kinds[name].name, "status": "failed", "error": exc.one_line()}
+            error = exc.message if log else exc.one_line()
+            run.state["stages"][name] = {"kind": pipeline.kinds[name].name, "status": "failed", "error": error}
             run.save()
-            emit("stage", stage=name, status="failed", error=exc.one_line(), log=str(log) if log else None,
+            emit("stage", stage=name, status="failed", error=error, log=str(log) if log else None,
                  seconds=round(time.monotonic() - started, 1))  # fmt: skip
-            emit("end", status="failed", error=f"{name}: {exc.one_line()}", state=run.state)
+            emit("end", status="failed", error=f"{name}: {error}", state=run.state)
             return 1
         record["seconds"] = round(time.monotonic() - started, 1)
         run.state["stages"][name] = record

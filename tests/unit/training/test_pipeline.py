@@ -121,7 +121,8 @@ def test_a_pipeline_on_s3_fetches_inputs_uploads_outputs_stops_at_a_failure_and_
         ("tok", "done"), ("tok2", "failed"),
     ]  # fmt: skip
     # The stage's own one-line error travels up, with where its log is.
-    assert "exited 2: tokenizer: data.path: no .parquet files in" in summary["stages"][1]["error"]
+    assert summary["stages"][1]["error"].startswith("exited 2: tokenizer: data.path: no .parquet files in")
+    assert summary["error"].startswith("tok2: exited 2: tokenizer: data.path:")
     assert Path(summary["stages"][1]["log"]).name == "tok2.log"
 
     storage = Storage("s3://lathe/pipelines")
