@@ -51,10 +51,15 @@ def flatten(prefix: str, value: Any) -> dict[str, str]:
     return {prefix: str(value)[:500]}
 
 
-def check_cluster(recipe: Any, ray_address: str | None, autoscaling: bool = False) -> None:
-    """Refuse a job the cluster can never place (only where the cluster cannot grow)."""
+def check_cluster(recipe: Any, ray_address: str | None, autoscaling: bool = False, max_gpus: int | None = None) -> None:
+    """Refuse a job the cluster can never place (only where the cluster cannot grow, or beyond its GPU ceiling)."""
     import ray
 
+    if recipe.scaling.use_gpu and max_gpus is not None and recipe.scaling.num_workers > max_gpus:
+        raise ConfigError(
+            f"scaling.num_workers: {recipe.scaling.num_workers} GPU workers but this cluster can have at most "
+            f"{max_gpus} GPUs (LATHE_RAY_MAX_GPUS); lower scaling.num_workers"
+        )
     need_cpu = recipe.scaling.num_workers * recipe.scaling.cpus_per_worker
     have = ray.cluster_resources()
     if recipe.scaling.use_gpu and have.get("GPU", 0) < recipe.scaling.num_workers and ray_address is None:
@@ -84,12 +89,12 @@ def run_stage(
     mlflow_on = recipe.mlflow.enabled and tracking_uri is not None
     run_id, experiment_id = _start_mlflow(run, tracking_uri) if mlflow_on else (None, None)
     started = time.monotonic()
-    storage = _storage_path(recipe.checkpoint.storage_path)
+    storage = storage_path(recipe.checkpoint.storage_path, settings.pipeline_storage)
     trial_name = f"{recipe.name}-{(run_id or os.urandom(4).hex())[:8]}"
     try:
         if not ray.is_initialized():
             ray.init(address=ray_address, log_to_driver=True, include_dashboard=False)
-        check_cluster(recipe, ray_address, settings.ray_autoscaling)
+        check_cluster(recipe, ray_address, settings.ray_autoscaling, settings.ray_max_gpus)
         trainer = _trainer(run, tracking_uri if mlflow_on else None, run_id, storage, trial_name, settings)
         print(
             f"{run.stage}: {recipe.scaling.num_workers} workers ({recipe.scaling.strategy}"
@@ -180,9 +185,14 @@ def _trainer(
     )
 
 
-def _storage_path(path: str) -> str:
+def storage_path(path: str, shared: str | None = None) -> str:
+    """Where Ray Train keeps the checkpoints: a URI as it is; a relative folder under the shared
+    storage when there is one (``LATHE_PIPELINE_STORAGE``, which the chart sets on every Ray pod,
+    so a recipe's ``.lathe/train`` reaches every node), else under the working directory."""
     if "://" in path:
         return path
+    if shared and not Path(path).expanduser().is_absolute():
+        return f"{shared.rstrip('/')}/{Path(path).as_posix().lstrip('./')}"
     return str(Path(path).expanduser().resolve())
 
 

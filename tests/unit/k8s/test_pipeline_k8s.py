@@ -179,3 +179,28 @@ def pod_for(job: str):
 
     running = pod(f"{job}-xyz", "ray-submitter")
     return running
+
+
+def test_the_gpu_pipeline_fits_the_gpus_the_production_cluster_can_ever_have():
+    from pipelines.flow.driver import check_gpus
+    from pipelines.flow.spec import load_pipeline
+    from pipelines.stagekit.settings import PipelineSettings
+
+    head = rendered_raycluster()["spec"]["headGroupSpec"]["template"]["spec"]["containers"][0]
+    most = int({e["name"]: e.get("value") for e in head["env"]}["LATHE_RAY_MAX_GPUS"])
+    settings = PipelineSettings(LATHE_RAY_MAX_GPUS=most)
+    pipeline = load_pipeline(manifests.REPO / "pipelines" / "gpu.yaml")
+    check_gpus(pipeline, pipeline.order, settings)  # every stage fits
+    bigger = load_pipeline(manifests.REPO / "pipelines" / "gpu.yaml", [f"sft.scaling.num_workers={most + 1}"])
+    with pytest.raises(ConfigError, match=f"stage sft: scaling.num_workers asks for {most + 1} GPUs .* at most {most}"):
+        check_gpus(bigger, bigger.order, settings)
+
+
+def test_a_single_gpu_recipe_beyond_the_clusters_gpus_is_refused_by_the_stage_too():
+    from pipelines.pretrain.config import PretrainRecipe
+    from pipelines.stagekit.recipes import load_recipe
+    from pipelines.stagekit.train_runner import check_cluster
+
+    recipe = load_recipe(PretrainRecipe, manifests.REPO / "pipelines" / "recipes" / "pretrain-125m-gpu.yaml")
+    with pytest.raises(ConfigError, match=r"scaling\.num_workers: 8 GPU workers but this cluster can have at most 4"):
+        check_cluster(recipe, "ray://head:10001", autoscaling=True, max_gpus=4)

@@ -194,3 +194,14 @@ def test_a_list_of_urls_is_fetched_into_one_folder_the_stage_reads(s3, tmp_path)
         server.shutdown()
     # A pipeline may give a stage such a list: the recipe check takes it for the folder it becomes.
     load_pipeline(DEMO, [f"params.raw=[{url}, s3://lathe/raw/texts.jsonl]"]).check_recipes()
+
+
+def test_a_recipes_relative_checkpoint_folder_lands_in_the_shared_storage_on_a_cluster(tmp_path, monkeypatch):
+    from pipelines.stagekit.train_runner import storage_path
+
+    monkeypatch.chdir(tmp_path)
+    assert storage_path(".lathe/train", "s3://bucket/pipelines") == "s3://bucket/pipelines/lathe/train"
+    assert storage_path(".lathe/train", "/app/.lathe/pipelines/") == "/app/.lathe/pipelines/lathe/train"
+    assert storage_path("s3://other/ckpt", "s3://bucket/pipelines") == "s3://other/ckpt"
+    assert storage_path("/mnt/ckpt", "s3://bucket/pipelines") == "/mnt/ckpt"
+    assert storage_path(".lathe/train", None) == str(tmp_path.resolve() / ".lathe" / "train")
