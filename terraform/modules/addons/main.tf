@@ -157,11 +157,14 @@ data "http" "gateway_api_crds" {
 }
 
 locals {
-  gateway_api_objects = var.enable_gateway_api_crds ? {
-    for doc in [for d in split("\n---", data.http.gateway_api_crds[0].response_body) : try(yamldecode(d), null)] :
+  gateway_api_documents = flatten([
+    for release in data.http.gateway_api_crds : [for d in split("\n---", release.response_body) : try(yamldecode(d), null)]
+  ])
+  gateway_api_objects = {
+    for doc in local.gateway_api_documents :
     "${doc.kind}/${doc.metadata.name}" => { for k, v in doc : k => v if k != "status" }
     if try(doc.kind, null) != null
-  } : {}
+  }
 }
 
 resource "kubernetes_manifest" "gateway_api_crds" {
