@@ -207,6 +207,39 @@ def test_the_dev_example_installs_every_add_on_the_chart_needs():
     assert "${module.addons}" in call("platform")["depends_on"]
 
 
+def chart_needs(objects: list[dict]) -> set[str]:
+    """The add-ons (NEEDED's names) that the rendered objects cannot run without."""
+    needs = set()
+    for obj in objects:
+        kind, text = obj["kind"], str(obj)
+        pods = [spec for _, spec in manifests.pod_specs(obj)]
+        if any("nvidia.com/gpu" in str(c.get("resources")) for spec in pods for c in spec.get("containers", [])):
+            needs.add("nvidia-device-plugin")
+        if kind == "HorizontalPodAutoscaler":
+            types = {m["type"] for m in obj["spec"]["metrics"]}
+            needs |= {"metrics-server"} if "Resource" in types else set()  # CPU/memory: metrics.k8s.io
+            needs |= {"prometheus-adapter"} if "Pods" in types else set()  # vLLM queues: custom.metrics.k8s.io
+        if kind == "ScaledObject":
+            needs.add("keda")
+        classes = {"gp3": "aws-ebs-csi-driver", "efs": "aws-efs-csi-driver"}
+        needs |= {need for name, need in classes.items() if f"'storageClassName': '{name}'" in text}
+        if kind == "RayCluster" and "persistentVolumeClaim" in text:
+            needs.add("aws-efs-csi-driver")  # ray.sharedStorageClaim: ReadWriteMany
+        if kind == "NetworkPolicy" and "ingress-nginx" in text:
+            needs.add("ingress-nginx")
+    return needs
+
+
+def test_the_table_of_needed_add_ons_is_what_the_rendered_chart_needs():
+    values = manifests.load_values(PRODUCTION)
+    needs = chart_needs(manifests.render(values))
+    for keda in (True, False):  # the models autoscaled, with KEDA and with the HPA fallback
+        autoscaled = {**values, "inference": {**values["inference"], "autoscaling": {"enabled": True, "keda": keda}}}
+        needs |= chart_needs(manifests.render(autoscaled))
+    # The autoscaler is the one need no object shows: the pools' min and max sizes rely on it.
+    assert needs | {"cluster-autoscaler"} == set(NEEDED)
+
+
 def test_add_on_versions_are_pinned_exactly():
     for directory in (ADDONS, PLATFORM):
         for name, resource in installers(directory).items():
