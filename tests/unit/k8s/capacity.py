@@ -177,8 +177,9 @@ def pack(groups: list[Pods], pools: list[Pool]) -> list[str]:
     Each pod goes to the first node, in pool order, of a pool that admits it and has room left
     for its requests. One line per group with pods left over; empty when everything fits.
     """
-    nodes = {p.name: [p.node() for _ in range(p.max_size)] for p in pools}
-    pods = [g for g in groups if any(g.admitted_by(p) and g.fits(p.node()) for p in pools) for _ in range(g.count)]
+    size = {p.name: p.node() for p in pools}
+    nodes = {p.name: [dict(size[p.name]) for _ in range(p.max_size)] for p in pools}
+    pods = [g for g in groups if any(g.admitted_by(p) and g.fits(size[p.name]) for p in pools) for _ in range(g.count)]
     pods.sort(key=lambda g: (g.gpus, g.cpu, g.memory), reverse=True)
     left: dict[str, int] = {}
     for pod in pods:
@@ -192,7 +193,12 @@ def pack(groups: list[Pods], pools: list[Pool]) -> list[str]:
     by_where = {g.where: g for g in groups}
     return [
         f"{where}: {n} of {by_where[where].count} pods find no room on the "
-        + " or ".join(f"{p.max_size} {p.name} nodes of {p.node()}" for p in pools if by_where[where].admitted_by(p))
+        + " or ".join(
+            f"{p.max_size} {p.name} nodes (cpu {size[p.name]['cpu']:g}, memory {size[p.name]['memory']:g}GiB, "
+            f"gpus {size[p.name]['gpus']} each)"
+            for p in pools
+            if by_where[where].admitted_by(p)
+        )
         + " left after first-fit decreasing packing of everything that runs at once"
         for where, n in left.items()
     ]

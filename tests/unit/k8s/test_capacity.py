@@ -90,8 +90,8 @@ def test_first_fit_decreasing_packs_what_arrival_order_would_not():
     small, large = (capacity.Pods(name, 2, cpus, 1, 0, {}, []) for name, cpus in (("small", 3), ("large", 4)))
     assert capacity.pack([small, large], [pool]) == []  # 4+3 on each node; in arrival order 3+3, 4, then no room
     assert capacity.pack([dataclasses.replace(small, count=3), large], [pool]) == [
-        f"small: 1 of 3 pods find no room on the 2 cpu nodes of {pool.node()} left after first-fit decreasing "
-        "packing of everything that runs at once"
+        "small: 1 of 3 pods find no room on the 2 cpu nodes (cpu 7.5, memory 29GiB, gpus 0 each) left after "
+        "first-fit decreasing packing of everything that runs at once"
     ]
 
 
