@@ -1,10 +1,13 @@
-# A dev environment on EKS: network, cluster, a CPU and a GPU node pool, the artifacts bucket,
-# workload identity for MLflow and Ray, then KubeRay, kube-prometheus-stack and Lathe.
+# A dev environment on EKS: network, cluster, a CPU and a GPU node pool, the cluster add-ons
+# (NVIDIA device plugin, EBS and EFS storage, metrics-server, cluster-autoscaler, ingress-nginx,
+# KEDA), the artifacts bucket, workload identity for MLflow and Ray, then KubeRay,
+# kube-prometheus-stack, prometheus-adapter and Lathe.
 #
 #   terraform init && terraform apply -var artifacts_bucket=my-lathe-dev-artifacts
 #
 # Before the apply reaches the Lathe release, create the Secrets the chart references
-# (lathe-postgresql in the lathe namespace, grafana-admin in monitoring): see terraform/README.md.
+# (in the lathe namespace, which the addons module makes, and grafana-admin in monitoring):
+# see terraform/README.md.
 
 locals {
   namespace = "lathe"
@@ -29,10 +32,10 @@ module "cpu_pool" {
   cluster_name   = module.cluster.name
   name           = "cpu"
   subnet_ids     = module.network.private_subnet_ids
-  instance_types = ["m6i.2xlarge"]
+  instance_types = var.cpu_instance_types
   min_size       = 2
   desired_size   = 2
-  max_size       = 6
+  max_size       = var.cpu_max_nodes
   labels         = { "lathe.dev/accelerator" = "none" }
 }
 
@@ -50,6 +53,22 @@ module "gpu_pool" {
   labels         = { "lathe.dev/accelerator" = "nvidia" }
   # Only pods that tolerate it (vLLM, Ray GPU workers) are scheduled on GPU nodes.
   taints = [{ key = "nvidia.com/gpu", value = "present", effect = "NO_SCHEDULE" }]
+}
+
+module "addons" {
+  source                  = "../../modules/addons"
+  cluster_name            = module.cluster.name
+  region                  = var.region
+  oidc_provider_arn       = module.cluster.oidc_provider_arn
+  oidc_issuer             = module.cluster.oidc_issuer
+  vpc_id                  = module.network.vpc_id
+  private_subnet_ids      = module.network.private_subnet_ids
+  node_security_group_id  = module.cluster.node_security_group_id
+  gpu_taints              = module.gpu_pool.taints
+  lathe_namespace         = local.namespace
+  enable_gateway_api_crds = var.gateway_api_crds
+  # The add-ons' pods (controllers, DaemonSets) need nodes to start on.
+  depends_on = [module.cpu_pool, module.gpu_pool]
 }
 
 module "storage" {
@@ -84,11 +103,12 @@ module "ray_identity" {
 
 module "platform" {
   source           = "../../modules/platform"
-  namespace        = local.namespace
+  namespace        = module.addons.lathe_namespace
   chart_path       = "${path.root}/../../../helm/lathe"
   lathe_values     = [file("${path.root}/../../../helm/lathe/ci/production-gpu-values.yaml")]
   artifacts_bucket = module.storage.bucket_name
   mlflow_role_arn  = module.mlflow_identity.role_arn
   ray_role_arn     = module.ray_identity.role_arn
-  depends_on       = [module.cpu_pool, module.gpu_pool]
+  # The chart's ScaledObjects, claims and GPU pods need KEDA, the StorageClasses and the device plugin.
+  depends_on = [module.cpu_pool, module.gpu_pool, module.addons]
 }

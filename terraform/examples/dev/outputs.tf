@@ -22,3 +22,13 @@ output "gpu_node_labels" {
   description = "Labels of the GPU nodes (the chart's inference.gpuNodeSelector must match one)."
   value       = module.gpu_pool.labels
 }
+
+output "storage_classes" {
+  description = "StorageClasses the add-ons made (gp3 is the default; efs is ReadWriteMany)."
+  value       = module.addons.storage_classes
+}
+
+output "ray_shared_claim" {
+  description = "ReadWriteMany claim for the chart's ray.sharedStorageClaim."
+  value       = module.addons.ray_shared_claim
+}

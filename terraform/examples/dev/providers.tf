@@ -17,3 +17,14 @@ provider "helm" {
     }
   }
 }
+
+# The kubernetes provider makes the StorageClasses, Lathe's namespace and the shared claim.
+provider "kubernetes" {
+  host                   = module.cluster.endpoint
+  cluster_ca_certificate = base64decode(module.cluster.certificate_authority_data)
+  exec {
+    api_version = "client.authentication.k8s.io/v1beta1"
+    command     = "aws"
+    args        = ["eks", "get-token", "--cluster-name", module.cluster.name, "--region", var.region]
+  }
+}

@@ -26,6 +26,18 @@ variable "admin_cidrs" {
   default     = []
 }
 
+variable "cpu_instance_types" {
+  description = "Instance types of the CPU pool (everything but vLLM and Ray GPU workers runs there)."
+  type        = list(string)
+  default     = ["m6i.2xlarge"]
+}
+
+variable "cpu_max_nodes" {
+  description = "Most CPU nodes: the production values' CPU pods at their maxima (8 Ray CPU workers of 4 CPU / 16Gi, the gateway at 20 replicas), rolling-update surge and the cluster add-ons, bin-packed (tests/unit/k8s/test_capacity.py)."
+  type        = number
+  default     = 10
+}
+
 variable "gpu_instance_types" {
   description = "GPU instance types for vLLM and Ray GPU workers (16 vCPU / 64 GiB: an 8B model's 32Gi vLLM pod and a 48Gi Ray GPU worker fit one node)."
   type        = list(string)
@@ -41,4 +53,10 @@ variable "gpu_max_nodes" {
 variable "artifacts_bucket" {
   description = "Globally unique bucket name for MLflow artifacts and checkpoints."
   type        = string
+}
+
+variable "gateway_api_crds" {
+  description = "Install the Gateway API v1.4.1 CRDs (for the chart's HTTPRoute; bring a Gateway controller)."
+  type        = bool
+  default     = false
 }

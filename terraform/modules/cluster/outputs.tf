@@ -22,3 +22,8 @@ output "oidc_issuer" {
   description = "OIDC issuer URL without https://, the prefix of the `sub` condition in IRSA trust policies."
   value       = replace(aws_eks_cluster.this.identity[0].oidc[0].issuer, "https://", "")
 }
+
+output "node_security_group_id" {
+  description = "The EKS cluster security group, which managed node groups' nodes carry."
+  value       = aws_eks_cluster.this.vpc_config[0].cluster_security_group_id
+}

@@ -47,7 +47,7 @@ resource "aws_eks_node_group" "this" {
     max_unavailable = 1
   }
 
-  labels = merge(var.labels, { "lathe.dev/node-pool" = var.name })
+  labels = local.labels
 
   dynamic "taint" {
     for_each = var.taints
@@ -69,4 +69,25 @@ resource "aws_eks_node_group" "this" {
   }
 
   depends_on = [aws_iam_role_policy_attachment.node]
+}
+
+# When the pool is at zero nodes, the cluster autoscaler learns a new node's labels and taints from
+# these tags on the Auto Scaling group; without them a pod selecting the pool never scales it up.
+locals {
+  labels        = merge(var.labels, { "lathe.dev/node-pool" = var.name })
+  taint_effects = { NO_SCHEDULE = "NoSchedule", NO_EXECUTE = "NoExecute", PREFER_NO_SCHEDULE = "PreferNoSchedule" }
+  node_template_tags = merge(
+    { for k, v in local.labels : "k8s.io/cluster-autoscaler/node-template/label/${k}" => v },
+    { for t in var.taints : "k8s.io/cluster-autoscaler/node-template/taint/${t.key}" => "${t.value}:${local.taint_effects[t.effect]}" },
+  )
+}
+
+resource "aws_autoscaling_group_tag" "node_template" {
+  for_each               = local.node_template_tags
+  autoscaling_group_name = aws_eks_node_group.this.resources[0].autoscaling_groups[0].name
+  tag {
+    key                 = each.key
+    value               = each.value
+    propagate_at_launch = false
+  }
 }

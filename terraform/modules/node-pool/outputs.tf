@@ -12,3 +12,8 @@ output "labels" {
   description = "Kubernetes labels every node of the pool carries."
   value       = aws_eks_node_group.this.labels
 }
+
+output "taints" {
+  description = "Taints every node of the pool carries, in the EKS API's spelling (effect NO_SCHEDULE and so on)."
+  value       = var.taints
+}

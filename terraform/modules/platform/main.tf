@@ -1,5 +1,7 @@
 # The cluster's software: the KubeRay operator and kube-prometheus-stack (both prerequisites
-# of the Lathe chart's CRD objects), then Lathe itself with its cloud wiring.
+# of the Lathe chart's CRD objects), prometheus-adapter on that Prometheus, then Lathe itself
+# with its cloud wiring. The cluster add-ons (GPUs, storage, autoscaling, ingress, KEDA) are
+# the addons module's.
 
 resource "helm_release" "kuberay_operator" {
   name             = "kuberay-operator"
@@ -41,6 +43,32 @@ resource "helm_release" "kube_prometheus_stack" {
   })]
 }
 
+# The custom metrics API for the chart's HPA fallback (inference.autoscaling.keda: false): vLLM's
+# queue gauges per pod, under the names the HPA asks for. Resource metrics stay metrics-server's
+# and external metrics KEDA's, so the adapter serves custom metrics only.
+locals {
+  vllm_pod_metrics = [for gauge in ["num_requests_waiting", "num_requests_running"] : {
+    seriesQuery  = "vllm:${gauge}{namespace!=\"\",pod!=\"\"}"
+    resources    = { overrides = { namespace = { resource = "namespace" }, pod = { resource = "pod" } } }
+    name         = { as = "vllm_${gauge}" }
+    metricsQuery = "sum(<<.Series>>{<<.LabelMatchers>>}) by (<<.GroupBy>>)"
+  }]
+}
+
+resource "helm_release" "prometheus_adapter" {
+  count      = var.enable_prometheus_adapter ? 1 : 0
+  name       = "prometheus-adapter"
+  repository = "https://prometheus-community.github.io/helm-charts"
+  chart      = "prometheus-adapter"
+  version    = var.prometheus_adapter_version
+  namespace  = helm_release.kube_prometheus_stack.namespace
+  atomic     = true
+  values = [yamlencode({
+    prometheus = { url = "http://kube-prometheus-stack-prometheus.monitoring.svc", port = 9090 }
+    rules      = { default = false, custom = local.vllm_pod_metrics }
+  })]
+}
+
 resource "helm_release" "lathe" {
   name             = "lathe"
   chart            = var.chart_path
@@ -58,5 +86,5 @@ resource "helm_release" "lathe" {
       serviceAccountAnnotations = { "eks.amazonaws.com/role-arn" = var.ray_role_arn }
     }
   })])
-  depends_on = [helm_release.kuberay_operator, helm_release.kube_prometheus_stack]
+  depends_on = [helm_release.kuberay_operator, helm_release.kube_prometheus_stack, helm_release.prometheus_adapter]
 }

@@ -51,3 +51,15 @@ variable "grafana_admin_secret" {
   type        = string
   default     = "grafana-admin"
 }
+
+variable "enable_prometheus_adapter" {
+  description = "Install prometheus-adapter, which serves vLLM's queue metrics to the HPA the chart renders when KEDA is off."
+  type        = bool
+  default     = true
+}
+
+variable "prometheus_adapter_version" {
+  description = "Chart version of prometheus-adapter (https://prometheus-community.github.io/helm-charts; 5.3.0 runs adapter v0.12.0)."
+  type        = string
+  default     = "5.3.0"
+}

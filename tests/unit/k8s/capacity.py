@@ -6,7 +6,10 @@ taints and maximum size from terraform/examples/dev plus terraform/instance-type
 A pod fits a pool when it selects the pool's labels, tolerates its taints and its requests are
 within one node's allocatable share. GPUs are counted across the cluster: every GPU pod the
 values can run at once (replicas or autoscaling maximum, plus the rolling-update surge) must
-find a GPU in the pools' maximum sizes.
+find a GPU in the pools' maximum sizes. Then the load as a whole: every pod the values can run at
+once, with the cluster add-ons' own pods (`addonPods` in instance-types.yaml), is bin-packed by
+its requests onto each pool's maximum number of nodes (first-fit decreasing), so a pool too small
+for the sum of its pods fails as surely as a pod too big for one node.
 """
 
 from __future__ import annotations
@@ -118,7 +121,10 @@ def _group(obj: dict, where: str, spec: dict, scaled: dict) -> Pods:
             if scaler
             else body.get("replicas", 1)
         )
-        surge = body.get("strategy", {}).get("rollingUpdate", {}).get("maxSurge", 0 if kind == "StatefulSet" else 1)
+        strategy = body.get("strategy", {})
+        # Kubernetes' default surge is 25% (rounded up); Recreate and StatefulSets add no pod.
+        surge = 0 if kind == "StatefulSet" or strategy.get("type") == "Recreate" else "25%"
+        surge = strategy.get("rollingUpdate", {}).get("maxSurge", surge)
         count += surge if isinstance(surge, int) else -(-count * int(str(surge).rstrip("%")) // 100)
     elif kind == "RayCluster" and where != "head":
         group = next(g for g in body["workerGroupSpecs"] if g["groupName"] == where)
@@ -153,7 +159,49 @@ def check(objects: list[dict], pools: list[Pool]) -> list[str]:
     if wanted > available:
         problems.append(f"GPUs: the values can run {wanted} GPU pods at once (replicas, autoscaling maxima and "
                         f"rolling-update surge), the pools have at most {available}")  # fmt: skip
-    return problems
+    return problems + pack([*pods_of(objects), *addon_pods()], pools)
+
+
+def addon_pods() -> list[Pods]:
+    """The cluster add-ons' own pods (instance-types.yaml `addonPods`); they select no pool."""
+    table = yaml.safe_load(TYPES.read_text())
+    return [
+        Pods(f"add-on {a['name']}", a["count"], a["cpu"], a["memoryGiB"], a.get("gpus", 0), {}, [])
+        for a in table.get("addonPods", [])
+    ]
+
+
+def pack(groups: list[Pods], pools: list[Pool]) -> list[str]:
+    """First-fit decreasing of every pod onto the pools' nodes at their maximum count.
+
+    Each pod goes to the first node, in pool order, of a pool that admits it and has room left
+    for its requests. One line per group with pods left over; empty when everything fits.
+    """
+    size = {p.name: p.node() for p in pools}
+    nodes = {p.name: [dict(size[p.name]) for _ in range(p.max_size)] for p in pools}
+    pods = [g for g in groups if any(g.admitted_by(p) and g.fits(size[p.name]) for p in pools) for _ in range(g.count)]
+    pods.sort(key=lambda g: (g.gpus, g.cpu, g.memory), reverse=True)
+    left: dict[str, int] = {}
+    for pod in pods:
+        free = next((n for p in pools if pod.admitted_by(p) for n in nodes[p.name] if pod.fits(n)), None)
+        if free is None:
+            left[pod.where] = left.get(pod.where, 0) + 1
+            continue
+        free["cpu"] -= pod.cpu
+        free["memory"] -= pod.memory
+        free["gpus"] -= pod.gpus
+    by_where = {g.where: g for g in groups}
+    return [
+        f"{where}: {n} of {by_where[where].count} pods find no room on the "
+        + " or ".join(
+            f"{p.max_size} {p.name} nodes (cpu {size[p.name]['cpu']:g}, memory {size[p.name]['memory']:g}GiB, "
+            f"gpus {size[p.name]['gpus']} each)"
+            for p in pools
+            if by_where[where].admitted_by(p)
+        )
+        + " left after first-fit decreasing packing of everything that runs at once"
+        for where, n in left.items()
+    ]
 
 
 def pools_from_terraform(parsed: dict) -> list[Pool]:

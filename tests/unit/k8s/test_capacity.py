@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import dataclasses
 
 import pytest
 
@@ -48,7 +49,10 @@ def test_a_vllm_pod_too_big_for_a_gpu_node_fails_naming_it(pools):
 
 def test_more_gpu_pods_than_the_pools_can_hold_fails(pools):
     problems = capacity.check(_production(inference__models__0__replicas=8), pools)
-    assert problems and problems[-1].startswith("GPUs: the values can run 15 GPU pods at once")
+    assert any(p.startswith("GPUs: the values can run 15 GPU pods at once") for p in problems)
+    # Packing says which pods are left over: the smallest GPU pods, once the larger ones hold every node.
+    left = "Deployment/lathe-inference-smollm2 (template): 2 of 2 pods find no room"
+    assert any(p.startswith(left) for p in problems)
 
 
 def test_a_pod_no_pool_admits_fails(pools):
@@ -59,3 +63,38 @@ def test_a_pod_no_pool_admits_fails(pools):
 def test_a_gpu_pod_without_the_toleration_cannot_land_on_the_tainted_pool(pools):
     problems = capacity.check(_production(inference__gpuTolerations=None), pools)
     assert any("lathe-inference-smollm2" in p and "no pool admits it" in p for p in problems)
+
+
+def test_surge_follows_each_update_strategy():
+    groups = {g.where.split(" ")[0]: g.count for g in capacity.pods_of(_production())}
+    values = manifests.load_values(PRODUCTION)
+    most = values["gateway"]["autoscaling"]["maxReplicas"]
+    assert groups["Deployment/lathe-gateway"] == most + -(-most * 25 // 100)  # Kubernetes' default 25%, rounded up
+    assert groups["Deployment/lathe-mlflow"] == 1  # Recreate: the old pod goes before the new one comes
+    assert groups["Deployment/lathe-inference-llama-8b"] == values["inference"]["models"][0]["replicas"] + 1
+
+
+def test_the_cpu_pools_maximum_holds_everything_that_runs_at_once(pools):
+    """Each pod fits one node, but their sum must fit the pool's maximum: Ray's CPU workers at their
+    maximum, the gateway at its HPA maximum, every surge, and the cluster add-ons' own pods."""
+    cpu = next(p for p in pools if p.name == "cpu")
+    load = [g for g in capacity.pods_of(_production()) + capacity.addon_pods() if g.admitted_by(cpu)]
+    needed = sum(g.count * g.cpu for g in load) / cpu.node()["cpu"]
+    smaller = [dataclasses.replace(cpu, max_size=int(needed)), *(p for p in pools if p is not cpu)]
+    problems = capacity.check(_production(), smaller)
+    assert problems and all("find no room on the" in p and " cpu nodes " in p for p in problems)
+
+
+def test_first_fit_decreasing_packs_what_arrival_order_would_not():
+    pool = capacity.Pool("cpu", ["m6i.2xlarge"], 2, {"lathe.dev/node-pool": "cpu"})  # 2 nodes of 7.5 CPU
+    small, large = (capacity.Pods(name, 2, cpus, 1, 0, {}, []) for name, cpus in (("small", 3), ("large", 4)))
+    assert capacity.pack([small, large], [pool]) == []  # 4+3 on each node; in arrival order 3+3, 4, then no room
+    assert capacity.pack([dataclasses.replace(small, count=3), large], [pool]) == [
+        "small: 1 of 3 pods find no room on the 2 cpu nodes (cpu 7.5, memory 29GiB, gpus 0 each) left after "
+        "first-fit decreasing packing of everything that runs at once"
+    ]
+
+
+def test_the_cluster_add_ons_pods_are_counted():
+    names = {g.where for g in capacity.addon_pods()}
+    assert {"add-on prometheus", "add-on cluster-autoscaler", "add-on metrics-server"} <= names
