@@ -48,9 +48,13 @@ class Flow:
 
 def load_table() -> dict[str, Any]:
     table = yaml.safe_load(TABLE.read_text())
+    row_keys = {"flow", "why", "when"}
+    keys = {"allow": row_keys, "deny": row_keys, "only": {"flows", "within", "why", "when"}}
     for kind in ("allow", "deny", "only"):
         for row in table[kind]:
             assert row.get("why"), f"flows.yaml: {kind} row {row} says no why"
+            unknown = set(row) - keys[kind]
+            assert not unknown, f"flows.yaml: {kind} row {row} has unknown keys {unknown} (quote text with commas)"
             flows = [row["flow"]] if kind != "only" else [row["flows"], *row["within"]]
             row["parsed"] = [Flow.parse(text) for text in flows]
     return table
