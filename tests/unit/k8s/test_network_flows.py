@@ -262,3 +262,31 @@ def test_every_row_applies_to_some_values_set(table):
     dead = [row.get("flow", row.get("flows")) for kind in ("allow", "deny", "only") for row in table[kind]
             if not any(applies(row, v) for v in values)]  # fmt: skip
     assert not dead, f"rows no ci/*-values.yaml checks (drop them or add a values set): {dead}"
+
+
+def test_the_reader_follows_nca_on_port_ranges_protocols_and_excepted_addresses(nca, tmp_path):
+    """connectivity.py's reading of nca's output, on a small world whose answers are known by hand."""
+    policy = {"apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",
+              "metadata": {"name": "a", "namespace": "lathe"},
+              "spec": {"podSelector": {"matchLabels": {"app": "a"}}, "policyTypes": ["Egress"], "egress": [
+                  {"to": [{"podSelector": {"matchLabels": {"app": "b"}}}],
+                   "ports": [{"protocol": "TCP", "port": 1000, "endPort": 2000}, {"protocol": "UDP", "port": 53}]},
+                  {"to": [{"ipBlock": {"cidr": "10.0.0.0/8", "except": ["10.1.0.0/16"]}}],
+                   "ports": [{"protocol": "TCP", "port": 443}]}]}}  # fmt: skip
+    (tmp_path / "policies").mkdir()
+    (tmp_path / "policies" / "a.yaml").write_text(yaml.safe_dump(policy))
+    outside = {name: {"namespace": "lathe", "labels": {"app": name}} for name in ("a", "b", "c")}
+    addresses = {"inside": "10.2.3.4", "excepted": "10.1.2.3", "public": "52.216.1.1"}
+    world = build_world([], outside, addresses)
+    reach = connectivity(nca, {"small": (tmp_path / "policies", world)}, tmp_path / "nca")["small"]
+    a, b, c = (world.role(name)[0] for name in ("a", "b", "c"))
+    a_to_b = reach.between(a, b)
+    assert a_to_b.allows("TCP", 1000) and a_to_b.allows("TCP", 2000) and a_to_b.allows("UDP", 53)
+    assert not a_to_b.allows("TCP", 999) and not a_to_b.allows("TCP", 2001) and not a_to_b.allows("UDP", 54)
+    assert not a_to_b.allows("SCTP", 1500) and not a_to_b.within({("TCP", 1000), ("UDP", 53)})
+    assert not reach.between(a, c).texts, "a's egress names b only"
+    assert reach.between(b, c).everything and not reach.between(b, c).within({("TCP", 80)}), "no policy selects b"
+    inside, excepted, public = (world.role(name)[0] for name in ("inside", "excepted", "public"))
+    assert reach.between(a, inside).allows("TCP", 443) and not reach.between(a, inside).allows("TCP", 80)
+    assert reach.between(a, inside).within({("TCP", 443)})
+    assert not reach.between(a, excepted).texts and not reach.between(a, public).texts
