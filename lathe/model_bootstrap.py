@@ -19,7 +19,6 @@ registration itself is ``ModelRegistry.register_folder``, the path `lathe models
 
 from __future__ import annotations
 
-import os
 import re
 import shutil
 from dataclasses import dataclass
@@ -92,9 +91,9 @@ def materialize(source: ModelSource, workdir: Path) -> Path:
 def _from_hugging_face(source: ModelSource, dest: Path) -> Path:
     from huggingface_hub import snapshot_download
 
-    token = os.environ.get("HF_TOKEN") or None
+    # The token comes from HF_TOKEN, which huggingface_hub reads itself (the chart sets it from a Secret).
     local = snapshot_download(
-        repo_id=source.location, revision=source.revision, local_dir=str(dest), token=token, allow_patterns=_HF_FILES
+        repo_id=source.location, revision=source.revision, local_dir=str(dest), allow_patterns=_HF_FILES
     )
     return Path(local)
 

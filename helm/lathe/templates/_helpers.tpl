@@ -180,3 +180,13 @@ Call with (dict "root" $ "what" "model X"); renders nothing or fails the install
 {{- fail (printf "%s requests GPUs but no GPU pool is declared: set inference.gpuNodeSelector (e.g. lathe.dev/node-pool: gpu, or nvidia.com/gpu.present: \"true\") and inference.gpuTolerations to the GPU nodes' labels and taint, or set gpus: 0" .what) -}}
 {{- end -}}
 {{- end -}}
+
+{{/* lathe.modelCacheClaim: the claim of the shared model cache (existing, or the one the chart creates); empty: none. */}}
+{{- define "lathe.modelCacheClaim" -}}
+{{- $cache := .Values.inference.modelCache -}}
+{{- if $cache.existingClaim -}}
+{{ $cache.existingClaim }}
+{{- else if $cache.create -}}
+{{ include "lathe.componentName" (dict "root" . "component" "model-cache") }}
+{{- end -}}
+{{- end }}
