@@ -109,7 +109,7 @@ test-integration: install install-system ## Real MLflow, Ray and vLLM on loopbac
 
 test: ## Everything CI runs: installs, lint, unit, integration, e2e and load tests, then a time table per suite
 	@started=$$(date +%s); \
-	  $(MAKE) --no-print-directory install install-system .venv-checkov/.installed lint || exit $$?; \
+	  $(MAKE) --no-print-directory install install-system .venv-checkov/.installed .venv-nca/.installed lint || exit $$?; \
 	  $(BIN)/pytest -q tests --time-table-json .lathe/test-times.json --time-table-before $$(( $$(date +%s) - started ))
 
 # checkov pins many packages of its own: it gets an environment apart, like the baselines.
@@ -117,6 +117,13 @@ test: ## Everything CI runs: installs, lint, unit, integration, e2e and load tes
 	@echo "==> policy environment (.venv-checkov): checkov"
 	@test -x .venv-checkov/bin/python || $(PYTHON) -m venv .venv-checkov
 	@.venv-checkov/bin/pip install $(PIP_FLAGS) 'checkov==3.3.30'
+	@touch $@
+
+# network-config-analyzer pins exact PyYAML, networkx, bs4 and lxml versions: an environment apart too.
+.venv-nca/.installed:
+	@echo "==> network policy environment (.venv-nca): network-config-analyzer"
+	@test -x .venv-nca/bin/python || $(PYTHON) -m venv .venv-nca
+	@.venv-nca/bin/pip install $(PIP_FLAGS) 'network-config-analyzer==2.1.0'
 	@touch $@
 
 load: install ## Locust mix against the running platform (lathe up): 4 users, 60 s; table + .lathe/load/mix/summary.json
@@ -140,8 +147,8 @@ fuzz: $(VENV)/.installed ## Fuzz the gateway from its OpenAPI spec (~7,400 cases
 k8s-smoke: ## kind cluster + images + chart + `helm test` (needs docker, kind, kubectl, helm)
 	@deploy/k8s-smoke.sh
 
-policy: $(VENV)/.installed .venv-checkov/.installed ## checkov over the rendered Helm chart and the Terraform code
-	@$(BIN)/pytest -q tests/unit/k8s/test_checkov.py
+policy: $(VENV)/.installed .venv-checkov/.installed .venv-nca/.installed ## checkov over the rendered chart and Terraform; the NetworkPolicy flow table (nca)
+	@$(BIN)/pytest -q tests/unit/k8s/test_checkov.py tests/unit/k8s/test_network_flows.py
 
 bench-training: $(VENV)/.installed ## Training tokens/s: one process vs Ray Train DDP vs DeepSpeed ZeRO-2
 	@$(BIN)/python benchmarks/training.py
