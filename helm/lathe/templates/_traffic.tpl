@@ -123,10 +123,14 @@ RAG and the agent, which generate through the gateway, are always admitted.
 {{- end }}
 {{- end -}}
 
-{{/* lathe.externalEgress: one egress rule to CIDRs on a port; call with (dict "cidrs" LIST "port" N "what" "comment"). */}}
+{{/*
+lathe.externalEgress: one egress rule on a port to a service in another namespace of the cluster (a database
+operator's) or at the CIDRs outside it; call with (dict "cidrs" LIST "port" N "what" "comment").
+*/}}
 {{- define "lathe.externalEgress" -}}
 # {{ .what }}
 - to:
+    - namespaceSelector: {}
     {{- range .cidrs }}
     - ipBlock: {cidr: {{ . | quote }}}
     {{- end }}
@@ -149,6 +153,13 @@ and an external Redis (redis.external.urlSecret with the bundled Redis off).
 {{- with .Values.redis.external }}
 {{ include "lathe.externalEgress" (dict "cidrs" (default $np.externalEgressCidrs .cidrs) "port" .port "what" "The external Redis of redis.external.urlSecret.") }}
 {{- end }}
+{{- end }}
+{{- end -}}
+
+{{/* lathe.ragExternalEgress: RAG's egress to an external Qdrant, on the port of qdrant.externalUrl. */}}
+{{- define "lathe.ragExternalEgress" -}}
+{{- if not .Values.qdrant.enabled }}
+{{ include "lathe.externalEgress" (dict "cidrs" .Values.networkPolicy.externalEgressCidrs "port" (include "lathe.urlPort" .Values.qdrant.externalUrl | int) "what" "The external Qdrant of qdrant.externalUrl.") }}
 {{- end }}
 {{- end -}}
 
