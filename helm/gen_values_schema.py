@@ -30,6 +30,17 @@ TAG = {"type": "string", "minLength": 1, "not": {"const": "latest"}}
 PULL_POLICY = {"type": "string", "enum": ["Always", "IfNotPresent", "Never"]}
 DIGEST = {"type": "string", "pattern": "^(sha256:[a-f0-9]{64})?$"}
 SECRET_NAME = {"type": "string", "pattern": "^([a-z0-9]([-a-z0-9.]*[a-z0-9])?)?$"}
+CIDRS = {"type": "array", "items": {"type": "string", "pattern": r"^[0-9a-fA-F:.]+/[0-9]{1,3}$"}}
+HOSTNAME = {"type": "string", "pattern": r"^(\*\.)?[a-z0-9]([-a-z0-9.]*[a-z0-9])?$"}
+# networkPolicy.extraIngress / extraEgress: component -> NetworkPolicy rules, appended verbatim.
+NETPOL_EXTRA = {
+    "type": "object",
+    "additionalProperties": False,
+    "properties": {
+        component: {"type": "array", "items": {"type": "object"}}
+        for component in ("gateway", "inference", "rag", "agent", "ray", "mlflow", "qdrant", "redis", "postgresql")
+    },
+}
 
 DEFS = {
     "quantity": {"type": ["string", "number"], "pattern": r"^[0-9.]+([eE][0-9]+|[numkMGTPE]i?)?$"},
@@ -94,7 +105,41 @@ RULES: dict[str, dict[str, Any]] = {
     "networkPolicy.*Cidrs": STRINGS,
     "monitoring.selectorLabels": STRING_MAP,
     "monitoring.interval": {"type": "string", "pattern": "^[0-9]+(ms|s|m|h)$"},
-    "gateway.serviceType": {"type": "string", "enum": ["ClusterIP", "NodePort", "LoadBalancer"]},
+    "gateway.service.type": {"type": "string", "enum": ["ClusterIP", "NodePort", "LoadBalancer"]},
+    "gateway.service.annotations": STRING_MAP,
+    "gateway.service.loadBalancerSourceRanges": CIDRS,
+    "gateway.service.externalTrafficPolicy": {"type": "string", "enum": ["Local", "Cluster"]},
+    "gateway.ingress.hosts": {"type": "array", "items": HOSTNAME},
+    "gateway.ingress.annotations": STRING_MAP,
+    "gateway.ingress.tls": {
+        "type": "array",
+        "items": {
+            "type": "object",
+            "additionalProperties": False,
+            "properties": {"secretName": SECRET_NAME, "hosts": {"type": "array", "items": HOSTNAME}},
+        },
+    },
+    "gateway.ingress.controllerNamespaceSelector": STRING_MAP,
+    "gateway.httpRoute.annotations": STRING_MAP,
+    "gateway.httpRoute.parentRefs": {
+        "type": "array",
+        "items": {
+            "type": "object",
+            "required": ["name"],
+            "additionalProperties": False,
+            "properties": {
+                **{key: {"type": "string"} for key in ("group", "kind", "name", "namespace", "sectionName")},
+                "port": PORT,
+            },
+        },
+    },
+    "gateway.httpRoute.hostnames": {"type": "array", "items": HOSTNAME},
+    "gateway.httpRoute.requestTimeout": {"type": "string", "pattern": "^(([0-9]{1,5}(h|m|s|ms)){1,4})?$"},
+    "gateway.httpRoute.proxyNamespaceSelector": STRING_MAP,
+    "gateway.database.egress.cidrs": CIDRS,
+    "redis.external.cidrs": CIDRS,
+    "networkPolicy.extraIngress": NETPOL_EXTRA,
+    "networkPolicy.extraEgress": NETPOL_EXTRA,
     "gateway.redisFailureMode": {"type": "string", "enum": ["closed", "open"]},
     "inference.models[].id": DNS_LABEL,
     "inference.models[].version": {"type": "string", "pattern": "^([0-9]+)?$"},
