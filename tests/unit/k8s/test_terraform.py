@@ -201,7 +201,7 @@ def test_the_dev_example_installs_every_add_on_the_chart_needs():
         assert variables(module)[switch]["default"] is True, f"{switch} is off by default"
         assert calls[module.name].get(switch, True) is True, f"the dev example turns {name} off"
     # The chart's production values admit the ingress controller's namespace, which must be this one.
-    selector = manifests.load_values(PRODUCTION)["networkPolicy"]["gatewayClientNamespaceSelector"]
+    selector = manifests.load_values(PRODUCTION)["gateway"]["ingress"]["controllerNamespaceSelector"]
     assert installers(ADDONS)["ingress-nginx"]["namespace"] == selector["kubernetes.io/metadata.name"]
     # The platform (and so Lathe) waits for the add-ons: KEDA's CRDs, the StorageClasses, the GPUs.
     assert "${module.addons}" in call("platform")["depends_on"]
