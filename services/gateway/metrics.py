@@ -9,6 +9,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from lathe.telemetry import new_registry
 
 _LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120)
+_ITL_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5)
 
 
 @dataclass
@@ -24,6 +25,13 @@ class GatewayMetrics:
     breaker_state: Gauge
     backend_healthy: Gauge
     by_version: Counter
+    version_errors: Counter
+    version_ttft: Histogram
+    version_itl: Histogram
+    rollout_step: Gauge
+    rollout_weight: Gauge
+    rollout_decisions: Counter
+    feedback: Counter
 
     @classmethod
     def create(cls) -> GatewayMetrics:
@@ -64,5 +72,33 @@ class GatewayMetrics:
             by_version=Counter(
                 "lathe_gateway_version_requests_total", "Requests routed per model version (canaries)",
                 ["model", "version"], registry=r,
+            ),
+            version_errors=Counter(
+                "lathe_gateway_version_errors_total", "Backend errors per model version (retried or not)",
+                ["model", "version"], registry=r,
+            ),
+            version_ttft=Histogram(
+                "lathe_gateway_version_ttft_seconds", "Time to the first token (or byte) per model version",
+                ["model", "version"], buckets=_LATENCY_BUCKETS, registry=r,
+            ),
+            version_itl=Histogram(
+                "lathe_gateway_version_itl_seconds", "Mean inter-token latency of a stream per model version",
+                ["model", "version"], buckets=_ITL_BUCKETS, registry=r,
+            ),
+            rollout_step=Gauge(
+                "lathe_rollout_step", "Current step of the model's active rollout (1-based; 0: none active)",
+                ["model"], registry=r,
+            ),
+            rollout_weight=Gauge(
+                "lathe_rollout_weight", "Percent of the model's traffic the rollout gives each version",
+                ["model", "version"], registry=r,
+            ),
+            rollout_decisions=Counter(
+                "lathe_rollout_decisions_total", "Rollout decisions: advance, promote, rollback",
+                ["model", "decision"], registry=r,
+            ),
+            feedback=Counter(
+                "lathe_gateway_feedback_total", "Feedback and judge scores recorded per model version",
+                ["model", "version", "source"], registry=r,
             ),
         )  # fmt: skip
