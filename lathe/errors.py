@@ -80,6 +80,14 @@ class AliasNotFoundError(NotFoundError):
     code = "alias_not_found"
 
 
+class ConflictError(LatheError):
+    """The request clashes with the current state (a second active rollout, say)."""
+
+    status_code = 409
+    error_type = "invalid_request_error"
+    code = "conflict"
+
+
 class RegistryUnavailableError(LatheError):
     """The MLflow server cannot be reached."""
 

@@ -133,7 +133,7 @@ class GateResult:
     candidate_version: str
     champion_version: str | None
     decision: Decision
-    outcome: str  # promoted | refused | unchanged
+    outcome: str  # promoted | refused | unchanged | canary
     previous_version: str | None  # the holder of ``alias`` before
     version: str | None  # the holder of ``alias`` after
     run_id: str | None = None
@@ -168,11 +168,14 @@ def promote_if_better(
     higher_is_better: bool | None = None,
     before_move: Callable[[GateResult], None] | None = None,
     log: bool = True,
+    move: bool = True,
 ) -> GateResult:
     """Compare the candidate with the holder of ``against`` (default: ``alias``); move ``alias`` if it wins.
 
-    ``before_move`` runs after the decision and before the alias moves (a gateway canary);
-    if it raises, nothing moves. The decision is logged to MLflow unless ``log`` is false.
+    ``before_move`` runs after the decision and before the alias moves; if it raises,
+    nothing moves. With ``move`` false a winning candidate is outcome ``canary``: it
+    passed, and a rollout at the gateway will move the alias. The decision is logged to
+    MLflow unless ``log`` is false.
     """
     candidate = registry.get_version(name, str(candidate_version)).version
     against = against or alias
@@ -194,7 +197,9 @@ def promote_if_better(
         decision = decide(candidate_value, champion_value, metric, margin, higher_is_better)
         outcome = "promoted" if decision.promote else "refused"
     result = GateResult(name, alias, against, candidate, holder, decision, outcome, previous, previous)
-    if decision.promote:
+    if decision.promote and not move:
+        result = replace(result, outcome="canary")
+    elif decision.promote:
         if before_move is not None:
             before_move(result)
         registry.set_alias(name, alias, candidate)

@@ -118,7 +118,12 @@ def promote(
         None, "--margin", min=0.0, help="How much better the candidate must be, in the metric's units (default 0)."
     ),
     canary_pct: float | None = typer.Option(
-        None, "--canary", min=0, max=100, help="First send this percent of traffic to the version at the gateway."
+        None,
+        "--canary",
+        min=0,
+        max=100,
+        help="Instead of moving the alias now, roll the version out at the gateway starting at this percent; "
+        "the rollout moves the alias once every step passes (see `lathe models rollout`).",
     ),
     json_output: bool = typer.Option(False, "--json", help="Print the result as JSON."),
 ) -> None:
@@ -133,17 +138,19 @@ def promote(
         raise ConfigError("--metric and --margin only apply with --if-better-than", param="metric")
     registry = _registry()
     version = version or registry.latest(name).version
-    before_move = (lambda result: _canary(name, result.candidate_version, canary_pct)) if canary_pct else None
     if if_better_than is not None:
-        _gate(registry, name, version, alias, if_better_than, metric, margin, before_move, json_output)
+        result = _gate(registry, name, version, alias, if_better_than, metric, margin, canary_pct, json_output)
+        if result.outcome == "canary":
+            _canary(name, version, alias, canary_pct, json_output)
         return
     try:
         previous = registry.resolve(name, alias).version
     except AliasNotFoundError:
         previous = None
-    registry.get_version(name, version)  # a missing version fails before any canary
+    registry.get_version(name, version)  # a missing version fails before any rollout
     if canary_pct:
-        _canary(name, version, canary_pct)
+        _canary(name, version, alias, canary_pct, json_output)
+        return
     info = registry.set_alias(name, alias, version)
     if json_output:
         print_json({"name": name, "alias": alias, "version": info.version, "previous_version": previous})
@@ -152,7 +159,7 @@ def promote(
     console.print(f"{name}@{alias}: {moved}")
 
 
-def _gate(registry, name, version, alias, against, metric, margin, before_move, json_output) -> None:
+def _gate(registry, name, version, alias, against, metric, margin, canary_pct, json_output):
     from lathe.promotion import DEFAULT_METRIC, promote_if_better
 
     result = promote_if_better(
@@ -163,10 +170,10 @@ def _gate(registry, name, version, alias, against, metric, margin, before_move, 
         metric=metric or DEFAULT_METRIC,
         margin=margin or 0.0,
         against=against,
-        before_move=before_move,
+        move=not canary_pct,
     )
     data = result.to_dict()
-    if json_output:
+    if json_output and result.outcome != "canary":
         print_json(data)
     else:
         d = result.decision
@@ -185,6 +192,8 @@ def _gate(registry, name, version, alias, against, metric, margin, before_move, 
             console.print(f"[bold green]promoted[/] {name}@{alias}: {moved}")
         elif result.outcome == "unchanged":
             console.print(f"{name}@{alias} already points at v{result.version}: nothing to do")
+        elif result.outcome == "canary":
+            console.print(f"[bold green]passed the gate[/]: v{result.candidate_version} goes out as a canary")
     if result.outcome == "refused":
         err_console.print(
             f"[bold red]refused:[/] {name} v{result.candidate_version} does not beat @{against} "
@@ -194,20 +203,24 @@ def _gate(registry, name, version, alias, against, metric, margin, before_move, 
             soft_wrap=True,
         )
         raise typer.Exit(1)
+    return result
 
 
-def _canary(name: str, version: str, pct: float) -> None:
-    """Route ``pct`` percent of the model's traffic to ``version`` at the gateway, if one runs."""
-    from lathe.cli.keys import admin_call
-    from lathe.errors import ConfigError, EngineUnavailableError
+def _canary(name: str, version: str, alias: str, pct: float, json_output: bool) -> None:
+    """A rollout at the gateway that starts at ``pct`` percent and moves ``alias`` when it passes."""
+    from lathe.cli import rollouts
 
-    try:
-        result = admin_call("POST", "/admin/canary", {"model": name, "version": version, "weight": pct})
-    except (EngineUnavailableError, ConfigError) as exc:
-        err_console.print(f"[yellow]warning:[/] no canary: {exc.one_line()}", highlight=False, soft_wrap=True)
+    steps = [pct, *(w for w in (25.0, 50.0) if w > pct)]
+    spec = {"model": name, "version": version, "alias": alias, "steps": [{"weight": w} for w in steps]}
+    if settings().gateway.url is None:
+        rollouts._local_candidate(version)
+    created = rollouts.start_rollout(spec)
+    if json_output:
+        print_json({"name": name, "alias": alias, "version": created["champion"], "previous_version":
+                    created["champion"], "rollout": created})  # fmt: skip
         return
-    shares = ", ".join(f"v{v}: {w:g}%" for v, w in sorted(result.get("weights", {}).items()))
-    err_console.print(f"canary {name}: {shares}", highlight=False)
+    shares = " → ".join(f"{s['weight']:g}%" for s in created["steps"])
+    console.print(f"rollout {created['id']}: {name} v{version}: {shares} → 100% (`lathe models rollouts` follows it)")
 
 
 @app.command("show")
@@ -272,3 +285,12 @@ def canary(
         return
     shares = ", ".join(f"v{v}: {w:g}%" for v, w in sorted(result["weights"].items()))
     console.print(f"{name}: {shares}")
+
+
+def _register_rollouts() -> None:
+    from lathe.cli import rollouts
+
+    rollouts.register(app)
+
+
+_register_rollouts()

@@ -12,13 +12,16 @@ from fastapi import FastAPI
 from prometheus_client import start_http_server
 
 from lathe.http_service import NO_OTEL, install_error_handlers
+from lathe.registry import ModelRegistry
 from lathe.telemetry import RequestIdMiddleware
 from services.gateway.discovery import EndpointDiscovery, kubernetes_slice_api
 from services.gateway.keys import KeyCache, KeyStore, UsageRecorder
 from services.gateway.metrics import GatewayMetrics
 from services.gateway.proxy import BREAKER_VALUE, Forwarder
 from services.gateway.quotas import InProcessLimiter, RateLimitedError, RedisLimiter, retry_after_header
-from services.gateway.routes import admin, health, openai, relay
+from services.gateway.rollouts.controller import RolloutController
+from services.gateway.rollouts.store import RolloutStore
+from services.gateway.routes import admin, health, openai, relay, rollouts
 from services.gateway.routing import Router
 from services.gateway.settings import GatewayServiceSettings
 
@@ -59,9 +62,19 @@ def create_app(settings: GatewayServiceSettings, *, serve_metrics: bool = True) 
         app.state.metrics = metrics
         app.state.usage = usage
         app.state.forwarder = Forwarder(settings, router, limiter, usage, metrics, http)
+        controller = RolloutController(
+            RolloutStore(keys.engine),
+            router,
+            metrics,
+            ModelRegistry(settings.mlflow.uri, timeout_s=settings.mlflow.request_timeout_s),
+            interval_s=settings.rollout_interval_s,
+            lease_ttl_s=settings.rollout_lease_s,
+            feedback_window_s=settings.feedback_window_s,
+        )
+        app.state.rollouts = app.state.forwarder.rollouts = controller
         usage.start()
         checker = asyncio.create_task(check_backends(router, http, metrics, settings.health_interval_s))
-        tasks = [checker]
+        tasks = [checker, asyncio.create_task(controller.run())]
         targets = settings.service_targets()
         if targets:
             discovery = EndpointDiscovery(
@@ -83,6 +96,8 @@ def create_app(settings: GatewayServiceSettings, *, serve_metrics: bool = True) 
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
+            with contextlib.suppress(Exception):  # a database that is gone loses one second of figures
+                await controller.stop()
             await usage.stop()
             await http.close()
             if isinstance(limiter, RedisLimiter):
@@ -97,9 +112,18 @@ def create_app(settings: GatewayServiceSettings, *, serve_metrics: bool = True) 
     app.include_router(health.router)
     app.include_router(openai.router)
     app.include_router(admin.router)
+    app.include_router(rollouts.router)
     app.include_router(relay.router)
     install_error_handlers(app, lambda exc: retry_after_header(exc) if isinstance(exc, RateLimitedError) else {})
     return app
+
+
+def learn_version(backend, health: object) -> None:
+    """Label the backend with the version its /health says it serves (a hot swap changes it)."""
+    version = health.get("version") if isinstance(health, dict) else None
+    if version is not None and str(version) != backend.version:
+        log.info("backend version", extra={"fields": {"backend": backend.url, "version": str(version)}})
+        backend.version = str(version)
 
 
 async def check_backends(
@@ -113,7 +137,9 @@ async def check_backends(
             try:
                 async with http.get(backend.url + "/health", timeout=aiohttp.ClientTimeout(total=2.0)) as response:
                     healthy = response.status == 200
-            except (aiohttp.ClientError, TimeoutError):
+                    if healthy and backend.learns_version:
+                        learn_version(backend, await response.json(content_type=None))
+            except (aiohttp.ClientError, TimeoutError, ValueError):
                 healthy = False
             if healthy != backend.healthy:
                 log.warning("backend health changed", extra={"fields": {"backend": backend.url, "healthy": healthy}})

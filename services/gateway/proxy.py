@@ -51,6 +51,7 @@ class Admission:
     prompt_tokens_estimate: int
     max_tokens: int | None
     reservation: Reservation | None
+    sticky: str | None = None  # a session or user id: the same version for the same one
 
 
 def estimate_prompt_tokens(texts: list[str], overhead: int) -> int:
@@ -76,6 +77,7 @@ class Forwarder:
         self.usage = usage
         self.metrics = metrics
         self.http = http
+        self.rollouts = None  # a RolloutController, when the app runs one
 
     # -- admission ------------------------------------------------------------------
     async def admit(
@@ -115,7 +117,7 @@ class Forwarder:
         last_error: Exception | None = None
         for _ in range(self.settings.retries + 1):
             try:
-                backend = pool.choose(routing_key, exclude=tried)
+                backend = pool.choose(routing_key, exclude=tried, sticky=admission.sticky)
             except EngineUnavailableError:
                 break
             tried.add(backend.url)
@@ -126,22 +128,25 @@ class Forwarder:
             client_wants_usage = bool((body.get("stream_options") or {}).get("include_usage"))
             if stream:
                 payload["stream_options"] = {**(body.get("stream_options") or {}), "include_usage": True}
+            attempt = time.monotonic()
             try:
                 upstream = await self._send(backend, path, payload)
             except (aiohttp.ClientError, TimeoutError) as exc:
                 last_error = exc
-                self._failed(backend, type(exc).__name__)
+                self._failed(backend, type(exc).__name__, model=admission.model)
                 continue  # nothing reached the client: another backend may serve it
             if upstream.status >= 500:
                 backend.outstanding -= 1
                 upstream.release()
                 last_error = UpstreamError(f"backend answered {upstream.status}")
-                self._failed(backend, f"http_{upstream.status}")
+                self._failed(backend, f"http_{upstream.status}", model=admission.model)
                 continue
             self.metrics.by_version.labels(model=admission.model, version=backend.version).inc()
+            if self.rollouts is not None:
+                self.rollouts.note_request(request_id_var.get(), admission.model, backend.version)
             if stream and upstream.status == 200:
-                return self._stream(admission, backend, upstream, started, client_wants_usage)
-            return await self._complete(admission, backend, upstream, started)
+                return self._stream(admission, backend, upstream, started, client_wants_usage, attempt)
+            return await self._complete(admission, backend, upstream, started, attempt, body)
         await self.settle(admission, 0, 0, 503)
         detail = f" (last error: {type(last_error).__name__})" if last_error else ""
         raise EngineUnavailableError(f"no backend could serve model {admission.model!r}{detail}")
@@ -161,12 +166,18 @@ class Forwarder:
             raise
 
     async def _complete(
-        self, admission: Admission, backend: Backend, upstream: aiohttp.ClientResponse, started: float
+        self,
+        admission: Admission,
+        backend: Backend,
+        upstream: aiohttp.ClientResponse,
+        started: float,
+        attempt: float,
+        body: dict[str, Any],
     ) -> Response:
         try:
             content = await upstream.read()
         except (aiohttp.ClientError, TimeoutError) as exc:
-            self._failed(backend, type(exc).__name__)
+            self._failed(backend, type(exc).__name__, model=admission.model)
             await self.settle(admission, 0, 0, 502)
             raise UpstreamError(f"backend failed while answering: {type(exc).__name__}") from None
         finally:
@@ -183,6 +194,9 @@ class Forwarder:
         completion = int(usage.get("completion_tokens") or 0)
         if isinstance(data, dict) and upstream.status == 200:
             data["model"] = admission.model
+            self._served(admission.model, backend.version, time.monotonic() - attempt, None)
+            if self.rollouts is not None and admission.route == "chat":
+                self.rollouts.maybe_judge(self.http, admission.model, backend.version, body, data)
         await self.settle(admission, prompt, completion, upstream.status)
         self._observe(admission, upstream.status, started)
         headers = {"x-lathe-backend-version": backend.version}
@@ -195,8 +209,10 @@ class Forwarder:
         upstream: aiohttp.ClientResponse,
         started: float,
         client_wants_usage: bool,
+        attempt: float,
     ) -> StreamingResponse:
         state = {"prompt": 0, "completion": 0, "chunks": 0, "done": False, "error": None}
+        marks: list[float] = []  # when the first and the latest token events came
 
         async def relay() -> AsyncIterator[bytes]:
             buffer = b""
@@ -210,24 +226,31 @@ class Forwarder:
                         keep = self._inspect_event(event, state, admission.model, client_wants_usage)
                         if keep is None:
                             continue
+                        now = time.monotonic()
                         if first:
-                            self.metrics.ttft.labels(model=admission.model).observe(time.monotonic() - started)
+                            self.metrics.ttft.labels(model=admission.model).observe(now - started)
                             first = False
+                        marks[min(len(marks), 1) :] = [now]
                         yield keep + b"\n\n"
                 if buffer.strip():
                     yield buffer
                 if state["error"] is None:
                     self._succeeded(backend)
+                    ttft = marks[0] - attempt if marks else None
+                    events = state["chunks"]
+                    itl = (marks[1] - marks[0]) / (events - 1) if len(marks) > 1 and events > 1 else None
+                    self._served(admission.model, backend.version, ttft, itl)
                 else:
                     # The backend ended the stream with an error event (already relayed).
                     # One whose own upstream broke off (an inference service whose engine
                     # died) is down, like a backend that breaks the connection.
                     status = 502
-                    self._failed(backend, "stream_error_event", trip=state["error"] == UpstreamError.code)
+                    trip = state["error"] == UpstreamError.code
+                    self._failed(backend, "stream_error_event", trip=trip, model=admission.model)
             except (aiohttp.ClientError, TimeoutError) as exc:
                 # The backend died mid-stream: end with an OpenAI-shaped error event.
                 status = 502
-                self._failed(backend, "stream_" + type(exc).__name__, trip=True)
+                self._failed(backend, "stream_" + type(exc).__name__, trip=True, model=admission.model)
                 yield _error_event("the backend stopped in the middle of the stream", UpstreamError.code)
             finally:
                 # Also reached when the client disconnects: closing the upstream
@@ -283,7 +306,20 @@ class Forwarder:
         self.metrics.requests.labels(model=admission.model, route=admission.route, status=str(status)).inc()
         self.metrics.latency.labels(model=admission.model, route=admission.route).observe(time.monotonic() - started)
 
-    def _failed(self, backend: Backend, kind: str, trip: bool = False) -> None:
+    def _served(self, model: str, version: str, ttft_s: float | None, itl_s: float | None) -> None:
+        """A version answered: its latency series, and the rollout's window."""
+        if ttft_s is not None:
+            self.metrics.version_ttft.labels(model=model, version=version).observe(ttft_s)
+        if itl_s is not None:
+            self.metrics.version_itl.labels(model=model, version=version).observe(itl_s)
+        if self.rollouts is not None:
+            self.rollouts.observe(model, version, True, ttft_s, itl_s)
+
+    def _failed(self, backend: Backend, kind: str, trip: bool = False, model: str | None = None) -> None:
+        if model is not None:
+            self.metrics.version_errors.labels(model=model, version=backend.version).inc()
+            if self.rollouts is not None:
+                self.rollouts.observe(model, backend.version, False)
         if trip:
             backend.breaker.trip()
         else:

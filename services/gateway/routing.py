@@ -2,7 +2,10 @@
 
 A model's pool holds backends grouped by version. A request first draws a version by
 weight (a canary: version 2 at weight 10 against version 1 at 90), then the pool's
-policy picks among that version's healthy backends:
+policy picks among that version's healthy backends. A canary set on the pool (by an
+admin or a rollout) overrides the configured weights. A request that names its session
+or user draws its version from a hash of that name instead of at random, so a
+conversation stays on one version while the canary's share only grows:
 
 - ``LeastOutstanding`` (default): fewest requests in flight;
 - ``RoundRobin``: in turn;
@@ -84,6 +87,10 @@ class Backend:
     breaker: CircuitBreaker
     outstanding: int = 0
     healthy: bool = True  # from active health checks
+    learns_version: bool = False  # version "auto": taken from the backend's /health
+
+    def __post_init__(self) -> None:
+        self.learns_version = self.learns_version or self.version == "auto"
 
     def available(self) -> bool:
         return self.healthy and self.breaker.allows()
@@ -138,25 +145,47 @@ class ModelPool:
     backends: list[Backend] = field(default_factory=list)
     rng: random.Random = field(default_factory=random.Random)
 
+    # (version, percent): the version takes that share, the other versions the rest.
+    canary: tuple[str, float] | None = None
+
     def versions(self) -> dict[str, float]:
+        return self._weights(self.backends)
+
+    def _weights(self, backends: Sequence[Backend]) -> dict[str, float]:
         weights: dict[str, float] = {}
-        for b in self.backends:
+        for b in backends:
             weights[b.version] = max(weights.get(b.version, 0.0), b.weight)
+        if self.canary is not None:
+            version, share = self.canary
+            others = [v for v in weights if v != version]
+            for v in weights:
+                weights[v] = share if v == version else (100.0 - share) / max(len(others), 1)
         return weights
 
-    def choose(self, routing_key: str, exclude: set[str] = frozenset()) -> Backend:
+    def choose(self, routing_key: str, exclude: set[str] = frozenset(), sticky: str | None = None) -> Backend:
         candidates = [b for b in self.backends if b.available() and b.url not in exclude]
         if not candidates:
             raise EngineUnavailableError(f"no healthy backend for model {self.model!r}")
-        weights: dict[str, float] = {}
-        for b in candidates:
-            weights[b.version] = max(weights.get(b.version, 0.0), b.weight)
+        weights = self._weights(candidates)
         versions = [v for v, w in weights.items() if w > 0] or list(weights)
-        if len(versions) > 1:
-            version = self.rng.choices(versions, weights=[weights[v] for v in versions])[0]
-        else:
+        if len(versions) == 1:
             version = versions[0]
+        elif sticky is not None:
+            version = self._sticky_version(versions, weights, sticky)
+        else:
+            version = self.rng.choices(versions, weights=[weights[v] for v in versions])[0]
         return self.policy.choose([b for b in candidates if b.version == version], routing_key)
+
+    def _sticky_version(self, versions: list[str], weights: dict[str, float], sticky: str) -> str:
+        """The canary version first on the line, so a session inside its share stays inside as it grows."""
+        first = self.canary[0] if self.canary else None
+        ordered = sorted(versions, key=lambda v: (v != first, v))
+        point = (_hash(f"{self.model}|{sticky}") % 1_000_000) / 1_000_000 * sum(weights[v] for v in ordered)
+        for version in ordered:
+            point -= weights[version]
+            if point < 0:
+                return version
+        return ordered[-1]
 
 
 class Router:
@@ -197,7 +226,10 @@ class Router:
         pool = self.pool(model)
         if version not in pool.versions():
             raise ModelNotFoundError(f"model {model!r} has no backend for version {version!r}", param="version")
-        others = [v for v in pool.versions() if v != version]
-        for b in pool.backends:
-            b.weight = weight if b.version == version else (100.0 - weight) / max(len(others), 1)
+        pool.canary = (version, weight)
         return pool.versions()
+
+    def clear_canary(self, model: str) -> None:
+        """Back to the configured weights."""
+        if model in self.pools:
+            self.pools[model].canary = None

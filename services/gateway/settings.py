@@ -9,6 +9,11 @@ there is none, from one route to the local inference service:
         backends:
           - {url: "http://127.0.0.1:8100", version: "1"}
           - {url: "http://127.0.0.1:8101", version: "2", weight: 10}   # a 10 % canary
+          - {url: "http://127.0.0.1:8102", version: auto}   # the version its /health reports
+
+With no routes file the default route has the local inference service and, when
+``LATHE_GATEWAY_CANDIDATE_BACKEND_URL`` is set, the local candidate service beside it;
+both report the version they serve, which is what a rollout splits traffic by.
 """
 
 from __future__ import annotations
@@ -21,7 +26,7 @@ import yaml
 from pydantic import BaseModel, Field, SecretStr, field_validator
 from pydantic_settings import SettingsConfigDict
 
-from lathe.settings import GatewaySettings, ProcessSettings
+from lathe.settings import GatewaySettings, MlflowSettings, ProcessSettings
 
 Policy = Literal["least_outstanding", "round_robin", "prefix_affinity"]
 
@@ -32,6 +37,7 @@ class BackendConfig(BaseModel):
     model_config = {"extra": "forbid"}
 
     url: str = Field(pattern=r"^https?://")
+    # "auto": the version the backend's /health reports (a Lathe inference service).
     version: str = "default"
     # Share of traffic of this backend's version relative to the other versions.
     weight: float = Field(default=100.0, ge=0.0)
@@ -71,6 +77,8 @@ class GatewayServiceSettings(ProcessSettings, GatewaySettings):
     # The default route: the local inference service.
     default_model: str = "smollm2-135m-instruct"
     default_backend_url: str = "http://127.0.0.1:8100"
+    # A second backend of the default route: the local candidate inference service.
+    candidate_backend_url: str | None = Field(default=None, pattern=r"^https?://")
     # Discover backends from Kubernetes EndpointSlices (k8s profile): a JSON list of
     # {"model", "namespace", "service", "port_name", "version", "weight"} objects.
     k8s_services: str | None = None
@@ -100,6 +108,14 @@ class GatewayServiceSettings(ProcessSettings, GatewaySettings):
     health_interval_s: float = Field(default=2.0, gt=0)
     breaker_failures: int = Field(default=3, ge=1)
     breaker_reset_s: float = Field(default=5.0, gt=0)
+
+    # Rollouts: how often each replica syncs weights and figures with the database,
+    # how long the leader's lease lasts unrenewed, and how long feedback may name a request.
+    rollout_interval_s: float = Field(default=1.0, gt=0, le=60)
+    rollout_lease_s: float = Field(default=10.0, gt=0, le=600)
+    feedback_window_s: float = Field(default=3600.0, gt=0)
+    # The registry, where a rollout moves the alias and records its transitions.
+    mlflow: MlflowSettings = Field(default_factory=MlflowSettings)
 
     @field_validator("admin_key")
     @classmethod
@@ -134,7 +150,10 @@ class GatewayServiceSettings(ProcessSettings, GatewaySettings):
             # Kubernetes: the chat models' backends are discovered, not configured.
             models = {}
             if not self.k8s_services:
-                models[self.default_model] = ModelRoute(backends=[BackendConfig(url=self.default_backend_url)])
+                backends = [BackendConfig(url=self.default_backend_url, version="auto")]
+                if self.candidate_backend_url:
+                    backends.append(BackendConfig(url=self.candidate_backend_url, version="auto"))
+                models[self.default_model] = ModelRoute(backends=backends)
             if self.rag_embedding_model and self.rag_url:
                 models[self.rag_embedding_model] = ModelRoute(backends=[BackendConfig(url=self.rag_url, version="rag")])
             return RoutesConfig(models=models)

@@ -30,6 +30,9 @@ async def _generate(request, key, forwarder, settings, schema, route: str, path:
     admission = await forwarder.admit(
         key, body.model, route, body.prompt_text(), body.requested_max_tokens(), generates=True
     )
+    # A session or user keeps to one version while a canary runs.
+    user = data.get("user")
+    admission.sticky = request.headers.get("x-session-id") or (user if isinstance(user, str) and user else None)
     return await forwarder.forward(admission, path, data, stream=body.stream)
 
 
