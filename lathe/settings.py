@@ -134,14 +134,22 @@ class InferenceSettings(_Section):
     # Pin one version instead of following the alias (a candidate scored before promotion).
     version: str | None = Field(default=None, pattern=r"^[0-9]+$")
     url: str | None = None  # set when the service runs elsewhere (the cluster)
+    # The candidate service a local rollout starts beside this one, pinned to a version;
+    # its engines take ports from ``candidate_engine_port_base`` upwards.
+    candidate_port: Port = 8101
+    candidate_engine_port_base: int = Field(default=8500, ge=1024, le=65000)
     # vLLM runs from its own environment: its pins clash with the platform's.
     engine_python: Path = Field(default_factory=default_engine_python)
 
-    _port = field_validator("port")(_check_port)
+    _port = field_validator("port", "candidate_port")(_check_port)
 
     @property
     def base_url(self) -> str:
         return self.url or f"http://{self.host}:{self.port}"
+
+    @property
+    def candidate_base_url(self) -> str:
+        return f"http://{self.host}:{self.candidate_port}"
 
     @property
     def model_uri(self) -> str:

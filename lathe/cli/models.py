@@ -125,6 +125,12 @@ def promote(
         help="Instead of moving the alias now, roll the version out at the gateway starting at this percent; "
         "the rollout moves the alias once every step passes (see `lathe models rollout`).",
     ),
+    move: bool = typer.Option(
+        True,
+        "--move/--no-move",
+        help="With --if-better-than: --no-move decides and logs the gate but leaves the alias "
+        "(outcome canary: a rollout, `lathe models rollout`, moves it).",
+    ),
     json_output: bool = typer.Option(False, "--json", help="Print the result as JSON."),
 ) -> None:
     """Point an alias at a version; the inference service then swaps to it without downtime.
@@ -134,14 +140,17 @@ def promote(
     """
     from lathe.errors import AliasNotFoundError, ConfigError
 
-    if if_better_than is None and (metric is not None or margin is not None):
-        raise ConfigError("--metric and --margin only apply with --if-better-than", param="metric")
+    if if_better_than is None and (metric is not None or margin is not None or not move):
+        raise ConfigError("--metric, --margin and --no-move only apply with --if-better-than", param="metric")
     registry = _registry()
     version = version or registry.latest(name).version
     if if_better_than is not None:
-        result = _gate(registry, name, version, alias, if_better_than, metric, margin, canary_pct, json_output)
-        if result.outcome == "canary":
-            _canary(name, version, alias, canary_pct, json_output)
+        move = move and not canary_pct
+        result = _gate(registry, name, version, alias, if_better_than, metric, margin, move, json_output)
+        if result.outcome == "canary" and canary_pct:
+            _canary(name, version, alias, canary_pct, json_output, result.to_dict())
+        elif result.outcome == "canary" and json_output:
+            print_json(result.to_dict())
         return
     try:
         previous = registry.resolve(name, alias).version
@@ -159,7 +168,7 @@ def promote(
     console.print(f"{name}@{alias}: {moved}")
 
 
-def _gate(registry, name, version, alias, against, metric, margin, canary_pct, json_output):
+def _gate(registry, name, version, alias, against, metric, margin, move, json_output):
     from lathe.promotion import DEFAULT_METRIC, promote_if_better
 
     result = promote_if_better(
@@ -170,11 +179,11 @@ def _gate(registry, name, version, alias, against, metric, margin, canary_pct, j
         metric=metric or DEFAULT_METRIC,
         margin=margin or 0.0,
         against=against,
-        move=not canary_pct,
+        move=move,
     )
-    data = result.to_dict()
-    if json_output and result.outcome != "canary":
-        print_json(data)
+    if json_output:
+        if result.outcome != "canary":  # the caller prints it with what comes next
+            print_json(result.to_dict())
     else:
         d = result.decision
         table = Table(title=f"{name}: v{result.candidate_version} against @{against}", title_justify="left")
@@ -193,7 +202,7 @@ def _gate(registry, name, version, alias, against, metric, margin, canary_pct, j
         elif result.outcome == "unchanged":
             console.print(f"{name}@{alias} already points at v{result.version}: nothing to do")
         elif result.outcome == "canary":
-            console.print(f"[bold green]passed the gate[/]: v{result.candidate_version} goes out as a canary")
+            console.print(f"[bold green]passed the gate[/]: v{result.candidate_version} goes out as a rollout")
     if result.outcome == "refused":
         err_console.print(
             f"[bold red]refused:[/] {name} v{result.candidate_version} does not beat @{against} "
@@ -206,7 +215,7 @@ def _gate(registry, name, version, alias, against, metric, margin, canary_pct, j
     return result
 
 
-def _canary(name: str, version: str, alias: str, pct: float, json_output: bool) -> None:
+def _canary(name: str, version: str, alias: str, pct: float, json_output: bool, gate: dict | None = None) -> None:
     """A rollout at the gateway that starts at ``pct`` percent and moves ``alias`` when it passes."""
     from lathe.cli import rollouts
 
@@ -216,8 +225,8 @@ def _canary(name: str, version: str, alias: str, pct: float, json_output: bool) 
         rollouts._local_candidate(version)
     created = rollouts.start_rollout(spec)
     if json_output:
-        print_json({"name": name, "alias": alias, "version": created["champion"], "previous_version":
-                    created["champion"], "rollout": created})  # fmt: skip
+        print_json({**(gate or {}), "name": name, "alias": alias, "version": created["champion"],
+                    "previous_version": created["champion"], "rollout": created})  # fmt: skip
         return
     shares = " → ".join(f"{s['weight']:g}%" for s in created["steps"])
     console.print(f"rollout {created['id']}: {name} v{version}: {shares} → 100% (`lathe models rollouts` follows it)")

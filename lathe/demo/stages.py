@@ -8,7 +8,9 @@ import time
 import httpx
 
 from lathe.demo.monitoring import monitoring
+from lathe.demo.release import rollout
 from lathe.demo.runner import AGENT_QUESTION, CHAT_QUESTION, MODEL, DemoLoop, DemoRow, Stage, StageFailed, sparkline
+from lathe.platform.local import LocalPlatform
 
 
 def _served_version(loop: DemoLoop) -> str | None:
@@ -142,15 +144,16 @@ def _num(metrics: dict, key: str) -> str:
 
 def gate(loop: DemoLoop) -> DemoRow:
     version = loop.facts["candidate"]
-    result, record = loop.pipeline("gate", "gate")
+    # The gate decides; the rollout stage moves the alias, under traffic, if the candidate holds up.
+    result, record = loop.pipeline("gate", "gate", "gate.move=false")
     decision = record.get("details") or {}
     result.run_url = loop.run_url(decision.get("gate_run_id"))
     result.data.update(decision)
-    promoted = decision["decision"] == "promoted"
-    result.status = "ok" if promoted else "kept"
-    verdict = f"promoted v{version} to @champion" if promoted else f"kept v{decision.get('champion_version')}"
+    passed = decision["decision"] == "canary"
+    result.status = "ok" if passed else "kept"
+    verdict = f"v{version} passed: it goes out as a rollout" if passed else f"kept v{decision.get('champion_version')}"
     result.figure = f"{verdict}: {decision['reason']}"
-    loop.facts["promoted"] = decision["version"] if promoted else None
+    loop.facts["gated"] = version if passed else None
     return result
 
 
@@ -159,13 +162,15 @@ def hot_swap(loop: DemoLoop, timeout_s: float = 420) -> DemoRow:
     result = DemoRow("hot swap", f"curl {loop.s.inference.base_url}/health")
     if not target:
         result.status = "skipped"
-        result.figure = f"still serving v{_served_version(loop)} (the gate kept the champion)"
+        result.figure = f"still serving v{_served_version(loop)} (the champion stays)"
         return result
     deadline = time.monotonic() + timeout_s
     while (served := _served_version(loop)) != str(target):
         if time.monotonic() > deadline:
             raise StageFailed(f"hot swap: the inference service still serves v{served} after {timeout_s:.0f} s")
         time.sleep(2)
+    # The champion service serves the promoted version now: the candidate service can go.
+    LocalPlatform(loop.s).stop_candidate()
     result.data["serving"] = served
     result.figure = f"serving v{loop.facts['champion']} → v{served} with no restart of the gateway"
     return result
@@ -292,7 +297,8 @@ STAGES = [
     Stage("dpo", "DPO (LoRA) on the preference pairs", dpo),
     Stage("champion eval", "score the served champion through the gateway", evaluate_champion),
     Stage("candidate eval", "score the DPO candidate on an inference service of its own", evaluate_candidate),
-    Stage("gate", "promote the candidate if it beats the champion", gate),
+    Stage("gate", "does the candidate beat the champion?", gate),
+    Stage("rollout", "the gateway shifts traffic to it step by step, then promotes or rolls back", rollout),
     Stage("hot swap", "the inference service moves to the new champion", hot_swap),
     Stage("chat", "a chat completion through the gateway", chat),
     Stage("rag ingest", "ingest documentation pages, measure retrieval", rag_ingest),

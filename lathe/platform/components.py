@@ -331,6 +331,8 @@ class GatewayComponent(_ServerComponent):
             "LATHE_HOME": str(self.settings.home),
             "LATHE_GATEWAY_DEFAULT_MODEL": self.settings.inference.model_name,
             "LATHE_GATEWAY_DEFAULT_BACKEND_URL": self.settings.inference.base_url,
+            # A rollout's candidate service; it takes no traffic until a rollout gives it some.
+            "LATHE_GATEWAY_CANDIDATE_BACKEND_URL": self.settings.inference.candidate_base_url,
             "LATHE_GATEWAY_RAG_URL": self.settings.rag.base_url,
             "LATHE_GATEWAY_AGENT_URL": self.settings.agent.base_url,
         }

@@ -23,6 +23,7 @@ import httpx
 
 from lathe.assets import BASE_MODEL_NAME, base_model_dir
 from lathe.errors import AliasNotFoundError, MissingDependencyError, ModelNotFoundError, PlatformError
+from lathe.platform.candidate import CandidateComponent
 from lathe.platform.components import all_components, write_secret
 from lathe.platform.processes import ProcessState, StateStore, require_free_port
 from lathe.registry import ModelRegistry, ModelVersionInfo
@@ -224,9 +225,47 @@ class LocalPlatform:
             component.stop(state)
             self.store.remove(component.name)
 
+    # -- the candidate of a rollout ---------------------------------------------------
+    def candidate(self, version: str | None = None) -> CandidateComponent:
+        return CandidateComponent(self.settings, self.store, version)
+
+    def candidate_version(self) -> str | None:
+        """The version the candidate service serves now, or None when none runs healthy."""
+        status = self._probe(self.candidate())
+        if not status.healthy:
+            return None
+        try:
+            version = httpx.get(self.candidate().health_url(), timeout=3.0).json().get("version")
+        except (httpx.HTTPError, ValueError, AttributeError):
+            return None
+        return None if version is None else str(version)
+
+    def start_candidate(self, version: str, progress: Progress = lambda _: None) -> ComponentStatus:
+        """Run the candidate service pinned to ``version``; one serving another version is replaced."""
+        if self._probe(self.component("mlflow")).state != "healthy":
+            raise PlatformError("the local platform is not running", hint="start it with `lathe up`")
+        running = self.candidate_version()
+        if running == version:
+            progress(f"candidate: already serves v{version}")
+        else:
+            if self.store.load("candidate") is not None:
+                self.stop_candidate(progress)
+            self._start_one(self.candidate(version), progress)
+        return self._probe(self.candidate())
+
+    def stop_candidate(self, progress: Progress = lambda _: None) -> bool:
+        """Stop the candidate service; False when none ran."""
+        state = self.store.load("candidate")
+        if state is None:
+            return False
+        progress(f"candidate: stopping (pid {state.pid})")
+        self.candidate().stop(state)
+        self.store.remove("candidate")
+        return True
+
     # -- down -------------------------------------------------------------------------
     def down(self, progress: Progress = lambda _: None) -> list[str]:
-        stopped = []
+        stopped = ["candidate"] if self.stop_candidate(progress) else []
         for component in reversed(self.components):
             state = self.store.load(component.name)
             if state is None:
@@ -239,7 +278,11 @@ class LocalPlatform:
 
     # -- status -----------------------------------------------------------------------
     def status(self) -> list[ComponentStatus]:
-        return [self._probe(component) for component in self.components]
+        """Every component; the candidate service only while it has a state file."""
+        statuses = [self._probe(component) for component in self.components]
+        if self.store.load("candidate") is not None:
+            statuses.insert(3, self._probe(self.candidate()))
+        return statuses
 
     def _probe(self, component: Any) -> ComponentStatus:
         state = self.store.load(component.name)
@@ -267,7 +310,7 @@ class LocalPlatform:
 
 
 def _describe_health(name: str, response: httpx.Response) -> str:
-    if name == "inference":
+    if name in ("inference", "candidate"):
         try:
             body = response.json()
         except ValueError:

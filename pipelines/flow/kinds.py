@@ -86,7 +86,15 @@ KINDS: dict[str, Kind] = {
         "gate",
         "lathe.cli",
         {"decision": VALUE, "version": VALUE, "run": VALUE},
-        options={"model": "", "against": "--if-better-than", "metric": "--metric", "margin": "--margin"},
+        # move: false decides and logs the gate but leaves the alias (decision "canary"):
+        # a rollout at the gateway moves it.
+        options={
+            "model": "",
+            "against": "--if-better-than",
+            "metric": "--metric",
+            "margin": "--margin",
+            "move": "--no-move",
+        },
         required=("model",),
     ),
 }
@@ -127,6 +135,8 @@ def command(kind: Kind, recipe: str | None, sets: dict[str, Any], folder: str) -
     for key in ("metric", "margin"):
         if sets.get(key) is not None:
             argv += [kind.options[key], str(sets[key])]
+    if str(sets.get("move", True)).lower() == "false":
+        argv.append(kind.options["move"])
     return argv
 
 

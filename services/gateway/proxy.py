@@ -308,6 +308,8 @@ class Forwarder:
 
     def _served(self, model: str, version: str, ttft_s: float | None, itl_s: float | None) -> None:
         """A version answered: its latency series, and the rollout's window."""
+        # Its error series starts at 0, so an error rate reads 0 rather than nothing.
+        self.metrics.version_errors.labels(model=model, version=version)
         if ttft_s is not None:
             self.metrics.version_ttft.labels(model=model, version=version).observe(ttft_s)
         if itl_s is not None:

@@ -152,7 +152,8 @@ class GatewayServiceSettings(ProcessSettings, GatewaySettings):
             if not self.k8s_services:
                 backends = [BackendConfig(url=self.default_backend_url, version="auto")]
                 if self.candidate_backend_url:
-                    backends.append(BackendConfig(url=self.candidate_backend_url, version="auto"))
+                    # No traffic until a rollout gives it a share.
+                    backends.append(BackendConfig(url=self.candidate_backend_url, version="auto", weight=0))
                 models[self.default_model] = ModelRoute(backends=backends)
             if self.rag_embedding_model and self.rag_url:
                 models[self.rag_embedding_model] = ModelRoute(backends=[BackendConfig(url=self.rag_url, version="rag")])

@@ -104,13 +104,16 @@ def stack(tmp_path_factory):
     routes.write_text(
         json.dumps({"models": {model: {"backends": [{"url": backend.url, "version": "1"}]} for model in MODELS}})
     )
+    home = tmp_path_factory.mktemp("fuzz-gw")
     gateway = Gateway(
-        tmp_path_factory.mktemp("fuzz-gw"),
+        home,
         PORTS["gateway"],
         PORTS["metrics"],
         routes,
         LATHE_GATEWAY_RAG_URL=echo.url,
         LATHE_GATEWAY_AGENT_URL=echo.url,
+        # Rollouts read the registry: MLflow's own client on a database file, no server.
+        LATHE_MLFLOW_TRACKING_URI=f"sqlite:///{home / 'mlflow.db'}",
     )
     gateway.user_name = "fuzz-user-" + secrets.token_hex(4)  # no fuzzed DELETE will name it
     gateway.user_key = gateway.create_key(gateway.user_name)

@@ -6,6 +6,12 @@ It answers at once with ``--tokens`` tokens ("tok0 tok1 …"), streaming or not,
 usage like vLLM, and names itself in ``system_fingerprint`` so tests can see which
 backend answered. A prompt containing ``DIE_MID_STREAM`` makes it exit after three
 chunks: a backend dying in the middle of a stream.
+
+For rollouts: ``--version`` is reported by ``/health`` as a Lathe inference service
+does; ``--error-rate`` answers that share of requests with a 500; ``--answer`` puts a
+word in front of every answer; ``--judge`` makes it a grader that answers 9 to an answer
+holding ``GOOD`` and 2 to any other (a stand-in for an LLM judge, which a CPU cannot
+run fast enough for a test).
 """
 
 from __future__ import annotations
@@ -14,6 +20,7 @@ import argparse
 import asyncio
 import json
 import os
+import random
 import time
 
 import uvicorn
@@ -23,12 +30,29 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
 
-def build_app(name: str, tokens: int, delay_s: float) -> Starlette:
+def build_app(
+    name: str,
+    tokens: int,
+    delay_s: float,
+    version: str | None = None,
+    error_rate: float = 0.0,
+    answer: str = "",
+    judge: bool = False,
+) -> Starlette:
     async def health(_: Request) -> Response:
-        return JSONResponse({"status": "ok", "name": name})
+        return JSONResponse({"status": "ok", "name": name, **({"version": version} if version else {})})
 
     async def chat(request: Request) -> Response:
         body = await request.json()
+        if error_rate and random.random() < error_rate:
+            return JSONResponse({"error": {"message": "stub failure", "type": "server_error"}}, status_code=500)
+        if judge:
+            asked = json.dumps(body.get("messages", ""))
+            grade = "9" if "GOOD" in asked else "2"
+            message = {"role": "assistant", "content": grade}
+            choice = {"index": 0, "message": message, "finish_reason": "stop"}
+            usage = {"prompt_tokens": 10, "completion_tokens": 1, "total_tokens": 11}
+            return JSONResponse({"id": "judge", "object": "chat.completion", "choices": [choice], "usage": usage})
         return await _answer(body, json.dumps(body.get("messages", "")), "chat.completion")
 
     async def completions(request: Request) -> Response:
@@ -52,7 +76,7 @@ def build_app(name: str, tokens: int, delay_s: float) -> Starlette:
         if delay_s:
             await asyncio.sleep(delay_s)
         if not body.get("stream"):
-            text = " ".join(f"tok{i}" for i in range(n))
+            text = " ".join([answer] * bool(answer) + [f"tok{i}" for i in range(n)])
             choice = (
                 {"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "length"}
                 if kind == "chat.completion"
@@ -113,8 +137,14 @@ def main() -> None:
     parser.add_argument("--name", default="stub")
     parser.add_argument("--tokens", type=int, default=16)
     parser.add_argument("--delay-ms", type=float, default=0.0)
+    parser.add_argument("--version", default=None)
+    parser.add_argument("--error-rate", type=float, default=0.0)
+    parser.add_argument("--answer", default="")
+    parser.add_argument("--judge", action="store_true")
     args = parser.parse_args()
-    app = build_app(args.name, args.tokens, args.delay_ms / 1000)
+    app = build_app(
+        args.name, args.tokens, args.delay_ms / 1000, args.version, args.error_rate, args.answer, args.judge
+    )
     uvicorn.run(app, host="127.0.0.1", port=args.port, log_level="warning", access_log=False, backlog=4096)
 
 

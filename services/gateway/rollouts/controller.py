@@ -59,6 +59,7 @@ class RolloutController:
         self._windows: dict[tuple[str, int, str], Window] = {}
         self._requests: list[tuple[str, str, str]] = []
         self._judging: set[asyncio.Task] = set()
+        self._applied: dict[str, tuple[str, str, int]] = {}
         self.rng = random.Random()
 
     # -- on the request path (no I/O) ------------------------------------------------
@@ -130,12 +131,20 @@ class RolloutController:
         self._windows = {k: w for k, w in self._windows.items() if k[0] in live}
 
     def apply(self) -> None:
-        """Set every model's split on this replica's router, and the gauges."""
+        """Set every model's split on this replica's router, and the gauges.
+
+        A split is set when the rollout moves (or the replica starts), so a canary set by
+        hand with ``/admin/canary`` after a rollout ended stays until the next one.
+        """
         for model, rollout in self.current.items():
             pool = self.router.pools.get(model)
             weight = rollout.weight()
-            if pool is not None:
-                pool.canary = (rollout.version, weight) if rollout.state != "waiting" else (rollout.version, 0.0)
+            mark = (rollout.id, rollout.state, rollout.step)
+            if pool is not None and self._applied.get(model) != mark:
+                pool.canary = (rollout.version, weight)
+                self._applied[model] = mark
+                for decision in ("advance", "promote", "rollback"):  # counted from 0, not from absent
+                    self.metrics.rollout_decisions.labels(model=model, decision=decision)
             self.metrics.rollout_step.labels(model=model).set(rollout.step + 1 if rollout.state == "running" else 0)
             self.metrics.rollout_weight.labels(model=model, version=rollout.version).set(weight)
             if rollout.champion:

@@ -67,12 +67,13 @@ async def set_canary(request: Request, router_: RouterDep) -> dict:
 
 @router.get("/routes")
 async def routes(router_: RouterDep) -> dict:
+    """Every backend; ``weight`` is its version's share now (a canary or rollout included)."""
     return {
         model: [
             {
                 "url": b.url,
                 "version": b.version,
-                "weight": b.weight,
+                "weight": pool.versions().get(b.version, b.weight),
                 "healthy": b.healthy,
                 "breaker": b.breaker.state,
                 "outstanding": b.outstanding,

@@ -18,7 +18,7 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
-from lathe.errors import ConfigError, InvalidRequestError
+from lathe.errors import ConfigError, InvalidRequestError, PlatformError
 from lathe.registry import ModelRegistry, parse_model_ref, parse_model_uri
 from pipelines.evaluate.config import EvaluateRecipe, preflight
 from pipelines.evaluate.gate import decide, promote_if_better, read_metric
@@ -480,8 +480,17 @@ def test_cli_promote_if_better_than(registry, model_folder):
     assert registry.resolve("m", "champion").version == v1
 
     v3 = _scored(registry, model_folder, 0.45)
-    # no --version: the latest; --canary with no gateway running warns and goes on
-    promoted = _cli("models", "promote", "m", "--if-better-than", "champion", "--margin", "0.01", "--canary", "10")
+    # --canary rolls out through the gateway: with no platform running it says so and moves nothing
+    canary = _cli("models", "promote", "m", "--if-better-than", "champion", "--margin", "0.01", "--canary", "10")
+    assert isinstance(canary.exception, PlatformError) and "lathe up" in str(canary.exception), canary.output
+    assert registry.resolve("m", "champion").version == v1
+    # --no-move: the gate decides and logs; a rollout moves the alias later
+    checked = _cli("models", "promote", "m", "--if-better-than", "champion", "--no-move", "--json")
+    assert checked.exit_code == 0, checked.output
+    assert json.loads(checked.stdout)["decision"] == "canary" and json.loads(checked.stdout)["version"] == v1
+    assert registry.resolve("m", "champion").version == v1
+    # no --version: the latest
+    promoted = _cli("models", "promote", "m", "--if-better-than", "champion", "--margin", "0.01")
     assert promoted.exit_code == 0, promoted.output
     assert "promoted" in promoted.stdout and "0.45" in promoted.stdout and "0.4" in promoted.stdout
     assert registry.resolve("m", "champion").version == v3

@@ -205,3 +205,13 @@ def test_a_recipes_relative_checkpoint_folder_lands_in_the_shared_storage_on_a_c
     assert storage_path("s3://other/ckpt", "s3://bucket/pipelines") == "s3://other/ckpt"
     assert storage_path("/mnt/ckpt", "s3://bucket/pipelines") == "/mnt/ckpt"
     assert storage_path(".lathe/train", None) == str(tmp_path.resolve() / ".lathe" / "train")
+
+
+def test_a_gate_with_move_false_decides_and_leaves_the_alias_to_a_rollout():
+    from pipelines.flow.kinds import KINDS, command
+
+    sets = {"model": "models:/m/3", "against": "champion"}
+    moving = command(KINDS["gate"], None, sets, "out")
+    assert moving[-2:] == ["--if-better-than", "champion"] and "--no-move" not in moving
+    for off in (False, "false"):
+        assert command(KINDS["gate"], None, {**sets, "move": off}, "out")[-1] == "--no-move"
