@@ -18,12 +18,17 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 RATE = "$__rate_interval"
 
-# (title, kind, unit, [(expr, legend), ...]); kind is "timeseries" or "stat".
+# (title, kind, unit, [(expr, legend), ...]); kind is "timeseries", "stat" or "row" (a heading
+# over the panels after it, from row()).
 Panel = tuple[str, str, str, list[tuple[str, str]]]
 
 
 def q(expr: str, legend: str = "") -> tuple[str, str]:
     return expr, legend
+
+
+def row(title: str) -> Panel:
+    return title, "row", "", []
 
 
 def p99(metric: str, by: str, selector: str = "", quantile: str = "0.99") -> str:
@@ -104,6 +109,34 @@ SERVING: list[Panel] = [
         q(p99("vllm:e2e_request_latency_seconds", "model_name", '{model_name=~"$model"}'), "p99 {{model_name}}")]),
 ]
 
+# A rollout's candidate against its champion, as the gateway sees them (lathe models rollouts).
+_VERSION = '{model=~"$model"}'
+_ERRORS = f"sum by (model, version) (rate(lathe_gateway_version_errors_total{_VERSION}[{RATE}]))"
+_SERVED = f"sum by (model, version) (rate(lathe_gateway_version_requests_total{_VERSION}[{RATE}]))"
+ROLLOUTS: list[Panel] = [
+    row("Rollouts"),
+    ("Rollout traffic share by version", "timeseries", "percent", [
+        q(f"max by (model, version) (lathe_rollout_weight{_VERSION})", "{{model}} v{{version}}")]),
+    ("Rollout step (0: none running)", "timeseries", "short", [
+        q(f"max by (model) (lathe_rollout_step{_VERSION})", "{{model}}")]),
+    ("Requests by version", "timeseries", "reqps", [q(_SERVED, "{{model}} v{{version}}")]),
+    # Failed attempts over all attempts (failed or served); "or 0 *": a version with no error yet is at 0 %.
+    ("Error ratio by version", "timeseries", "percentunit", [q(
+        f"({_ERRORS} or 0 * {_SERVED}) / clamp_min(({_ERRORS} or 0 * {_SERVED}) + ({_SERVED} or 0 * {_ERRORS}), 1e-9)",
+        "{{model}} v{{version}}")]),
+    ("Time to first token p95 by version", "timeseries", "s", [
+        q(p99("lathe_gateway_version_ttft_seconds", "model, version", _VERSION, "0.95"), "{{model}} v{{version}}")]),
+    ("Inter-token latency p95 by version", "timeseries", "s", [
+        q(p99("lathe_gateway_version_itl_seconds", "model, version", _VERSION, "0.95"), "{{model}} v{{version}}")]),
+    # "or vector(0)": no decision taken (or no feedback given) yet is 0, not "No data".
+    ("Rollout decisions", "timeseries", "short", [q(
+        f"sum by (model, decision) (increase(lathe_rollout_decisions_total{_VERSION}[{RATE}])) or vector(0)",
+        "{{model}} {{decision}}")]),
+    ("Feedback and judge scores recorded", "timeseries", "short", [q(
+        f"sum by (model, version, source) (increase(lathe_gateway_feedback_total{_VERSION}[{RATE}])) or vector(0)",
+        "{{model}} v{{version}} {{source}}")]),
+]
+
 RAG_AGENT: list[Panel] = [
     ("RAG queries by outcome", "timeseries", "reqps", [q(
         'sum by (collection, outcome) (rate(lathe_rag_queries_total{collection=~"$collection"}[$__rate_interval]))',
@@ -163,17 +196,36 @@ def variable(name: str, query: str) -> dict:
     }  # fmt: skip
 
 
+def grid(panels: list[Panel]) -> list[dict]:
+    """gridPos of each panel: stats 6 wide along the top, graphs 12 wide two by two, each row
+    a full-width heading under the graphs before it, with its own graphs below it."""
+    positions, stats, graphs, top = [], 0, 0, 4
+    for panel_title, kind, _, _ in panels:
+        if kind == "row":
+            top += (graphs + 1) // 2 * 8
+            positions.append({"x": 0, "y": top, "w": 24, "h": 1})
+            graphs, top = 0, top + 1
+        elif kind == "stat":
+            assert top == 4, f"{panel_title}: stats go above the first row"
+            positions.append({"x": stats * 6 % 24, "y": 0, "w": 6, "h": 4})
+            stats += 1
+        else:
+            positions.append({"x": graphs % 2 * 12, "y": top + graphs // 2 * 8, "w": 12, "h": 8})
+            graphs += 1
+    return positions
+
+
 def dashboard(uid: str, title: str, panels: list[Panel], variables: list[dict]) -> dict:
     built = []
-    for index, (panel_title, kind, unit, queries) in enumerate(panels):
-        width = 6 if kind == "stat" else 12
-        stats_before = sum(1 for p in panels[:index] if p[1] == "stat")
-        graphs_before = index - stats_before
-        x, y = (stats_before * 6 % 24, 0) if kind == "stat" else ((graphs_before % 2) * 12, 4 + graphs_before // 2 * 8)
+    for index, ((panel_title, kind, unit, queries), pos) in enumerate(zip(panels, grid(panels), strict=True)):
+        if kind == "row":
+            built.append({"id": index + 1, "type": "row", "title": panel_title, "collapsed": False, "gridPos": pos,
+                          "panels": []})  # fmt: skip
+            continue
         built.append({
             "id": index + 1, "type": kind, "title": panel_title,
             "datasource": {"type": "prometheus", "uid": "${datasource}"},
-            "gridPos": {"x": x, "y": y, "w": width, "h": 4 if kind == "stat" else 8},
+            "gridPos": pos,
             "fieldConfig": {"defaults": {"unit": unit}, "overrides": []},
             "options": {"legend": {"displayMode": "list", "placement": "bottom"}} if kind == "timeseries" else {},
             "targets": [
@@ -197,7 +249,7 @@ def dashboards() -> dict[str, dict]:
     return {
         "lathe-overview.json": dashboard("lathe-overview", "Lathe / Platform overview", OVERVIEW, []),
         "lathe-gateway.json": dashboard("lathe-gateway", "Lathe / Gateway", GATEWAY, [model, key]),
-        "lathe-serving.json": dashboard("lathe-serving", "Lathe / Serving (vLLM)", SERVING, [vllm_model]),
+        "lathe-serving.json": dashboard("lathe-serving", "Lathe / Serving (vLLM)", SERVING + ROLLOUTS, [vllm_model]),
         "lathe-rag-agent.json": dashboard("lathe-rag-agent", "Lathe / RAG and agents", RAG_AGENT, [collection]),
         "lathe-pipelines.json": dashboard("lathe-pipelines", "Lathe / Pipelines (Ray, MLflow)", PIPELINES, []),
     }

@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from lathe.dashboards.grafana import load_dashboard
 from tests.unit.k8s import manifests
 
 DEPLOY = manifests.REPO / "deploy"
@@ -44,7 +45,7 @@ def dashboard_queries() -> list[tuple[str, str]]:
     for path in DASHBOARDS:
         board = json.loads(path.read_text())
         for panel in board["panels"]:
-            for target in panel["targets"]:
+            for target in panel.get("targets", []):  # a row has none
                 queries.append((f"{path.name}: {panel['title']}", _substitute(target["expr"])))
         for variable in board["templating"]["list"]:
             match = re.fullmatch(r"label_values\((.+),\s*(\w+)\)", variable.get("definition", ""))
@@ -108,7 +109,8 @@ def test_alerts_cover_what_matters():
     for needle in ["lathe_gateway_requests_total", "lathe_gateway_request_duration_seconds_bucket",
                    "time_to_first_token_seconds_bucket", "vllm:num_requests_waiting", "vllm:kv_cache_usage_perc",
                    "vllm:gpu_cache_usage_perc", "kube_pod_container_status_restarts_total",
-                   'kuberay_job_deployment_status{deployment_status="Failed"}', 'up{job="lathe-mlflow"}']:  # fmt: skip
+                   'kuberay_job_deployment_status{deployment_status="Failed"}', 'up{job="lathe-mlflow"}',
+                   'lathe_rollout_decisions_total{decision="rollback"}']:  # fmt: skip
         assert needle in text, needle
 
 
@@ -164,3 +166,14 @@ def test_the_metric_check_catches_a_made_up_name():
     assert metric_names('sum by (model) (rate(lathe_made_up_total{status=~"5.."}[5m])) / 1e-9') == {
         "lathe_made_up_total"
     }
+
+
+def test_the_serving_dashboard_follows_rollouts_in_a_row_of_its_own():
+    board = load_dashboard(DEPLOY / "grafana" / "lathe-serving.json")
+    (section,) = [s for s in board.sections if s.title == "Rollouts"]
+    assert not section.collapsed and len(section.panels) == 8
+    named = {name for panel in section.panels for target in panel.targets for name in metric_names(target.expr)}
+    assert {"lathe_rollout_weight", "lathe_rollout_step", "lathe_rollout_decisions_total",
+            "lathe_gateway_version_errors_total", "lathe_gateway_version_ttft_seconds_bucket",
+            "lathe_gateway_version_itl_seconds_bucket", "lathe_gateway_feedback_total"} <= named  # fmt: skip
+    assert board.sections[0].title is None and len(board.sections[0].panels) == 6  # the vLLM panels stay on top
