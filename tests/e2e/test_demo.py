@@ -33,6 +33,8 @@ PORTS = {
     "LATHE_RAY_AGENT_PORT": "23365",
     "LATHE_INFERENCE_PORT": "23100",
     "LATHE_INFERENCE_ENGINE_PORT_BASE": "23200",
+    "LATHE_INFERENCE_CANDIDATE_PORT": "23101",
+    "LATHE_INFERENCE_CANDIDATE_ENGINE_PORT_BASE": "23220",
     "LATHE_GATEWAY_PORT": "23050",
     "LATHE_GATEWAY_METRICS_PORT": "23059",
     "LATHE_PROMETHEUS_PORT": "23090",
@@ -41,7 +43,7 @@ PORTS = {
 }
 MODEL = "smollm2-135m-instruct"
 STAGES = ["platform", "curate", "finetune data", "tokenizer", "pretrain", "sft", "dpo", "champion eval",
-          "candidate eval", "gate", "hot swap", "chat", "rag ingest", "rag answer", "agent", "monitoring"]  # fmt: skip
+          "candidate eval", "gate", "rollout", "hot swap", "chat", "rag ingest", "rag answer", "agent", "monitoring"]  # fmt: skip
 
 
 @pytest.fixture(scope="module")
@@ -86,7 +88,7 @@ def test_the_terminal_shows_only_stage_lines_and_each_stage_keeps_its_log(demo):
     # Off a terminal (as here), each stage prints one line as it starts and one as it ends;
     # Ray job lines, weight loading, warnings and progress bars are in the stage's log.
     for line in demo["stderr"].splitlines():
-        assert re.match(r"([✔■–] )?\[\d+/16\] ", line), f"not a stage line on the terminal: {line!r}"
+        assert re.match(r"([✔■–] )?\[\d+/17\] ", line), f"not a stage line on the terminal: {line!r}"
     for s in demo["summary"]["stages"]:
         log = Path(s["log"])
         assert log.is_file() and log.name == f"{s['name'].replace(' ', '-')}.log", s
@@ -115,16 +117,43 @@ def test_training_stages_lower_the_loss_and_link_their_mlflow_runs(demo):
     assert int(stage(demo, "dpo")["data"]["model_version"]) == int(stage(demo, "sft")["data"]["model_version"]) + 1
 
 
-def test_the_gate_decides_and_serving_follows_its_decision(demo):
+def _promoted(demo: dict) -> bool:
+    """The gate passed the candidate and its rollout promoted it."""
+    return stage(demo, "gate")["data"]["decision"] == "canary" and stage(demo, "rollout")["data"]["state"] == "promoted"
+
+
+def test_the_gate_decides_the_rollout_releases_and_serving_follows(demo):
     gate = stage(demo, "gate")["data"]
-    assert gate["decision"] in ("promoted", "refused")
+    assert gate["decision"] in ("canary", "refused")
     assert gate["candidate_value"] is not None and gate["champion_value"] is not None
+    assert gate["version"] == gate["champion_version"]  # the gate alone moves no alias
     served = stage(demo, "chat")["data"]["version"]
-    if gate["decision"] == "promoted":
+    if _promoted(demo):
         assert stage(demo, "hot swap")["data"]["serving"] == gate["candidate_version"] == served
     else:
         assert stage(demo, "hot swap")["status"] == "skipped"
         assert served == gate["champion_version"]
+
+
+def test_the_rollout_shifted_live_traffic_step_by_step_and_lost_none(demo):
+    from lathe.registry import ModelRegistry
+
+    if stage(demo, "gate")["data"]["decision"] != "canary":
+        assert stage(demo, "rollout")["status"] == "skipped"
+        return
+    rollout = stage(demo, "rollout")["data"]
+    gate = stage(demo, "gate")["data"]
+    assert rollout["state"] in ("promoted", "rolled_back") and rollout["failures"] == []
+    # Both versions answered the demo's clients while the rollout ran.
+    assert set(rollout["answers"]) == {gate["champion_version"], gate["candidate_version"]}, rollout["answers"]
+    registry = ModelRegistry(f"http://127.0.0.1:{demo['env']['LATHE_MLFLOW_PORT']}")
+    tags = registry.get_version(MODEL, gate["candidate_version"]).tags
+    assert tags["lathe.rollout.state"] == f"candidate:{rollout['state']}"
+    assert json.loads(tags[f"lathe.rollout.{rollout['rollout']}.1"])["event"] == "created"
+    # The candidate service is gone once the champion serves the release (or the rollout ended).
+    status = subprocess.run([sys.executable, "-m", "lathe.cli", "status", "--json"], capture_output=True, text=True,
+                            env=demo["env"], timeout=120)  # fmt: skip
+    assert "candidate" not in {c["name"] for c in json.loads(status.stdout)["components"]}
 
 
 def test_fine_tuned_versions_carry_their_lineage_scores_and_gate_decision(demo):
@@ -151,7 +180,7 @@ def test_the_gate_refuses_the_version_that_scored_worse(demo):
     from lathe.registry import ModelRegistry
 
     gate = stage(demo, "gate")["data"]
-    loser = gate["champion_version"] if gate["decision"] == "promoted" else gate["candidate_version"]
+    loser = gate["champion_version"] if _promoted(demo) else gate["candidate_version"]
     registry = ModelRegistry(f"http://127.0.0.1:{demo['env']['LATHE_MLFLOW_PORT']}")
     champion = registry.resolve(MODEL, "champion").version
     argv = ["models", "promote", MODEL, "--version", loser, "--if-better-than", "champion", "--metric", "eval_token_f1",

@@ -281,7 +281,9 @@ def test_a_restarted_gateway_resumes_the_rollout_where_it_was(tmp_path, routes_f
     gw = start_gateway(tmp_path / "gw", 28630, routes_file, platform)
     key = gw.create_key("restart-client")
     wait_backends(gw, "ro-restart", {"1", "2"})
-    spec = {"model": "ro-restart", "version": "2", "steps": steps(25, 50, seconds=2, requests=5)}
+    # The last step outlasts the restart: its time runs on while the gateway is down.
+    spec = {"model": "ro-restart", "version": "2", "steps": [*steps(25, seconds=2, requests=5),
+                                                            *steps(50, seconds=12, requests=5)]}  # fmt: skip
     try:
         with Clients(gw.url, key, "ro-restart"):
             assert gw.admin("POST", "/admin/rollouts", json=spec).status_code == 201
