@@ -43,7 +43,8 @@ PORTS = {
 }
 MODEL = "smollm2-135m-instruct"
 STAGES = ["platform", "curate", "finetune data", "tokenizer", "pretrain", "sft", "dpo", "champion eval",
-          "candidate eval", "gate", "rollout", "hot swap", "chat", "rag ingest", "rag answer", "agent", "monitoring"]  # fmt: skip
+          "candidate eval", "gate", "rollout", "hot swap", "chat", "rag ingest", "rag answer", "agent",
+          "monitoring"]  # fmt: skip
 
 
 @pytest.fixture(scope="module")
