@@ -144,6 +144,15 @@ RULES: dict[str, dict[str, Any]] = {
     "inference.models[].id": DNS_LABEL,
     "inference.models[].version": {"type": "string", "pattern": "^([0-9]+)?$"},
     "inference.models[].extraArgs": STRINGS,
+    # `--set` gives a number, a values file often a string: both name a registered version.
+    "inference.models[].canary": {
+        "type": "object",
+        "additionalProperties": False,
+        "properties": {
+            "version": {"type": ["string", "integer"], "pattern": "^([0-9]+)?$", "minimum": 1},
+            "replicas": {"type": "integer", "minimum": 1},
+        },
+    },
     "inference.models[].gpus": {"type": "integer", "minimum": 0},
     "inference.models[].replicas": {"type": "integer", "minimum": 0},
     "inference.models[].gpuMemoryUtilization": {"type": "number", "exclusiveMinimum": 0, "maximum": 1},

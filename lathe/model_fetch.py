@@ -5,8 +5,9 @@
     python -m lathe.model_fetch --name smollm2-135m-instruct --alias champion --dest /models \\
         --source hf://HuggingFaceTB/SmolLM2-135M-Instruct --wait-for-alias --link /served/model
 
-With ``--version`` (what the chart sets when ``models[].version`` is pinned) every pod of a
-rollout serves exactly that version; without it the alias is resolved when the pod starts.
+With ``--version`` (what the chart sets when ``models[].version`` or ``models[].canary.version``
+is pinned; ``LATHE_INFERENCE_VERSION``, the inference service's own pin, is its default) every
+pod of a rollout serves exactly that version; without it the alias is resolved when the pod starts.
 The folder ends up at ``DEST/<name>/<version>`` and ``--link`` (default ``DEST/served``)
 points at it, so vLLM is started with ``--model LINK`` whatever the version.
 
@@ -142,7 +143,11 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m lathe.model_fetch", description=__doc__.splitlines()[0])
     parser.add_argument("--name", required=True, help="registered model name")
     parser.add_argument("--alias", default="champion", help="alias to resolve when no version is pinned")
-    parser.add_argument("--version", default="", help="pin a version (the chart's models[].version)")
+    parser.add_argument(
+        "--version",
+        default=os.environ.get("LATHE_INFERENCE_VERSION", ""),
+        help="pin a version (the chart's models[].version or canary.version; default: LATHE_INFERENCE_VERSION)",
+    )
     parser.add_argument("--dest", type=Path, required=True, help="the cache folder (a volume shared with vLLM)")
     parser.add_argument("--link", type=Path, default=None, help="where the link to the version goes (DEST/served)")
     parser.add_argument(

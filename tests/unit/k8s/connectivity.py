@@ -159,6 +159,12 @@ def _pod(name: str, namespace: str, labels: dict[str, str]) -> dict[str, Any]:
             "spec": {"containers": [{"name": "main", "image": "scratch"}]}}  # fmt: skip
 
 
+def _role(labels: dict[str, str]) -> str:
+    """A pod's role: its component, plus "-canary" for a model's canary servers (inference-canary)."""
+    component = labels["app.kubernetes.io/component"]
+    return f"{component}-canary" if labels.get("lathe.dev/track") == "canary" else component
+
+
 def release_pods(objects: list[dict[str, Any]], cli_submitter: dict[str, str] | None) -> list[tuple[str, dict, dict]]:
     """``(role, pod for nca, pod spec)`` of every pod the release runs; nca reads workloads itself."""
     found: list[tuple[str, dict, dict]] = []
@@ -166,10 +172,10 @@ def release_pods(objects: list[dict[str, Any]], cli_submitter: dict[str, str] | 
         meta, spec = obj["metadata"], obj.get("spec", {})
         ns = meta.get("namespace", "")
         if obj["kind"] == "Pod":
-            found.append((meta["labels"]["app.kubernetes.io/component"], obj, spec))
+            found.append((_role(meta["labels"]), obj, spec))
         elif obj["kind"] in WORKLOADS:
             labels = spec["template"]["metadata"]["labels"]
-            found.append((labels["app.kubernetes.io/component"], obj, spec["template"]["spec"]))
+            found.append((_role(labels), obj, spec["template"]["spec"]))
         elif obj["kind"] == "RayCluster":
             head = spec["headGroupSpec"]["template"]
             found.append(("ray-head", _pod(f"{meta['name']}-head", ns, head["metadata"]["labels"]), head["spec"]))

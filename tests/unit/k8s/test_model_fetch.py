@@ -57,3 +57,13 @@ def test_a_missing_alias_fails_at_once_and_a_down_registry_after_waiting(tmp_pat
     args = ["--name", "m", "--dest", str(tmp_path), "--tracking-uri", "http://x", "--wait-s", "0"]
     assert model_fetch.main(args) == 1
     FakeRegistry.fail_with = None
+
+
+def test_the_inference_services_version_pin_is_the_default_pin(tmp_path, monkeypatch):
+    """A canary pod (or any pod with LATHE_INFERENCE_VERSION) fetches that version, not the alias."""
+    monkeypatch.setattr("lathe.registry.ModelRegistry", FakeRegistry)
+    FakeRegistry.calls, FakeRegistry.fail_with = [], None
+    monkeypatch.setenv("LATHE_INFERENCE_VERSION", "9")
+    assert model_fetch.main(["--name", "m", "--dest", str(tmp_path), "--tracking-uri", "http://x"]) == 0
+    assert FakeRegistry.calls == [("m", "9")]
+    assert (tmp_path / "served").resolve() == (tmp_path / "m" / "9").resolve()

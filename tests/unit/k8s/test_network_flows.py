@@ -81,7 +81,10 @@ def applies(row: dict[str, Any], values: dict[str, Any]) -> bool:
     for condition in row.get("when", []):
         value: Any = values
         for key in condition.lstrip("!").split("."):
-            value = value.get(key) if isinstance(value, dict) else None
+            if isinstance(value, list):  # a list item by index: inference.models.0.canary
+                value = value[int(key)] if key.isdigit() and int(key) < len(value) else None
+            else:
+                value = value.get(key) if isinstance(value, dict) else None
         if bool(value) == condition.startswith("!"):
             return False
     return True
