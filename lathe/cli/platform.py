@@ -19,6 +19,9 @@ def register(app: typer.Typer) -> None:
 
 
 def up(
+    candidate: str | None = typer.Option(
+        None, "--candidate", help="Also run a candidate inference service pinned to this version (for a rollout)."
+    ),
     json_output: bool = typer.Option(False, "--json", help="Print the final status as JSON instead of a table."),
 ) -> None:
     """Start the local platform: MLflow, a Ray head, the inference service (vLLM) and Prometheus.
@@ -34,6 +37,9 @@ def up(
     out = err_console if json_output else console
     with out.status("starting the local platform…") as spinner:
         statuses = platform.up(progress=lambda msg: _progress(spinner, msg, out))
+        if candidate is not None:
+            platform.start_candidate(candidate, progress=lambda msg: _progress(spinner, msg, out))
+            statuses = platform.status()
     if json_output:
         print_json(_status_json(platform, statuses))
     else:

@@ -78,6 +78,12 @@ def rollout(loop: DemoLoop) -> DemoRow:
             "--step-seconds", STEP_SECONDS, "--step-requests", STEP_REQUESTS, "--max-ttft-ratio", "4",
             "--max-itl-ratio", "4", "--reason", "passed the evaluation gate", "--wait", "--timeout", "600",
             "--json"]  # fmt: skip
+    # The candidate service starts before the clients do (what the command does first):
+    # on two cores a vLLM engine starting beside a busy one is slow to warm up.
+    log = loop.log_path("rollout")
+    log.parent.mkdir(parents=True, exist_ok=True)
+    with log.open("a") as out:
+        platform.start_candidate(str(version), progress=lambda msg: print(msg, file=out, flush=True))
     key = platform.cli_key_path.read_text().strip()
     with Traffic(loop.s.gateway.base_url, key) as traffic:
         result, done = loop.command("rollout", argv, ok_codes=(0, 1))
@@ -99,8 +105,9 @@ def _figure(done: dict[str, Any], traffic: Traffic) -> str:
     last = next((e for e in reversed(done.get("history", [])) if "candidate" in e), None)
     latency = ""
     if last is not None:
-        latency = f"; TTFT p95 v{done['champion']} {last['champion']['ttft_p95_s']} s, v{done['version']} " \
-                  f"{last['candidate']['ttft_p95_s']} s"  # fmt: skip
+        champion, candidate = last["champion"]["ttft_p95_s"], last["candidate"]["ttft_p95_s"]
+        if champion is not None and candidate is not None:
+            latency = f"; TTFT p95 v{done['champion']} {champion:.2f} s, v{done['version']} {candidate:.2f} s"
     verdict = "promoted to @champion" if done.get("state") == "promoted" else f"rolled back: {done.get('reason')}"
     failed = f", {len(traffic.failures)} failed" if traffic.failures else ", 0 failed"
     return f"v{done.get('version')} {steps} → {verdict} ({answers}{failed}{latency})"

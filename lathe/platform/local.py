@@ -244,6 +244,8 @@ class LocalPlatform:
         """Run the candidate service pinned to ``version``; one serving another version is replaced."""
         if self._probe(self.component("mlflow")).state != "healthy":
             raise PlatformError("the local platform is not running", hint="start it with `lathe up`")
+        # Not registered: one line now, rather than a service that never becomes healthy.
+        ModelRegistry(self.settings.mlflow.uri).get_version(self.settings.inference.model_name, version)
         running = self.candidate_version()
         if running == version:
             progress(f"candidate: already serves v{version}")

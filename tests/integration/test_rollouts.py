@@ -347,3 +347,10 @@ def test_feedback_names_a_request_the_gateway_answered(gateway):
     assert unknown.status_code == 404 and "no request 'nope'" in unknown.json()["error"]["message"]
     bad = httpx.post(gateway.url + "/v1/feedback", headers=headers, json={"request_id": request_id, "score": 7})
     assert bad.status_code == 400 and bad.json()["error"]["param"] == "score"
+
+
+def test_up_refuses_a_candidate_version_that_is_not_registered(platform):
+    """`lathe up --candidate V` on the running platform: an unregistered V is one line, and no candidate runs."""
+    result = platform.lathe("up", "--candidate", "99", timeout=300)
+    assert result.returncode != 0 and "has no version 99" in result.stderr, result.stderr
+    assert "candidate" not in {c["name"] for c in platform.status()["components"]}
