@@ -128,7 +128,7 @@ def follow(name: str, rollout_id: str, timeout_s: float, quiet: bool = False) ->
             if current is None:
                 raise LatheError(f"rollout {rollout_id} is gone from the gateway")
             for entry in current["history"][shown:]:
-                out.print(transition_line(entry), highlight=False)
+                out.print(transition_line(entry), highlight=False, markup=False)
             shown = len(current["history"])
             if current["state"] in TERMINAL:
                 return current
@@ -144,11 +144,15 @@ def transition_line(entry: dict[str, Any]) -> str:
     if "candidate" in entry and "champion" in entry:
         c, h = entry["candidate"], entry["champion"]
         figures = (
-            f" [candidate {c['requests']} req, {c['error_rate_pct']}% err, TTFT p95 {c['ttft_p95_s']}"
-            f" · champion {h['requests']} req, {h['error_rate_pct']}% err, TTFT p95 {h['ttft_p95_s']}]"
+            f" (candidate {c['requests']} req, {c['error_rate_pct']}% err, TTFT p95 {_s(c['ttft_p95_s'])}"
+            f" · champion {h['requests']} req, {h['error_rate_pct']}% err, TTFT p95 {_s(h['ttft_p95_s'])})"
         )
     step = f" step {entry['step']} ({entry['weight']:g}%)" if entry.get("weight") else ""
     return f"{entry['event']}{step}: {entry['reason']}{figures}"
+
+
+def _s(seconds: float | None) -> str:
+    return "-" if seconds is None else f"{seconds:.3g} s"
 
 
 def rollouts(
@@ -160,6 +164,8 @@ def rollouts(
     if json_output:
         print_json(found)
         return
+    from rich.markup import escape
+
     table = Table(title="Rollouts", title_justify="left")
     for column in ("id", "model", "candidate", "champion", "state", "steps", "last decision"):
         table.add_column(column)
@@ -167,7 +173,7 @@ def rollouts(
         marks = [
             f"[bold]{s['weight']:g}[/]" if i + 1 == r["step"] else f"{s['weight']:g}" for i, s in enumerate(r["steps"])
         ]
-        last = transition_line(r["history"][-1]) if r["history"] else "-"
+        last = escape(transition_line(r["history"][-1])) if r["history"] else "-"
         champion = f"v{r['champion']}" if r["champion"] else "-"
         table.add_row(r["id"], r["model"], f"v{r['version']}", champion, r["state"], " → ".join(marks), last)
     console.print(table)
