@@ -15,14 +15,6 @@ from pydantic_settings import SettingsConfigDict
 from lathe.settings import InferenceSettings, MlflowSettings, ProcessSettings
 
 
-def cpu_has_bf16() -> bool:
-    try:
-        flags = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return False
-    return "avx512_bf16" in flags or "amx_bf16" in flags
-
-
 class InferenceServiceSettings(ProcessSettings, InferenceSettings):
     model_config = SettingsConfigDict(env_prefix="LATHE_INFERENCE_")
 
@@ -57,9 +49,11 @@ class InferenceServiceSettings(ProcessSettings, InferenceSettings):
         if self.enforce_eager is None:
             self.enforce_eager = self.device == "cpu"
         if self.dtype == "auto" and self.device == "cpu":
-            # bf16 only pays on CPUs that compute it (AVX512-BF16, AMX); elsewhere it is
-            # emulated and several times slower than fp32.
-            self.dtype = "bfloat16" if cpu_has_bf16() else "float32"
+            # fp32 on CPUs: vLLM's bf16 CPU path (AVX512-BF16/AMX) changes small models'
+            # greedy answers for the worse (SmolLM2-135M no longer names Paris as France's
+            # capital), and elsewhere bf16 is emulated and slower. LATHE_INFERENCE_DTYPE=bfloat16
+            # opts in.
+            self.dtype = "float32"
         return self
 
     @property

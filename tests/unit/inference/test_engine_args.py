@@ -3,7 +3,7 @@ from pathlib import Path
 import pytest
 
 from services.inference.engine import vllm_argv, vllm_env
-from services.inference.settings import InferenceServiceSettings, cpu_has_bf16
+from services.inference.settings import InferenceServiceSettings
 
 pytestmark = pytest.mark.usefixtures("clean_lathe_env")
 
@@ -14,7 +14,7 @@ def test_cpu_defaults_are_eager_with_a_kv_budget(tmp_path, monkeypatch):
     argv = vllm_argv(s, Path("/models/m/1"), 8201)
     assert argv[1:3] == ["-m", "vllm.entrypoints.openai.api_server"]
     assert "--enforce-eager" in argv
-    assert argv[argv.index("--dtype") + 1] == ("bfloat16" if cpu_has_bf16() else "float32")
+    assert argv[argv.index("--dtype") + 1] == "float32"
     assert argv[argv.index("--served-model-name") + 1] == s.model_name
     assert "--gpu-memory-utilization" not in argv
     env = vllm_env(s)
