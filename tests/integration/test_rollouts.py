@@ -281,9 +281,12 @@ def test_a_restarted_gateway_resumes_the_rollout_where_it_was(tmp_path, routes_f
     gw = start_gateway(tmp_path / "gw", 28630, routes_file, platform)
     key = gw.create_key("restart-client")
     wait_backends(gw, "ro-restart", {"1", "2"})
-    # The last step outlasts the restart: its time runs on while the gateway is down.
+    # The last step cannot pass before the restart, whatever the restart takes: it needs
+    # more requests on the candidate than the clients send before they stop.
     spec = {"model": "ro-restart", "version": "2", "steps": [*steps(25, seconds=2, requests=5),
-                                                            *steps(50, seconds=12, requests=5)]}  # fmt: skip
+                                                            *steps(50, seconds=2, requests=400)],
+            # Wide latency bounds: stand-ins on a loaded 2-core machine are noisy, and this test is about state.
+            "thresholds": {"max_error_rate_delta": 5, "max_ttft_p95_ratio": 5, "max_itl_p95_ratio": 5}}  # fmt: skip
     try:
         with Clients(gw.url, key, "ro-restart"):
             assert gw.admin("POST", "/admin/rollouts", json=spec).status_code == 201
@@ -296,7 +299,8 @@ def test_a_restarted_gateway_resumes_the_rollout_where_it_was(tmp_path, routes_f
         gw = Gateway(gw.home, 28630, 28639, routes_file, LATHE_GATEWAY_ADMIN_KEY=admin_key,
                      LATHE_MLFLOW_TRACKING_URI=platform.mlflow_uri, **FAST)  # fmt: skip
         gw.admin_key = admin_key
-        assert rollout_of(gw, "ro-restart")["step"] == 2
+        resumed = rollout_of(gw, "ro-restart")
+        assert resumed["step"] == 2, (resumed["state"], resumed["history"])
         with Clients(gw.url, key, "ro-restart") as clients:
             done = wait_state(gw, "ro-restart", ("promoted", "rolled_back"))
         assert done["state"] == "promoted"

@@ -171,7 +171,7 @@ def test_a_killed_worker_resumes_from_the_s3_checkpoint_and_finishes_the_same_st
         tokenizer_dir,
         "resume",
         # Steps long enough (seq_len 256) and enough of them that the kill lands mid-run.
-        training__max_steps=160,
+        training__max_steps=320,
         training__seq_len=256,
         checkpoint__every_steps=10,
         checkpoint__max_failures=2,
@@ -196,12 +196,12 @@ def test_a_killed_worker_resumes_from_the_s3_checkpoint_and_finishes_the_same_st
     assert jobs[job_id]["status"] == "SUCCEEDED", logs[-3000:]
     assert "resumed from the checkpoint at step" in logs
     result = json.loads(logs.split("LATHE_RESULT ", 1)[1].splitlines()[0])
-    assert result["steps"] == 160
+    assert result["steps"] == 320
     from pipelines.flow.storage import Storage
 
     assert result["checkpoints"].startswith(storage + "/")
-    final = Storage(storage).read_text(f"{result['checkpoints']}/checkpoint-00000160/lathe_checkpoint.json")
-    assert json.loads(final) == {"step": 160, "final": True}
+    final = Storage(storage).read_text(f"{result['checkpoints']}/checkpoint-00000320/lathe_checkpoint.json")
+    assert json.loads(final) == {"step": 320, "final": True}
     # The exported model is read back from the store's copy into a local folder.
     from transformers import AutoModelForCausalLM
 
