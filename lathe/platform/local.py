@@ -231,11 +231,12 @@ class LocalPlatform:
 
     def candidate_version(self) -> str | None:
         """The version the candidate service serves now, or None when none runs healthy."""
-        status = self._probe(self.candidate())
-        if not status.healthy:
+        state = self.store.load("candidate")
+        if state is None or not state.is_running():
             return None
         try:
-            version = httpx.get(self.candidate().health_url(), timeout=3.0).json().get("version")
+            response = httpx.get(self.candidate().health_url(), timeout=3.0)
+            version = response.json().get("version") if response.status_code == 200 else None
         except (httpx.HTTPError, ValueError, AttributeError):
             return None
         return None if version is None else str(version)
