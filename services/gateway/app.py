@@ -19,6 +19,7 @@ from services.gateway.keys import KeyCache, KeyStore, UsageRecorder
 from services.gateway.metrics import GatewayMetrics
 from services.gateway.proxy import BREAKER_VALUE, Forwarder
 from services.gateway.quotas import InProcessLimiter, RateLimitedError, RedisLimiter, retry_after_header
+from services.gateway.rollouts.cache import RolloutCache
 from services.gateway.rollouts.controller import RolloutController
 from services.gateway.rollouts.store import RolloutStore
 from services.gateway.routes import admin, health, openai, relay, rollouts
@@ -70,6 +71,8 @@ def create_app(settings: GatewayServiceSettings, *, serve_metrics: bool = True) 
             interval_s=settings.rollout_interval_s,
             lease_ttl_s=settings.rollout_lease_s,
             feedback_window_s=settings.feedback_window_s,
+            cache=RolloutCache(settings.redis_url) if settings.redis_url else None,
+            reconcile_s=settings.rollout_reconcile_s,
         )
         app.state.rollouts = app.state.forwarder.rollouts = controller
         usage.start()

@@ -109,9 +109,12 @@ class GatewayServiceSettings(ProcessSettings, GatewaySettings):
     breaker_failures: int = Field(default=3, ge=1)
     breaker_reset_s: float = Field(default=5.0, gt=0)
 
-    # Rollouts: how often each replica syncs weights and figures with the database,
+    # Rollouts: how often each replica syncs weights and figures with the shared store,
     # how long the leader's lease lasts unrenewed, and how long feedback may name a request.
     rollout_interval_s: float = Field(default=1.0, gt=0, le=60)
+    # With Redis set, replicas read the rollouts from Redis each interval and from the
+    # database (the source of truth) this often; without Redis, the database each interval.
+    rollout_reconcile_s: float = Field(default=10.0, gt=0, le=3600)
     rollout_lease_s: float = Field(default=10.0, gt=0, le=600)
     feedback_window_s: float = Field(default=3600.0, gt=0)
     # The registry, where a rollout moves the alias and records its transitions.

@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 import httpx
+import pytest
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -95,6 +96,20 @@ class RedisServer:
         if self.proc.poll() is None:
             self.proc.terminate()
             self.proc.wait(timeout=10)
+
+
+def redis_server_on(port: int):
+    """A module's own redis-server on ``port``, as a fixture; skipped where none is installed."""
+
+    @pytest.fixture(scope="module")
+    def redis_server(tmp_path_factory):
+        if shutil.which("redis-server") is None:
+            pytest.skip("redis-server is not installed (make install-system installs it)")
+        server = RedisServer(port, tmp_path_factory.mktemp("redis"))
+        yield server
+        server.stop()
+
+    return redis_server
 
 
 class Gateway:

@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import json
-import shutil
 import time
 from collections import Counter
 
@@ -15,7 +14,7 @@ import httpx
 import openai
 import pytest
 
-from tests.integration.gateway_support import Gateway, RedisServer, Stub
+from tests.integration.gateway_support import Gateway, Stub, redis_server_on
 
 pytestmark = [pytest.mark.integration]
 
@@ -66,13 +65,7 @@ def gateway(tmp_path_factory, routes_file):
     gw.stop()
 
 
-@pytest.fixture(scope="module")
-def redis_server(tmp_path_factory):
-    if shutil.which("redis-server") is None:
-        pytest.skip("redis-server is not installed (make install-system installs it)")
-    server = RedisServer(28379, tmp_path_factory.mktemp("redis"))
-    yield server
-    server.stop()
+redis_server = redis_server_on(28379)
 
 
 @pytest.fixture(scope="module")

@@ -5,16 +5,17 @@ is mocked; every wait is bounded by a deadline."""
 from __future__ import annotations
 
 import json
-import shutil
 import threading
 import time
 from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 import pytest
+import redis
 
 from lathe.registry import ModelRegistry
-from tests.integration.gateway_support import Gateway, RedisServer, Stub
+from tests.integration.gateway_support import Gateway, Stub, redis_server_on
 from tests.support.platform import run_lathe
 
 pytestmark = [pytest.mark.integration]
@@ -228,20 +229,15 @@ def test_a_bad_candidate_rolls_back_by_itself_within_its_first_step(gateway, reg
     assert f'lathe_rollout_decisions_total{{decision="rollback",model="{model}"}} 1.0' in metrics
 
 
-@pytest.fixture(scope="module")
-def redis_server(tmp_path_factory):
-    if shutil.which("redis-server") is None:
-        pytest.skip("redis-server is not installed (make install-system installs it)")
-    server = RedisServer(28381, tmp_path_factory.mktemp("redis"))
-    yield server
-    server.stop()
+redis_server = redis_server_on(28381)
 
 
 def test_two_replicas_agree_and_the_survivor_finishes_when_the_leader_dies(
     tmp_path, routes_file, platform, registry, redis_server
 ):
+    # The database is read once at start: every later change reaches a replica through Redis.
     shared = {"LATHE_GATEWAY_DATABASE_URL": f"sqlite:///{tmp_path / 'shared.db'}",
-              "LATHE_GATEWAY_REDIS_URL": redis_server.url}  # fmt: skip
+              "LATHE_GATEWAY_REDIS_URL": redis_server.url, "LATHE_GATEWAY_ROLLOUT_RECONCILE_S": "600"}  # fmt: skip
     a = start_gateway(tmp_path / "a", 28610, routes_file, platform, **shared)
     b = start_gateway(tmp_path / "b", 28620, routes_file, platform, LATHE_GATEWAY_ADMIN_KEY=a.admin_key, **shared)
     b.admin_key = a.admin_key
@@ -251,7 +247,9 @@ def test_two_replicas_agree_and_the_survivor_finishes_when_the_leader_dies(
             wait_backends(gw, "ro-ha", {"1", "2"})
         spec = {"model": "ro-ha", "version": "2", "steps": steps(20, 40, 60, seconds=2, requests=5),
                 "thresholds": {"max_error_rate_delta": 5, "max_ttft_p95_ratio": 3, "max_itl_p95_ratio": 3}}  # fmt: skip
-        assert a.admin("POST", "/admin/rollouts", json=spec).status_code == 201
+        with ThreadPoolExecutor(2) as pool:  # both replicas asked at once: one rollout, one refusal
+            answers = list(pool.map(lambda gw: gw.admin("POST", "/admin/rollouts", json=spec), (a, b)))
+        assert sorted(r.status_code for r in answers) == [201, 409], [r.text for r in answers]
         wait_state(b, "ro-ha", ("running",))
         deadline = time.monotonic() + 10
         while True:  # both replicas split the same way
@@ -261,6 +259,8 @@ def test_two_replicas_agree_and_the_survivor_finishes_when_the_leader_dies(
                 break
             assert time.monotonic() < deadline, shares
             time.sleep(0.2)
+        copy = json.loads(redis.Redis.from_url(redis_server.url).hget("lathe:rollouts:current", "ro-ha"))
+        assert (copy["version"], copy["state"]) == ("2", "running")
         leaders = [gw for gw in (a, b) if gw.admin("GET", "/admin/rollouts").json()["leader"]]
         assert len(leaders) == 1
         leader, survivor = leaders[0], (b if leaders[0] is a else a)

@@ -1,8 +1,9 @@
 """The rollout loop: every replica applies the weights and records figures; the leader decides.
 
 Each ``interval_s`` a replica writes its windows and request ids to the database, reads
-the newest rollout of every model and sets the candidate's share on its router, then
-takes or renews the leader lease. The leader alone analyses: a waiting rollout starts
+the newest rollout of every model (from the Redis copy when there is one, see ``cache``;
+from the database otherwise) and sets the candidate's share on its router, then takes or
+renews the leader lease. The leader alone analyses: a waiting rollout starts
 once a healthy backend serves the candidate; a running one advances, promotes (the
 alias moves in MLflow) or rolls back. Every transition is a compare-and-set on the
 rollout's row, so a leader that lost its lease mid-decision cannot act twice, and every
@@ -12,6 +13,7 @@ transition is mirrored onto both versions in MLflow as ``lathe.rollout.*`` tags.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import logging
 import random
@@ -25,6 +27,7 @@ from lathe.telemetry import log_fields
 from services.gateway.metrics import GatewayMetrics
 from services.gateway.rollouts import judge
 from services.gateway.rollouts.analysis import Window, judge_step
+from services.gateway.rollouts.cache import CurrentRollouts, RolloutCache
 from services.gateway.rollouts.spec import RolloutSpec
 from services.gateway.rollouts.store import Rollout, RolloutStore
 from services.gateway.routing import Router
@@ -45,6 +48,8 @@ class RolloutController:
         interval_s: float = 1.0,
         lease_ttl_s: float = 10.0,
         feedback_window_s: float = 3600.0,
+        cache: RolloutCache | None = None,
+        reconcile_s: float = 10.0,
     ) -> None:
         self.store = store
         self.router = router
@@ -53,6 +58,7 @@ class RolloutController:
         self.interval_s = interval_s
         self.lease_ttl_s = lease_ttl_s
         self.feedback_window_s = feedback_window_s
+        self.shared = CurrentRollouts(store, cache, reconcile_s)
         self.replica = uuid.uuid4().hex[:12]
         self.current: dict[str, Rollout] = {}  # per model, the newest rollout
         self.leader = False
@@ -114,13 +120,16 @@ class RolloutController:
 
     async def tick(self) -> None:
         await self.flush()
-        self.current = await asyncio.to_thread(self.store.current)
+        self.current = await self.shared.read()
         self.apply()
         self.leader = await asyncio.to_thread(self.store.hold_lease, LEASE, self.replica, self.lease_ttl_s)
         if self.leader:
             for rollout in list(self.current.values()):
                 if rollout.active:
-                    await self.decide(rollout)
+                    try:
+                        await self.decide(rollout)
+                    except ConflictError:  # the copy it read was stale: the database says what is true
+                        self.shared.stale()
 
     async def flush(self) -> None:
         windows = {key: Window.from_json(w.to_json()) for key, w in self._windows.items()}
@@ -154,6 +163,7 @@ class RolloutController:
         await self.flush()
         if self.leader:
             await asyncio.to_thread(self.store.release_lease, LEASE, self.replica)
+        await self.shared.close()
 
     # -- the leader's decisions ------------------------------------------------------
     async def decide(self, rollout: Rollout) -> None:
@@ -202,6 +212,7 @@ class RolloutController:
             self.metrics.rollout_decisions.labels(model=rollout.model, decision=event).inc()
         log.info("rollout " + event, extra=log_fields(rollout=rollout.id, model=rollout.model, reason=reason))
         updated = await asyncio.to_thread(self.store.get, rollout.id)
+        await self.shared.copy([updated])
         self.current[rollout.model] = updated
         self.apply()
         await asyncio.to_thread(self._mirror, updated, entry)
@@ -227,7 +238,17 @@ class RolloutController:
 
     # -- what people ask for ---------------------------------------------------------
     async def create(self, spec: RolloutSpec, by: str) -> Rollout:
+        """Check and record a new rollout; one creation per model at a time, across replicas."""
         self.router.pool(spec.model)  # a model this gateway does not serve: 404
+        lease, holder = "create:" + hashlib.sha1(spec.model.encode()).hexdigest()[:32], uuid.uuid4().hex
+        if not await asyncio.to_thread(self.store.hold_lease, lease, holder, 30.0):
+            raise ConflictError(f"another rollout of {spec.model} is being created just now", param="model")
+        try:
+            return await self._create(spec, by)
+        finally:
+            await asyncio.to_thread(self.store.release_lease, lease, holder)
+
+    async def _create(self, spec: RolloutSpec, by: str) -> Rollout:
         if spec.judge is not None:
             self.router.pool(spec.judge.model)
         await asyncio.to_thread(self.registry.get_version, spec.model, spec.version)  # unregistered: 404
@@ -245,6 +266,7 @@ class RolloutController:
                 )
         entry = {"event": "created", "at": time.time(), "by": by, "reason": spec.reason or "rollout requested"}
         rollout = await asyncio.to_thread(self.store.create, spec, champion, [entry])
+        await self.shared.copy([rollout])
         self.current[spec.model] = rollout
         self.apply()
         await asyncio.to_thread(self._mirror, rollout, entry)

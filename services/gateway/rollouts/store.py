@@ -90,6 +90,14 @@ class Rollout:
             RolloutSpec.model_validate(row.spec), list(row.history or []), row.reason, row.created_at, row.updated_at,
         )  # fmt: skip
 
+    def to_record(self) -> dict[str, Any]:
+        """Everything the row holds, as JSON: what the Redis copy keeps."""
+        return {**self.__dict__, "spec": self.spec.model_dump()}
+
+    @classmethod
+    def from_record(cls, record: dict[str, Any]) -> Rollout:
+        return cls(**{**record, "spec": RolloutSpec.model_validate(record["spec"])})
+
     @property
     def active(self) -> bool:
         return self.state in ACTIVE_STATES
