@@ -22,6 +22,7 @@ from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 from lathe.errors import AliasNotFoundError, ConfigError, InvalidRequestError
+from lathe.gate_policy import Check, GatePolicy, higher_is_better_for, judge_policy, missing, short_metric
 from lathe.registry import EVAL_TAG_PREFIX, ModelRegistry
 
 GATE_EXPERIMENT = "lathe-gate"
@@ -29,22 +30,10 @@ DECISION_TAG = "lathe.gate.decision"
 GATE_RUN_TAG = "lathe.gate.run_id"
 EVAL_RUN_TAG = EVAL_TAG_PREFIX + "run_id"
 DEFAULT_METRIC = "eval_token_f1"
-# Metrics where a smaller number is the better model; every other metric: larger is better.
-_LOWER_IS_BETTER = ("perplexity", "loss", "nll", "error", "wer", "cer")
-
-
-def short_metric(metric: str) -> str:
-    """``eval_token_f1`` → ``token_f1``: the name under ``lathe.eval.`` on a version."""
-    return metric.removeprefix("eval_")
 
 
 def eval_tag(metric: str) -> str:
     return EVAL_TAG_PREFIX + short_metric(metric)
-
-
-def higher_is_better_for(metric: str) -> bool:
-    name = short_metric(metric).lower()
-    return not any(word in name for word in _LOWER_IS_BETTER)
 
 
 @dataclass(frozen=True)
@@ -56,9 +45,27 @@ class Decision:
     higher_is_better: bool
     promote: bool
     reason: str
+    checks: tuple[Check, ...] = ()  # under a policy: every metric's verdict
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+def decide_policy(policy: GatePolicy, candidate: dict[str, float], champion: dict[str, float] | None) -> Decision:
+    """Promote when every blocking metric of the policy passes; the first that fails is named."""
+    checks = tuple(judge_policy(policy, candidate, champion))
+    failed = [c for c in checks if c.blocking and not c.passed]
+    lead = failed[0] if failed else checks[0]
+    blocking = sum(c.blocking for c in checks)
+    if failed:
+        names = ", ".join(c.metric for c in failed)
+        reason = f"blocking {names} failed: {lead.reason}" if len(failed) == 1 else f"blocking {names} failed"
+    else:
+        advisory = [c.metric for c in checks if not c.passed]
+        reason = f"all {blocking} blocking metrics passed" + (
+            f"; advisory {', '.join(advisory)} did not" if advisory else ""
+        )
+    return Decision(lead.metric, lead.candidate, lead.champion, 0.0, lead.higher_is_better, not failed, reason, checks)
 
 
 def decide(
@@ -153,6 +160,7 @@ class GateResult:
             "previous_version": self.previous_version,
             "version": self.version,
             "gate_run_id": self.run_id,
+            "checks": [c.to_dict() for c in self.decision.checks],
         }
 
 
@@ -169,8 +177,12 @@ def promote_if_better(
     before_move: Callable[[GateResult], None] | None = None,
     log: bool = True,
     move: bool = True,
+    policy: GatePolicy | None = None,
 ) -> GateResult:
     """Compare the candidate with the holder of ``against`` (default: ``alias``); move ``alias`` if it wins.
+
+    With a ``policy`` every metric it lists is judged (``metric`` and ``margin`` are then
+    unused) and the candidate wins when every blocking one passes.
 
     ``before_move`` runs after the decision and before the alias moves; if it raises,
     nothing moves. With ``move`` false a winning candidate is outcome ``canary``: it
@@ -184,7 +196,12 @@ def promote_if_better(
     except AliasNotFoundError:
         holder = None
     previous = holder if against == alias else _holder(registry, name, alias)
-    candidate_value = _require_metric(registry, name, candidate, metric, "candidate")
+    if policy is not None:
+        values = _policy_values(registry, name, candidate, policy, "candidate")
+        metric = policy.metrics[0].name
+        candidate_value = values[metric]
+    else:
+        candidate_value = _require_metric(registry, name, candidate, metric, "candidate")
     if holder == candidate:
         # Nothing to beat: the candidate is the holder it would be compared with.
         up = higher_is_better_for(metric) if higher_is_better is None else higher_is_better
@@ -192,6 +209,10 @@ def promote_if_better(
         reason = f"v{candidate} already holds @{alias}" if already else f"v{candidate} is the @{against} holder itself"
         decision = Decision(metric, candidate_value, candidate_value, margin, up, False, reason)
         outcome = "unchanged" if already else "refused"
+    elif policy is not None:
+        champion = _policy_values(registry, name, holder, policy, "champion") if holder else None
+        decision = decide_policy(policy, values, champion)
+        outcome = "promoted" if decision.promote else "refused"
     else:
         champion_value = _require_metric(registry, name, holder, metric, f"@{against} holder") if holder else None
         decision = decide(candidate_value, champion_value, metric, margin, higher_is_better)
@@ -243,6 +264,15 @@ def _log_decision(registry: ModelRegistry, result: GateResult) -> GateResult:
     metrics = [Metric("candidate_value", d.candidate_value, now, 0)]
     if d.champion_value is not None and math.isfinite(d.champion_value):
         metrics.append(Metric("champion_value", d.champion_value, now, 0))
+    figures = {}  # under a policy: both versions' figure for every metric
+    for check in d.checks:
+        figures[f"candidate.{check.metric}"] = check.candidate
+        if check.champion is not None and math.isfinite(check.champion):
+            figures[f"champion.{check.metric}"] = check.champion
+    metrics += [Metric(key, value, now, 0) for key, value in figures.items() if math.isfinite(value)]
+    if d.checks:
+        params["policy"] = ", ".join(c.metric for c in d.checks)
+        client.log_dict(run_id, {"checks": [c.to_dict() for c in d.checks]}, "gate_checks.json")
     client.log_batch(
         run_id,
         metrics=metrics,
@@ -253,3 +283,16 @@ def _log_decision(registry: ModelRegistry, result: GateResult) -> GateResult:
     registry.set_version_tag(result.name, result.candidate_version, DECISION_TAG, result.outcome)
     registry.set_version_tag(result.name, result.candidate_version, GATE_RUN_TAG, run_id)
     return replace(result, run_id=run_id)
+
+
+def _policy_values(registry: ModelRegistry, name: str, version: str, policy: GatePolicy, role: str):
+    values = {metric: read_metric(registry, name, version, metric) for metric in policy.names()}
+    absent = missing(policy, values)
+    if absent and role == "candidate":
+        raise InvalidRequestError(
+            f"the policy names {', '.join(absent)}, which no evaluation produced for {name} v{version} "
+            f"(no tag {eval_tag(absent[0])}, no run metric)",
+            param="policy",
+            hint="run the evaluation that produces it, or take the metric out of the policy",
+        )
+    return {k: v for k, v in values.items() if v is not None}

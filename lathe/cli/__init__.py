@@ -2,7 +2,7 @@
 
     lathe up | down | status [--json]
     lathe models list | versions NAME | register PATH --name NAME | show NAME@ALIAS
-    lathe models promote NAME [--version N] [--if-better-than ALIAS --metric M --margin X] [--canary PCT]
+    lathe models promote NAME [--version N] [--if-better-than ALIAS --metric M --margin X | --policy F] [--canary PCT]
     lathe keys create NAME [--models m1,m2 --rpm N --tpm N --budget N --expires DATE] | list | revoke | usage
     lathe data curate --config RECIPE [--input PATH --output DIR]
     lathe train submit RECIPE [--set FIELD=VALUE --address URL --no-wait --json] | list | logs JOB_ID

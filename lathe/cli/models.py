@@ -8,7 +8,8 @@ from pathlib import Path
 import typer
 from rich.table import Table
 
-from lathe.cli.output import console, err_console, print_json, settings
+from lathe.cli.gate_view import run_gate
+from lathe.cli.output import console, print_json, settings
 
 app = typer.Typer(help="List, register and promote model versions in the MLflow registry.", no_args_is_help=True)
 
@@ -117,6 +118,12 @@ def promote(
     margin: float | None = typer.Option(
         None, "--margin", min=0.0, help="How much better the candidate must be, in the metric's units (default 0)."
     ),
+    policy_file: Path | None = typer.Option(
+        None,
+        "--policy",
+        help="A gate policy (YAML: metrics, each with its rule and whether it blocks) instead of "
+        "--metric/--margin; implies --if-better-than ALIAS.",
+    ),
     canary_pct: float | None = typer.Option(
         None,
         "--canary",
@@ -139,14 +146,21 @@ def promote(
     `python -m pipelines.evaluate`) are compared and the decision is logged to MLflow.
     """
     from lathe.errors import AliasNotFoundError, ConfigError
+    from lathe.gate_policy import load_policy
 
+    policy = load_policy(policy_file) if policy_file is not None else None
+    if policy is not None and (metric is not None or margin is not None):
+        raise ConfigError("--policy replaces --metric and --margin: give one or the other", param="policy")
+    if policy is not None and if_better_than is None:
+        if_better_than = alias
     if if_better_than is None and (metric is not None or margin is not None or not move):
         raise ConfigError("--metric, --margin and --no-move only apply with --if-better-than", param="metric")
     registry = _registry()
     version = version or registry.latest(name).version
     if if_better_than is not None:
         move = move and not canary_pct
-        result = _gate(registry, name, version, alias, if_better_than, metric, margin, move, json_output)
+        gate = (alias, if_better_than, metric, margin, move, policy)
+        result = run_gate(registry, name, version, gate, json_output)
         if result.outcome == "canary" and canary_pct:
             _canary(name, version, alias, canary_pct, json_output, result.to_dict())
         elif result.outcome == "canary" and json_output:
@@ -166,53 +180,6 @@ def promote(
         return
     moved = f"v{previous} → v{info.version}" if previous else f"v{info.version}"
     console.print(f"{name}@{alias}: {moved}")
-
-
-def _gate(registry, name, version, alias, against, metric, margin, move, json_output):
-    from lathe.promotion import DEFAULT_METRIC, promote_if_better
-
-    result = promote_if_better(
-        registry,
-        name,
-        version,
-        alias=alias,
-        metric=metric or DEFAULT_METRIC,
-        margin=margin or 0.0,
-        against=against,
-        move=move,
-    )
-    if json_output:
-        if result.outcome != "canary":  # the caller prints it with what comes next
-            print_json(result.to_dict())
-    else:
-        d = result.decision
-        table = Table(title=f"{name}: v{result.candidate_version} against @{against}", title_justify="left")
-        for column in ("", "version", d.metric):
-            table.add_column(column)
-        table.add_row("candidate", f"v{result.candidate_version}", f"{d.candidate_value:.4g}")
-        champion = f"{d.champion_value:.4g}" if d.champion_value is not None else "-"
-        table.add_row(f"@{against}", f"v{result.champion_version}" if result.champion_version else "-", champion)
-        console.print(table)
-        better = "higher" if d.higher_is_better else "lower"
-        console.print(f"{better} is better, margin {d.margin:g}: {d.reason}")
-        if result.outcome == "promoted":
-            before = f"v{result.previous_version} → " if result.previous_version else ""
-            moved = f"{before}v{result.version}"
-            console.print(f"[bold green]promoted[/] {name}@{alias}: {moved}")
-        elif result.outcome == "unchanged":
-            console.print(f"{name}@{alias} already points at v{result.version}: nothing to do")
-        elif result.outcome == "canary":
-            console.print(f"[bold green]passed the gate[/]: v{result.candidate_version} goes out as a rollout")
-    if result.outcome == "refused":
-        err_console.print(
-            f"[bold red]refused:[/] {name} v{result.candidate_version} does not beat @{against} "
-            f"(v{result.champion_version}) on {result.decision.metric}: {result.decision.reason}; "
-            f"@{alias} stays on v{result.version}",
-            highlight=False,
-            soft_wrap=True,
-        )
-        raise typer.Exit(1)
-    return result
 
 
 def _canary(name: str, version: str, alias: str, pct: float, json_output: bool, gate: dict | None = None) -> None:

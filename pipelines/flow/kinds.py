@@ -87,12 +87,13 @@ KINDS: dict[str, Kind] = {
         "lathe.cli",
         {"decision": VALUE, "version": VALUE, "run": VALUE},
         # move: false decides and logs the gate but leaves the alias (decision "canary"):
-        # a rollout at the gateway moves it.
+        # a rollout at the gateway moves it. policy: a gate policy file instead of metric/margin.
         options={
             "model": "",
             "against": "--if-better-than",
             "metric": "--metric",
             "margin": "--margin",
+            "policy": "--policy",
             "move": "--no-move",
         },
         required=("model",),
@@ -132,7 +133,7 @@ def command(kind: Kind, recipe: str | None, sets: dict[str, Any], folder: str) -
     name, version = parse_model_ref(str(sets["model"]), "gate.model")
     argv = ["-m", "lathe.cli", "models", "promote", name, "--version", version, "--json"]
     argv += ["--if-better-than", str(sets.get("against") or "champion")]
-    for key in ("metric", "margin"):
+    for key in ("metric", "margin", "policy"):
         if sets.get(key) is not None:
             argv += [kind.options[key], str(sets[key])]
     if str(sets.get("move", True)).lower() == "false":

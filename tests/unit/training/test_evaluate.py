@@ -19,7 +19,7 @@ import yaml
 from typer.testing import CliRunner
 
 from lathe.errors import ConfigError, InvalidRequestError, PlatformError
-from lathe.registry import ModelRegistry, parse_model_ref, parse_model_uri
+from lathe.registry import parse_model_ref, parse_model_uri
 from pipelines.evaluate.config import EvaluateRecipe, preflight
 from pipelines.evaluate.gate import decide, promote_if_better, read_metric
 from pipelines.evaluate.metrics import exact_match, normalize_answer, perplexity, token_f1
@@ -235,25 +235,6 @@ def test_perplexity_is_lower_on_the_text_the_model_learned(one_thread):
 
 
 # -- a real registry ------------------------------------------------------------------------
-@pytest.fixture
-def uri(tmp_path, monkeypatch, clean_lathe_env):
-    monkeypatch.chdir(tmp_path)  # the SQLite store keeps artifacts under ./mlruns
-    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)  # MLflow sets it too; this restores it afterwards
-    monkeypatch.setenv("LATHE_MLFLOW_TRACKING_URI", uri)
-    monkeypatch.setenv("LATHE_HOME", str(tmp_path / "home"))
-    monkeypatch.setenv("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
-    import mlflow
-
-    mlflow.set_tracking_uri(uri)  # the fluent API keeps the last URI any earlier test set
-    return uri
-
-
-@pytest.fixture
-def registry(uri):
-    return ModelRegistry(uri)
-
-
 @pytest.fixture
 def model_folder(tmp_path):
     folder = tmp_path / "tiny-model"

@@ -215,3 +215,11 @@ def test_a_gate_with_move_false_decides_and_leaves_the_alias_to_a_rollout():
     assert moving[-2:] == ["--if-better-than", "champion"] and "--no-move" not in moving
     for off in (False, "false"):
         assert command(KINDS["gate"], None, {**sets, "move": off}, "out")[-1] == "--no-move"
+
+
+def test_a_gate_with_a_policy_passes_the_file_to_promote():
+    from pipelines.flow.kinds import KINDS, command
+
+    policy = "pipelines/evaluate/policies/release.yaml"
+    argv = command(KINDS["gate"], None, {"model": "models:/m/3", "policy": policy}, "out")
+    assert argv[argv.index("--policy") + 1] == policy and "--metric" not in argv
