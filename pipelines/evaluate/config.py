@@ -9,7 +9,6 @@ the registry is checked by ``preflight`` before any model is loaded.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Literal
 
@@ -84,6 +83,49 @@ class TaskSection(Strict):
         return value
 
 
+class JudgeSection(Strict):
+    """Pairwise LLM-as-judge: the candidate's and the champion's answers to the same prompts,
+    judged in both orders (see ``pipelines.evaluate.pairwise``)."""
+
+    enabled: bool = False
+    # Prompts both versions answer: a .jsonl with a "question" (or "prompt") per line.
+    prompts: str | None = None
+    max_prompts: int = Field(default=30, ge=1)
+    # The candidate is compared with the version this alias names.
+    against: str = Field(default="champion", min_length=1)
+    max_tokens: int = Field(default=64, ge=1, le=4096)
+    # Where the champion's answers come from. Unset: the gateway under the registered name
+    # (it serves the alias holder); serve: true starts a server pinned to that version.
+    champion: EndpointSection = Field(default_factory=EndpointSection)
+    # The judge: any OpenAI-compatible endpoint. Unset: the gateway, under the registered
+    # name (the served model judges); an outside provider's key comes from api_key_env.
+    endpoint: EndpointSection = Field(default_factory=EndpointSection)
+    # true: the judge may only answer A, B or tie (vLLM's structured outputs, which the
+    # gateway passes on); false: it writes [[A]], [[B]] or [[C]] and that is read.
+    constrained: bool = True
+    # The judge's instructions: pipelines/evaluate/prompts/<template>.md, versioned here.
+    template: str = Field(default="pairwise-v1", pattern=r"^[\w.\-]+$")
+    bootstrap: int = Field(default=2000, ge=100, le=100_000)
+    confidence: float = Field(default=0.95, gt=0.5, lt=1.0)
+    seed: int = 0
+    concurrency: int = Field(default=4, ge=1, le=64)
+
+    @field_validator("prompts")
+    @classmethod
+    def _jsonl(cls, value: str | None) -> str | None:
+        if value is not None and not value.endswith(".jsonl"):
+            raise ValueError("must be a .jsonl file of {question} lines")
+        return value
+
+    @model_validator(mode="after")
+    def _judge_is_a_server(self) -> JudgeSection:
+        if self.endpoint.serve:
+            raise ValueError("endpoint.serve: the judge is a running server; set its base_url (or leave it unset)")
+        if self.enabled and not self.prompts:
+            raise ValueError("prompts is required while enabled is true")
+        return self
+
+
 class EvaluateMlflowSection(MlflowSection):
     experiment: str = "lathe-evaluation"
 
@@ -101,6 +143,7 @@ class EvaluateRecipe(Strict):
     model: str = Field(min_length=1)
     perplexity: PerplexitySection = Field(default_factory=PerplexitySection)
     task: TaskSection = Field(default_factory=TaskSection)
+    judge: JudgeSection = Field(default_factory=JudgeSection)
     mlflow: EvaluateMlflowSection = Field(default_factory=EvaluateMlflowSection)
 
     @field_validator("model")
@@ -115,8 +158,8 @@ class EvaluateRecipe(Strict):
 
     @model_validator(mode="after")
     def _something_to_do(self) -> EvaluateRecipe:
-        if not (self.perplexity.enabled or self.task.enabled):
-            raise ValueError("perplexity.enabled and task.enabled are both false: nothing to evaluate")
+        if not (self.perplexity.enabled or self.task.enabled or self.judge.enabled):
+            raise ValueError("perplexity, task and judge are all disabled: nothing to evaluate")
         if self.perplexity.enabled and not self.perplexity.texts:
             raise ValueError("perplexity.texts is required while perplexity.enabled is true")
         if self.task.enabled and not self.task.questions:
@@ -144,6 +187,13 @@ def preflight(recipe: EvaluateRecipe, registry: ModelRegistry | None = None) -> 
                 "task.endpoint.model: required when model is a local folder (the server's name for it)",
                 param="task.endpoint.model",
             )
+    if recipe.judge.enabled:
+        _require_file(recipe.judge.prompts, "judge.prompts")
+        if not recipe.is_registered:
+            raise ConfigError(
+                "judge.enabled: comparing with a champion needs a registered model (models:/NAME/VERSION)",
+                param="judge.enabled",
+            )
     if not recipe.is_registered:
         folder = Path(recipe.model)
         if not (folder / "config.json").is_file():
@@ -166,7 +216,3 @@ def _require_file(path: str | None, field: str) -> None:
             param=field,
             hint="build the demo data with `make demo-data`" if path and ".lathe/data" in path else None,
         )
-
-
-def api_key_from_env(recipe: EvaluateRecipe) -> str | None:
-    return os.environ.get(recipe.task.endpoint.api_key_env) or None

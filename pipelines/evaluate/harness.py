@@ -13,6 +13,7 @@ tags on that version, where the promotion gate reads them.
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import statistics
 import tempfile
@@ -21,12 +22,15 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from lathe.errors import ConfigError, EngineUnavailableError, UpstreamError
+from lathe.errors import ConfigError
 from lathe.jobs import run_url
 from lathe.promotion import EVAL_RUN_TAG, eval_tag
 from lathe.registry import ModelRegistry, ModelVersionInfo
-from pipelines.evaluate.config import EvaluateRecipe, api_key_from_env, preflight
+from pipelines.evaluate.chat import Endpoint, ask
+from pipelines.evaluate.config import EvaluateRecipe, preflight
+from pipelines.evaluate.judging import answer_all, champion_of, judge_metrics, load_prompts, run_judge
 from pipelines.evaluate.metrics import exact_match, perplexity, token_f1
+from pipelines.evaluate.serve import open_endpoint
 
 # ``progress(label, total)`` returns the callback to call once per item done.
 ProgressFactory = Callable[[str, int], Callable[[], None]]
@@ -117,35 +121,17 @@ def score_task(
     Returns ``exact_match`` and ``token_f1`` (means), ``n``, the versions that answered
     (the gateway's ``x-lathe-backend-version`` header, when there is one) and one row per question.
     """
-    import openai
-
-    client = openai.OpenAI(base_url=base_url, api_key=api_key or "none", max_retries=2, timeout=timeout_s)
+    endpoint = Endpoint(base_url, model, api_key)
+    client = endpoint.client(timeout_s)
     served: set[str] = set()
 
-    def ask(item: dict[str, Any]) -> dict[str, Any]:
+    def one(item: dict[str, Any]) -> dict[str, Any]:
         messages = ([{"role": "system", "content": system}] if system else []) + [
             {"role": "user", "content": item["question"]}
         ]
-        try:
-            raw = client.chat.completions.with_raw_response.create(
-                model=model, messages=messages, max_tokens=max_tokens, temperature=0
-            )
-        except openai.APIConnectionError:
-            raise EngineUnavailableError(
-                f"nothing answers at {base_url}",
-                hint="start the platform with `lathe up`, or set task.endpoint.base_url",
-            ) from None
-        except openai.AuthenticationError:
-            raise UpstreamError(
-                f"{base_url} refused the API key (401)",
-                hint="put a key in the variable that task.endpoint.api_key_env names",
-            ) from None
-        except openai.APIStatusError as exc:
-            raise UpstreamError(f"{base_url} answered {exc.status_code} for model {model!r}: {exc.message}") from None
-        if version := raw.headers.get("x-lathe-backend-version"):
+        prediction, version = ask(client, endpoint, messages, max_tokens)
+        if version:
             served.add(version)
-        completion = raw.parse()
-        prediction = (completion.choices[0].message.content or "") if completion.choices else ""
         if on_question is not None:
             on_question()
         return {
@@ -158,7 +144,7 @@ def score_task(
 
     # Several questions in flight: the server batches them (vLLM), the order of rows stays.
     with ThreadPoolExecutor(max_workers=max(1, concurrency)) as pool:
-        rows = list(pool.map(ask, questions))
+        rows = list(pool.map(one, questions))
     return {
         "exact_match": statistics.fmean(r["exact_match"] for r in rows) if rows else 0.0,
         "token_f1": statistics.fmean(r["token_f1"] for r in rows) if rows else 0.0,
@@ -199,58 +185,61 @@ def evaluate(
         summary.update(perplexity=value, perplexity_tokens=tokens, documents=documents)
         metrics.update(eval_perplexity=value, eval_perplexity_tokens=tokens, eval_documents=documents)
 
-    rows: list[dict] = []
-    if recipe.task.enabled:
-        endpoint = recipe.task.endpoint
-        model_name = endpoint.model or (version.name if version else "")
-        key = api_key_from_env(recipe)
-        questions = load_questions(recipe.task.questions or "", recipe.task.max_questions)
-        with contextlib.ExitStack() as stack:
-            if endpoint.serve and version is not None:
-                from pipelines.evaluate.serve import serve_version
-
-                base_url = stack.enter_context(
-                    serve_version(version.name, version.version, home=settings.home.resolve(), tracking_uri=uri)
-                )
-                model_name = endpoint.model or version.name
-            else:
-                base_url = endpoint.base_url or settings.gateway.base_url.rstrip("/") + "/v1"
-                key_file = settings.gateway_dir / "cli_key"
-                if key is None and endpoint.base_url is None and key_file.exists():
-                    key = key_file.read_text().strip()  # the CLI's own gateway key, written by `lathe up`
-            scored = score_task(
-                base_url,
-                model_name,
-                key,
-                questions,
-                recipe.task.max_tokens,
-                system=recipe.task.system,
-                on_question=progress("questions", len(questions)),
-                concurrency=recipe.task.concurrency,
-            )
-        rows = scored["rows"]
-        summary.update(
-            exact_match=scored["exact_match"],
-            token_f1=scored["token_f1"],
-            questions=scored["n"],
-            endpoint=base_url,
-            endpoint_model=model_name,
-            served_versions=scored["served_versions"],
-        )
-        metrics.update(
-            eval_exact_match=scored["exact_match"], eval_token_f1=scored["token_f1"], eval_questions=scored["n"]
-        )
+    endpoints = functools.partial(
+        open_endpoint, home=settings.home.resolve(), tracking_uri=uri,
+        gateway_url=settings.gateway.base_url, key_file=settings.gateway_dir / "cli_key",
+    )  # fmt: skip
+    holder = champion_of(recipe, registry, version) if recipe.judge.enabled and registry and version else None
+    prompts = load_prompts(recipe.judge.prompts or "", recipe.judge.max_prompts) if holder else []
+    rows, candidate_answers = _ask_the_candidate(recipe, version, endpoints, prompts, progress, summary, metrics)
+    judged: list[dict] = []
+    if holder and version is not None:
+        verdicts, judged = run_judge(recipe, version, holder, prompts, candidate_answers, endpoints, progress)
+        summary["judge"] = verdicts
+        metrics.update(judge_metrics(verdicts))
 
     summary["metrics"] = metrics
     summary["mlflow_run_id"] = summary["mlflow_url"] = None
     if recipe.mlflow.enabled and registry is not None:
-        run = _log_run(recipe, recipe_path, summary, metrics, rows, uri)
+        run = _log_run(
+            recipe, recipe_path, summary, metrics, {"eval/questions.json": rows, "eval/pairwise.json": judged}, uri
+        )
         summary["mlflow_run_id"], summary["mlflow_url"] = run.run_id, run_url(uri, run.experiment_id, run.run_id)
         if version is not None:
             for key, value in metrics.items():
                 registry.set_version_tag(version.name, version.version, eval_tag(key), _tag_value(value))
             registry.set_version_tag(version.name, version.version, EVAL_RUN_TAG, summary["mlflow_run_id"])
     return summary
+
+
+def _ask_the_candidate(recipe, version, endpoints, prompts, progress, summary, metrics) -> tuple[list[dict], list[str]]:
+    """The task's questions and the judge's prompts, through one endpoint of the candidate."""
+    if not (recipe.task.enabled or prompts):
+        return [], []
+    name, number = (version.name, version.version) if version else ("", None)
+    rows: list[dict] = []
+    answers: list[str] = []
+    with contextlib.ExitStack() as stack:
+        endpoint = endpoints(stack, recipe.task.endpoint, name, number, field="task.endpoint")
+        if recipe.task.enabled:
+            questions = load_questions(recipe.task.questions or "", recipe.task.max_questions)
+            scored = score_task(
+                endpoint.base_url, endpoint.model, endpoint.api_key, questions, recipe.task.max_tokens,
+                system=recipe.task.system, on_question=progress("questions", len(questions)),
+                concurrency=recipe.task.concurrency,
+            )  # fmt: skip
+            rows = scored["rows"]
+            summary.update(
+                exact_match=scored["exact_match"], token_f1=scored["token_f1"], questions=scored["n"],
+                endpoint=endpoint.base_url, endpoint_model=endpoint.model, served_versions=scored["served_versions"],
+            )  # fmt: skip
+            metrics.update(
+                eval_exact_match=scored["exact_match"], eval_token_f1=scored["token_f1"], eval_questions=scored["n"]
+            )
+        if prompts:
+            answers, _ = answer_all(endpoint, prompts, recipe.judge.max_tokens, recipe.task.system,
+                                    recipe.judge.concurrency, progress("candidate answers", len(prompts)))  # fmt: skip
+    return rows, answers
 
 
 def _model_folder(
@@ -298,7 +287,7 @@ def _log_run(
     recipe_path: str | Path | None,
     summary: dict[str, Any],
     metrics: dict[str, float],
-    rows: list[dict],
+    tables: dict[str, list[dict]],
     uri: str,
 ) -> Any:
     """The MLflow run's info (run and experiment ids)."""
@@ -320,6 +309,10 @@ def _log_run(
             "task_questions": recipe.task.questions if recipe.task.enabled else "disabled",
             "max_tokens": recipe.task.max_tokens,
         }
+        if "judge" in summary:
+            judge = summary["judge"]
+            params.update(judge_against=f"{recipe.judge.against} v{judge['champion_version']}",
+                          judge_model=judge["judge_model"], judge_template=judge["template"])  # fmt: skip
         if recipe.task.enabled:
             params.update(
                 endpoint=summary["endpoint"],
@@ -335,7 +328,8 @@ def _log_run(
                 path = Path(tmp) / f"{recipe.name}.yaml"
                 path.write_text(yaml.safe_dump(recipe.model_dump(), sort_keys=False))
                 mlflow.log_artifact(str(path), artifact_path="recipe")
-        if rows:
-            columns = {key: [row[key] for row in rows] for key in rows[0]}
-            mlflow.log_table(data=columns, artifact_file="eval/questions.json")
+        for artifact, rows in tables.items():
+            if rows:
+                columns = {key: [row[key] for row in rows] for key in rows[0]}
+                mlflow.log_table(data=columns, artifact_file=artifact)
         return run.info

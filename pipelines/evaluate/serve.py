@@ -14,9 +14,11 @@ import socket
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 from lathe.errors import EngineUnavailableError
 from lathe.supervisor import HealthWait, StartErrors, spawn
+from pipelines.evaluate.chat import Endpoint
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -56,3 +58,29 @@ def serve_version(name: str, version: str, *, home: Path, tracking_uri: str, tim
         yield url + "/v1"
     finally:
         process.stop(timeout_s=60.0)
+
+
+def open_endpoint(
+    stack: contextlib.ExitStack,
+    section: Any,
+    name: str,
+    version: str | None,
+    *,
+    home: Path,
+    tracking_uri: str,
+    gateway_url: str,
+    key_file: Path,
+    field: str,
+) -> Endpoint:
+    """Where an evaluation asks: a server of exactly ``version`` (``serve: true``, stopped
+    with ``stack``), the section's ``base_url``, or else the gateway with the CLI's key."""
+    model = section.model or name
+    key = os.environ.get(section.api_key_env) or None
+    if section.serve and version is not None:
+        base_url = stack.enter_context(serve_version(name, version, home=home, tracking_uri=tracking_uri))
+        return Endpoint(base_url, model, key, field)
+    if section.base_url:
+        return Endpoint(section.base_url, model, key, field)
+    if key is None and key_file.exists():
+        key = key_file.read_text().strip()  # the CLI's own gateway key, written by `lathe up`
+    return Endpoint(gateway_url.rstrip("/") + "/v1", model, key, field)

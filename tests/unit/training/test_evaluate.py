@@ -9,9 +9,6 @@ from __future__ import annotations
 
 import json
 import math
-import socket
-import threading
-import time
 from pathlib import Path
 
 import pytest
@@ -324,47 +321,15 @@ ANSWERS = {
 
 
 @pytest.fixture
-def openai_server():
+def openai_server(chat_server):
     """A real OpenAI-compatible server on loopback that answers each question with ANSWERS."""
-    import uvicorn
-    from starlette.applications import Starlette
-    from starlette.requests import Request
-    from starlette.responses import JSONResponse
-    from starlette.routing import Route
-
     seen = []
 
-    async def chat(request: Request) -> JSONResponse:
-        body = await request.json()
+    def respond(body: dict) -> tuple[str, dict]:
         seen.append(body)
-        question = body["messages"][-1]["content"]
-        message = {"role": "assistant", "content": ANSWERS.get(question, "")}
-        return JSONResponse(
-            {
-                "id": "c1",
-                "object": "chat.completion",
-                "created": int(time.time()),
-                "model": body["model"],
-                "choices": [{"index": 0, "message": message, "finish_reason": "stop"}],
-                "usage": {"prompt_tokens": 5, "completion_tokens": 3, "total_tokens": 8},
-            },
-            headers={"x-lathe-backend-version": "1"},
-        )
+        return ANSWERS.get(body["messages"][-1]["content"], ""), {"x-lathe-backend-version": "1"}
 
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    app = Starlette(routes=[Route("/v1/chat/completions", chat, methods=["POST"])])
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="error"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started:
-        assert time.monotonic() < deadline, "the stub server did not start"
-        time.sleep(0.02)
-    yield f"http://127.0.0.1:{port}/v1", seen
-    server.should_exit = True
-    thread.join(5)
+    yield chat_server(respond), seen
 
 
 def test_evaluate_scores_logs_and_tags_the_version(registry, model_folder, eval_files, openai_server, tmp_path):
