@@ -19,6 +19,7 @@ from lathe.registry import ModelRegistry, ModelVersionInfo, parse_model_uri
 from pipelines.stagekit.recipes import MlflowSection, Strict
 
 TEXT_SUFFIXES = (".jsonl", ".parquet")
+SUITES = Path(__file__).resolve().parent / "suites"  # the versioned suites Lathe ships
 
 
 class PerplexitySection(Strict):
@@ -83,6 +84,32 @@ class TaskSection(Strict):
         return value
 
 
+class KnowledgeSection(Strict):
+    """General questions the base model answers correctly (the shipped suite was kept to
+    those SmolLM2-135M-Instruct gets right): a candidate that stops answering them forgot
+    what it knew. Scored by whether the answer states the reference, as whole words."""
+
+    enabled: bool = False
+    # A .jsonl of {question, answer}; null: the shipped suite, suites/knowledge-v1.jsonl here.
+    questions: str | None = None
+    max_questions: int = Field(default=100, ge=1)
+    max_tokens: int = Field(default=48, ge=1, le=4096)
+    # Asked as a user would ask, without the task's system prompt (null: none).
+    system: str | None = None
+    concurrency: int = Field(default=8, ge=1, le=256)
+
+    @field_validator("questions")
+    @classmethod
+    def _jsonl(cls, value: str | None) -> str | None:
+        if value is not None and not value.endswith(".jsonl"):
+            raise ValueError("must be a .jsonl file of {question, answer} lines")
+        return value
+
+    @property
+    def path(self) -> str:
+        return self.questions or str(SUITES / "knowledge-v1.jsonl")
+
+
 class JudgeSection(Strict):
     """Pairwise LLM-as-judge: the candidate's and the champion's answers to the same prompts,
     judged in both orders (see ``pipelines.evaluate.pairwise``)."""
@@ -143,6 +170,7 @@ class EvaluateRecipe(Strict):
     model: str = Field(min_length=1)
     perplexity: PerplexitySection = Field(default_factory=PerplexitySection)
     task: TaskSection = Field(default_factory=TaskSection)
+    knowledge: KnowledgeSection = Field(default_factory=KnowledgeSection)
     judge: JudgeSection = Field(default_factory=JudgeSection)
     mlflow: EvaluateMlflowSection = Field(default_factory=EvaluateMlflowSection)
 
@@ -158,8 +186,8 @@ class EvaluateRecipe(Strict):
 
     @model_validator(mode="after")
     def _something_to_do(self) -> EvaluateRecipe:
-        if not (self.perplexity.enabled or self.task.enabled or self.judge.enabled):
-            raise ValueError("perplexity, task and judge are all disabled: nothing to evaluate")
+        if not (self.perplexity.enabled or self.task.enabled or self.knowledge.enabled or self.judge.enabled):
+            raise ValueError("perplexity, task, knowledge and judge are all disabled: nothing to evaluate")
         if self.perplexity.enabled and not self.perplexity.texts:
             raise ValueError("perplexity.texts is required while perplexity.enabled is true")
         if self.task.enabled and not self.task.questions:
@@ -187,6 +215,8 @@ def preflight(recipe: EvaluateRecipe, registry: ModelRegistry | None = None) -> 
                 "task.endpoint.model: required when model is a local folder (the server's name for it)",
                 param="task.endpoint.model",
             )
+    if recipe.knowledge.enabled:
+        _require_file(recipe.knowledge.path, "knowledge.questions")
     if recipe.judge.enabled:
         _require_file(recipe.judge.prompts, "judge.prompts")
         if not recipe.is_registered:

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import json
 import statistics
 import tempfile
 from collections.abc import Callable
@@ -28,8 +27,9 @@ from lathe.promotion import EVAL_RUN_TAG, eval_tag
 from lathe.registry import ModelRegistry, ModelVersionInfo
 from pipelines.evaluate.chat import Endpoint, ask
 from pipelines.evaluate.config import EvaluateRecipe, preflight
-from pipelines.evaluate.judging import answer_all, champion_of, judge_metrics, load_prompts, run_judge
-from pipelines.evaluate.metrics import exact_match, perplexity, token_f1
+from pipelines.evaluate.inputs import load_prompts, load_questions, load_texts
+from pipelines.evaluate.judging import answer_all, champion_of, judge_metrics, run_judge
+from pipelines.evaluate.metrics import contains_answer, exact_match, perplexity, token_f1
 from pipelines.evaluate.serve import open_endpoint
 
 # ``progress(label, total)`` returns the callback to call once per item done.
@@ -44,63 +44,6 @@ def tracking_uri() -> str:
     from pipelines.stagekit.settings import load_pipeline_settings
 
     return load_pipeline_settings().tracking_uri()
-
-
-# -- inputs -------------------------------------------------------------------------
-def load_texts(path: str, limit: int) -> list[str | list[dict]]:
-    """Documents from a .jsonl ("text", or chat "messages") or a .parquet ("text" column)."""
-    if path.endswith(".parquet"):
-        import pandas as pd
-
-        frame = pd.read_parquet(path)
-        if "text" not in frame.columns:
-            raise ConfigError(f"perplexity.texts: {path} has no 'text' column", param="perplexity.texts")
-        return [str(t) for t in frame["text"].head(limit)]
-    docs: list[str | list[dict]] = []
-    for number, record in _jsonl(path, "perplexity.texts"):
-        if isinstance(record.get("text"), str):
-            docs.append(record["text"])
-        elif isinstance(record.get("messages"), list):
-            docs.append(record["messages"])
-        else:
-            raise ConfigError(
-                f"perplexity.texts: line {number} of {path} has neither 'text' nor 'messages'",
-                param="perplexity.texts",
-            )
-        if len(docs) >= limit:
-            break
-    return docs
-
-
-def load_questions(path: str, limit: int) -> list[dict[str, Any]]:
-    questions = []
-    for number, record in _jsonl(path, "task.questions"):
-        answer = record.get("answer", record.get("answers"))
-        valid = isinstance(answer, str) or (isinstance(answer, list) and all(isinstance(a, str) for a in answer))
-        if not isinstance(record.get("question"), str) or not valid:
-            raise ConfigError(
-                f"task.questions: line {number} of {path} needs a 'question' string and an 'answer' "
-                "(a string or a list of strings)",
-                param="task.questions",
-            )
-        questions.append({"question": record["question"], "answer": answer})
-        if len(questions) >= limit:
-            break
-    return questions
-
-
-def _jsonl(path: str, field: str):
-    with open(path, encoding="utf-8") as handle:
-        for number, line in enumerate(handle, start=1):
-            if not line.strip():
-                continue
-            try:
-                record = json.loads(line)
-            except ValueError:
-                raise ConfigError(f"{field}: line {number} of {path} is not JSON", param=field) from None
-            if not isinstance(record, dict):
-                raise ConfigError(f"{field}: line {number} of {path} is not a JSON object", param=field)
-            yield number, record
 
 
 # -- the task score -----------------------------------------------------------------
@@ -140,6 +83,7 @@ def score_task(
             "prediction": prediction,
             "exact_match": exact_match(prediction, item["answer"]),
             "token_f1": token_f1(prediction, item["answer"]),
+            "contains": contains_answer(prediction, item["answer"]),
         }
 
     # Several questions in flight: the server batches them (vLLM), the order of rows stays.
@@ -148,6 +92,7 @@ def score_task(
     return {
         "exact_match": statistics.fmean(r["exact_match"] for r in rows) if rows else 0.0,
         "token_f1": statistics.fmean(r["token_f1"] for r in rows) if rows else 0.0,
+        "contains": statistics.fmean(r["contains"] for r in rows) if rows else 0.0,
         "n": len(rows),
         "served_versions": sorted(served),
         "rows": rows,
@@ -191,19 +136,18 @@ def evaluate(
     )  # fmt: skip
     holder = champion_of(recipe, registry, version) if recipe.judge.enabled and registry and version else None
     prompts = load_prompts(recipe.judge.prompts or "", recipe.judge.max_prompts) if holder else []
-    rows, candidate_answers = _ask_the_candidate(recipe, version, endpoints, prompts, progress, summary, metrics)
+    asked = _ask_the_candidate(recipe, version, endpoints, prompts, progress, summary, metrics)
     judged: list[dict] = []
     if holder and version is not None:
-        verdicts, judged = run_judge(recipe, version, holder, prompts, candidate_answers, endpoints, progress)
+        verdicts, judged = run_judge(recipe, version, holder, prompts, asked.pop("answers"), endpoints, progress)
         summary["judge"] = verdicts
         metrics.update(judge_metrics(verdicts))
 
     summary["metrics"] = metrics
     summary["mlflow_run_id"] = summary["mlflow_url"] = None
     if recipe.mlflow.enabled and registry is not None:
-        run = _log_run(
-            recipe, recipe_path, summary, metrics, {"eval/questions.json": rows, "eval/pairwise.json": judged}, uri
-        )
+        tables = {**{k: v for k, v in asked.items() if k != "answers"}, "eval/pairwise.json": judged}
+        run = _log_run(recipe, recipe_path, summary, metrics, tables, uri)
         summary["mlflow_run_id"], summary["mlflow_url"] = run.run_id, run_url(uri, run.experiment_id, run.run_id)
         if version is not None:
             for key, value in metrics.items():
@@ -212,23 +156,18 @@ def evaluate(
     return summary
 
 
-def _ask_the_candidate(recipe, version, endpoints, prompts, progress, summary, metrics) -> tuple[list[dict], list[str]]:
-    """The task's questions and the judge's prompts, through one endpoint of the candidate."""
-    if not (recipe.task.enabled or prompts):
-        return [], []
+def _ask_the_candidate(recipe, version, endpoints, prompts, progress, summary, metrics) -> dict[str, list]:
+    """The task's and the knowledge suite's questions and the judge's prompts, through one
+    endpoint of the candidate: their rows (by table) and the judge prompts' answers."""
+    out: dict[str, list] = {"eval/questions.json": [], "eval/knowledge.json": [], "answers": []}
+    if not (recipe.task.enabled or recipe.knowledge.enabled or prompts):
+        return out
     name, number = (version.name, version.version) if version else ("", None)
-    rows: list[dict] = []
-    answers: list[str] = []
     with contextlib.ExitStack() as stack:
         endpoint = endpoints(stack, recipe.task.endpoint, name, number, field="task.endpoint")
         if recipe.task.enabled:
-            questions = load_questions(recipe.task.questions or "", recipe.task.max_questions)
-            scored = score_task(
-                endpoint.base_url, endpoint.model, endpoint.api_key, questions, recipe.task.max_tokens,
-                system=recipe.task.system, on_question=progress("questions", len(questions)),
-                concurrency=recipe.task.concurrency,
-            )  # fmt: skip
-            rows = scored["rows"]
+            scored = _score(endpoint, recipe.task.questions or "", recipe.task, "task.questions", "questions", progress)
+            out["eval/questions.json"] = scored["rows"]
             summary.update(
                 exact_match=scored["exact_match"], token_f1=scored["token_f1"], questions=scored["n"],
                 endpoint=endpoint.base_url, endpoint_model=endpoint.model, served_versions=scored["served_versions"],
@@ -236,10 +175,31 @@ def _ask_the_candidate(recipe, version, endpoints, prompts, progress, summary, m
             metrics.update(
                 eval_exact_match=scored["exact_match"], eval_token_f1=scored["token_f1"], eval_questions=scored["n"]
             )
+        if recipe.knowledge.enabled:
+            known = _score(
+                endpoint,
+                recipe.knowledge.path,
+                recipe.knowledge,
+                "knowledge.questions",
+                "knowledge questions",
+                progress,
+            )
+            out["eval/knowledge.json"] = known["rows"]
+            summary.update(knowledge_accuracy=known["contains"], knowledge_questions=known["n"])
+            metrics.update(eval_knowledge_accuracy=known["contains"], eval_knowledge_questions=known["n"])
         if prompts:
-            answers, _ = answer_all(endpoint, prompts, recipe.judge.max_tokens, recipe.task.system,
-                                    recipe.judge.concurrency, progress("candidate answers", len(prompts)))  # fmt: skip
-    return rows, answers
+            on_done = progress("candidate answers", len(prompts))
+            out["answers"], _ = answer_all(endpoint, prompts, recipe.judge.max_tokens, recipe.task.system,
+                                           recipe.judge.concurrency, on_done)  # fmt: skip
+    return out
+
+
+def _score(endpoint, path: str, section, field: str, label: str, progress: ProgressFactory) -> dict[str, Any]:
+    questions = load_questions(path, section.max_questions, field)
+    return score_task(
+        endpoint.base_url, endpoint.model, endpoint.api_key, questions, section.max_tokens,
+        system=section.system, on_question=progress(label, len(questions)), concurrency=section.concurrency,
+    )  # fmt: skip
 
 
 def _model_folder(

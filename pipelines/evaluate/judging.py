@@ -21,24 +21,6 @@ from pipelines.evaluate.config import EvaluateRecipe
 from pipelines.evaluate.pairwise import Judge, Outcome, judge_pair, summarize
 
 
-def load_prompts(path: str, limit: int) -> list[str]:
-    """The prompts of a .jsonl: each line's "question" (or "prompt") string."""
-    from pipelines.evaluate.harness import _jsonl
-
-    prompts = []
-    for number, record in _jsonl(path, "judge.prompts"):
-        text = record.get("question", record.get("prompt"))
-        if not isinstance(text, str) or not text.strip():
-            raise ConfigError(
-                f"judge.prompts: line {number} of {path} needs a 'question' (or 'prompt') string",
-                param="judge.prompts",
-            )
-        prompts.append(text)
-        if len(prompts) >= limit:
-            break
-    return prompts
-
-
 def champion_of(recipe: EvaluateRecipe, registry: ModelRegistry, version: ModelVersionInfo) -> str:
     """The version the candidate is judged against; a clear line when there is none."""
     alias = recipe.judge.against

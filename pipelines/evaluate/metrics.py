@@ -1,4 +1,4 @@
-"""Scores: SQuAD's exact match and token F1 on answers, perplexity on held-out text.
+"""Scores: SQuAD's exact match and token F1 on answers, whether an answer states a fact, perplexity.
 
 The answer metrics follow the official SQuAD v1.1 script: both strings are normalised
 (lower case, no punctuation, no articles, single spaces) before they are compared, and
@@ -30,6 +30,17 @@ def exact_match(prediction: str, gold: str | Sequence[str]) -> float:
     """1.0 when the normalised prediction equals a normalised gold answer (any of several)."""
     golds = [gold] if isinstance(gold, str) else list(gold)
     return max((float(normalize_answer(prediction) == normalize_answer(g)) for g in golds), default=0.0)
+
+
+def contains_answer(prediction: str, gold: str | Sequence[str]) -> float:
+    """1.0 when a normalised gold answer appears, as whole words, in the normalised prediction.
+
+    For free-form chat answers to factual questions ("The capital of France is Paris."),
+    where exact match is too strict and token F1 rewards terseness.
+    """
+    golds = [gold] if isinstance(gold, str) else list(gold)
+    said = f" {normalize_answer(prediction)} "
+    return max((float(f" {normalize_answer(g)} " in said) for g in golds if normalize_answer(g)), default=0.0)
 
 
 def token_f1(prediction: str, gold: str | Sequence[str]) -> float:
