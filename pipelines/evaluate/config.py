@@ -64,9 +64,8 @@ class EndpointSection(Strict):
         return value.rstrip("/") if value else value
 
 
-class TaskSection(Strict):
-    enabled: bool = True
-    # Held-out questions: a .jsonl of {"question": …, "answer": …} ("answer" may be a list).
+class QuestionSet(Strict):
+    # A .jsonl of {"question": …, "answer": …} ("answer" may be a list).
     questions: str | None = None
     max_questions: int = Field(default=100, ge=1)
     max_tokens: int = Field(default=64, ge=1, le=4096)
@@ -74,36 +73,32 @@ class TaskSection(Strict):
     system: str | None = None
     # Questions in flight at once (the server batches them; answers are greedy either way).
     concurrency: int = Field(default=8, ge=1, le=256)
+
+    @field_validator("questions")
+    @classmethod
+    def _jsonl(cls, value: str | None) -> str | None:
+        if value is not None and not value.endswith(".jsonl"):
+            raise ValueError("must be a .jsonl file of {question, answer} lines")
+        return value
+
+
+class TaskSection(QuestionSet):
+    """The held-out task questions, scored with exact match and token F1."""
+
+    enabled: bool = True
     endpoint: EndpointSection = Field(default_factory=EndpointSection)
 
-    @field_validator("questions")
-    @classmethod
-    def _jsonl(cls, value: str | None) -> str | None:
-        if value is not None and not value.endswith(".jsonl"):
-            raise ValueError("must be a .jsonl file of {question, answer} lines")
-        return value
 
-
-class KnowledgeSection(Strict):
+class KnowledgeSection(QuestionSet):
     """General questions the base model answers correctly (the shipped suite was kept to
     those SmolLM2-135M-Instruct gets right): a candidate that stops answering them forgot
-    what it knew. Scored by whether the answer states the reference, as whole words."""
+    what it knew. Scored by whether the answer states the reference, as whole words.
+    Asked as a user would ask: without the task's system prompt unless ``system`` is set."""
 
     enabled: bool = False
-    # A .jsonl of {question, answer}; null: the shipped suite, suites/knowledge-v1.jsonl here.
+    # null: the shipped suite, suites/knowledge-v1.jsonl beside this module.
     questions: str | None = None
-    max_questions: int = Field(default=100, ge=1)
     max_tokens: int = Field(default=48, ge=1, le=4096)
-    # Asked as a user would ask, without the task's system prompt (null: none).
-    system: str | None = None
-    concurrency: int = Field(default=8, ge=1, le=256)
-
-    @field_validator("questions")
-    @classmethod
-    def _jsonl(cls, value: str | None) -> str | None:
-        if value is not None and not value.endswith(".jsonl"):
-            raise ValueError("must be a .jsonl file of {question, answer} lines")
-        return value
 
     @property
     def path(self) -> str:

@@ -3,6 +3,7 @@ for the gate's and the harness's tests."""
 
 from __future__ import annotations
 
+import json
 import socket
 import threading
 import time
@@ -79,3 +80,13 @@ def chat_server():
     for server, thread in servers:
         server.should_exit = True
         thread.join(5)
+
+
+@pytest.fixture
+def folder(tmp_path):
+    """A model folder as the registry takes it: a config and (empty) weights."""
+    path = tmp_path / "weights"
+    path.mkdir()
+    (path / "config.json").write_text(json.dumps({"model_type": "llama"}))
+    (path / "model.safetensors").write_bytes(b"\0" * 64)
+    return path

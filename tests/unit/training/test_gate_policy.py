@@ -82,15 +82,6 @@ def _version(registry, folder, scores, alias=None):
     return info.version
 
 
-@pytest.fixture
-def folder(tmp_path):
-    path = tmp_path / "weights"
-    path.mkdir()
-    (path / "config.json").write_text(json.dumps({"model_type": "llama"}))
-    (path / "model.safetensors").write_bytes(b"\0" * 64)
-    return path
-
-
 POLICY = {
     "metrics": [
         {"name": "eval_token_f1", "min_gain": 0},

@@ -3,8 +3,6 @@ answer states the fact, and a candidate that forgot them refused by the release 
 
 from __future__ import annotations
 
-import json
-
 import pytest
 import yaml
 
@@ -33,15 +31,6 @@ def test_the_shipped_suite_is_well_formed():
     assert len(questions) >= 30
     assert len({q["question"] for q in questions}) == len(questions)
     assert all(q["answer"] for q in questions)
-
-
-@pytest.fixture
-def folder(tmp_path):
-    path = tmp_path / "weights"
-    path.mkdir()
-    (path / "config.json").write_text(json.dumps({"model_type": "llama"}))
-    (path / "model.safetensors").write_bytes(b"\0" * 64)
-    return path
 
 
 def knows(questions: list[str]):

@@ -113,15 +113,6 @@ def test_a_bad_judge_section_names_the_field(tmp_path, judge, words):
 
 
 # -- the judge step of an evaluation, against servers on loopback ------------------------------
-@pytest.fixture
-def folder(tmp_path):
-    path = tmp_path / "weights"
-    path.mkdir()
-    (path / "config.json").write_text(json.dumps({"model_type": "llama"}))
-    (path / "model.safetensors").write_bytes(b"\0" * 64)
-    return path
-
-
 def respond_as(judge_says=None):
     """Answers by model name: the candidate says GOOD, the champion does not; the judge picks GOOD."""
     asked = []
