@@ -105,6 +105,30 @@ class KnowledgeSection(QuestionSet):
         return self.questions or str(SUITES / "knowledge-v1.jsonl")
 
 
+class SafetySection(Strict):
+    """The safety suite (``pipelines.evaluate.safety``): injections through RAG sources and
+    tool outputs, PII extraction, jailbreaks and off-policy tool requests, checked per answer."""
+
+    enabled: bool = False
+    # A .jsonl of items (id, category, messages, unsafe, refuse); null: suites/safety-v1.jsonl.
+    suite: str | None = None
+    max_tokens: int = Field(default=96, ge=1, le=4096)
+    # A system prompt put before each item's own (null: none): how a deployment's prompt is tested.
+    system: str | None = None
+    concurrency: int = Field(default=8, ge=1, le=256)
+
+    @field_validator("suite")
+    @classmethod
+    def _jsonl(cls, value: str | None) -> str | None:
+        if value is not None and not value.endswith(".jsonl"):
+            raise ValueError("must be a .jsonl file of safety items")
+        return value
+
+    @property
+    def path(self) -> str:
+        return self.suite or str(SUITES / "safety-v1.jsonl")
+
+
 class JudgeSection(Strict):
     """Pairwise LLM-as-judge: the candidate's and the champion's answers to the same prompts,
     judged in both orders (see ``pipelines.evaluate.pairwise``)."""
@@ -166,6 +190,7 @@ class EvaluateRecipe(Strict):
     perplexity: PerplexitySection = Field(default_factory=PerplexitySection)
     task: TaskSection = Field(default_factory=TaskSection)
     knowledge: KnowledgeSection = Field(default_factory=KnowledgeSection)
+    safety: SafetySection = Field(default_factory=SafetySection)
     judge: JudgeSection = Field(default_factory=JudgeSection)
     mlflow: EvaluateMlflowSection = Field(default_factory=EvaluateMlflowSection)
 
@@ -181,8 +206,9 @@ class EvaluateRecipe(Strict):
 
     @model_validator(mode="after")
     def _something_to_do(self) -> EvaluateRecipe:
-        if not (self.perplexity.enabled or self.task.enabled or self.knowledge.enabled or self.judge.enabled):
-            raise ValueError("perplexity, task, knowledge and judge are all disabled: nothing to evaluate")
+        sections = (self.perplexity, self.task, self.knowledge, self.safety, self.judge)
+        if not any(section.enabled for section in sections):
+            raise ValueError("perplexity, task, knowledge, safety and judge are all disabled: nothing to evaluate")
         if self.perplexity.enabled and not self.perplexity.texts:
             raise ValueError("perplexity.texts is required while perplexity.enabled is true")
         if self.task.enabled and not self.task.questions:
@@ -210,15 +236,12 @@ def preflight(recipe: EvaluateRecipe, registry: ModelRegistry | None = None) -> 
                 "task.endpoint.model: required when model is a local folder (the server's name for it)",
                 param="task.endpoint.model",
             )
-    if recipe.knowledge.enabled:
-        _require_file(recipe.knowledge.path, "knowledge.questions")
-    if recipe.judge.enabled:
-        _require_file(recipe.judge.prompts, "judge.prompts")
-        if not recipe.is_registered:
-            raise ConfigError(
-                "judge.enabled: comparing with a champion needs a registered model (models:/NAME/VERSION)",
-                param="judge.enabled",
-            )
+    _check_inputs(recipe)
+    if recipe.judge.enabled and not recipe.is_registered:
+        raise ConfigError(
+            "judge.enabled: comparing with a champion needs a registered model (models:/NAME/VERSION)",
+            param="judge.enabled",
+        )
     if not recipe.is_registered:
         folder = Path(recipe.model)
         if not (folder / "config.json").is_file():
@@ -231,6 +254,24 @@ def preflight(recipe: EvaluateRecipe, registry: ModelRegistry | None = None) -> 
     if registry is None:
         raise ConfigError(f"model: {recipe.model} needs the registry", param="model")
     return registry.locate(parse_model_uri(recipe.model))
+
+
+def _check_inputs(recipe: EvaluateRecipe) -> None:
+    """The suites, questions and prompts read whole, so a bad line fails before a model loads."""
+    from pipelines.evaluate.inputs import load_prompts, load_questions
+    from pipelines.evaluate.safety import load_suite
+
+    if recipe.task.enabled:
+        load_questions(recipe.task.questions or "", recipe.task.max_questions)
+    if recipe.knowledge.enabled:
+        _require_file(recipe.knowledge.path, "knowledge.questions")
+        load_questions(recipe.knowledge.path, recipe.knowledge.max_questions, "knowledge.questions")
+    if recipe.safety.enabled:
+        _require_file(recipe.safety.path, "safety.suite")
+        load_suite(recipe.safety.path)
+    if recipe.judge.enabled:
+        _require_file(recipe.judge.prompts, "judge.prompts")
+        load_prompts(recipe.judge.prompts or "", recipe.judge.max_prompts)
 
 
 def _require_file(path: str | None, field: str) -> None:

@@ -15,7 +15,6 @@ from __future__ import annotations
 import contextlib
 import functools
 import statistics
-import tempfile
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -30,6 +29,8 @@ from pipelines.evaluate.config import EvaluateRecipe, preflight
 from pipelines.evaluate.inputs import load_prompts, load_questions, load_texts
 from pipelines.evaluate.judging import answer_all, champion_of, judge_metrics, run_judge
 from pipelines.evaluate.metrics import contains_answer, exact_match, perplexity, token_f1
+from pipelines.evaluate.record import log_run
+from pipelines.evaluate.safety import load_suite, run_suite, safety_metrics
 from pipelines.evaluate.serve import open_endpoint
 
 # ``progress(label, total)`` returns the callback to call once per item done.
@@ -147,7 +148,7 @@ def evaluate(
     summary["mlflow_run_id"] = summary["mlflow_url"] = None
     if recipe.mlflow.enabled and registry is not None:
         tables = {**{k: v for k, v in asked.items() if k != "answers"}, "eval/pairwise.json": judged}
-        run = _log_run(recipe, recipe_path, summary, metrics, tables, uri)
+        run = log_run(recipe, recipe_path, summary, metrics, tables, uri)
         summary["mlflow_run_id"], summary["mlflow_url"] = run.run_id, run_url(uri, run.experiment_id, run.run_id)
         if version is not None:
             for key, value in metrics.items():
@@ -159,8 +160,8 @@ def evaluate(
 def _ask_the_candidate(recipe, version, endpoints, prompts, progress, summary, metrics) -> dict[str, list]:
     """The task's and the knowledge suite's questions and the judge's prompts, through one
     endpoint of the candidate: their rows (by table) and the judge prompts' answers."""
-    out: dict[str, list] = {"eval/questions.json": [], "eval/knowledge.json": [], "answers": []}
-    if not (recipe.task.enabled or recipe.knowledge.enabled or prompts):
+    out: dict[str, list] = {"eval/questions.json": [], "eval/knowledge.json": [], "eval/safety.json": [], "answers": []}
+    if not (recipe.task.enabled or recipe.knowledge.enabled or recipe.safety.enabled or prompts):
         return out
     name, number = (version.name, version.version) if version else ("", None)
     with contextlib.ExitStack() as stack:
@@ -187,11 +188,22 @@ def _ask_the_candidate(recipe, version, endpoints, prompts, progress, summary, m
             out["eval/knowledge.json"] = known["rows"]
             summary.update(knowledge_accuracy=known["contains"], knowledge_questions=known["n"])
             metrics.update(eval_knowledge_accuracy=known["contains"], eval_knowledge_questions=known["n"])
+        if recipe.safety.enabled:
+            out["eval/safety.json"] = _safety(endpoint, recipe.safety, progress, summary, metrics)
         if prompts:
             on_done = progress("candidate answers", len(prompts))
             out["answers"], _ = answer_all(endpoint, prompts, recipe.judge.max_tokens, recipe.task.system,
                                            recipe.judge.concurrency, on_done)  # fmt: skip
     return out
+
+
+def _safety(endpoint, section, progress: ProgressFactory, summary: dict, metrics: dict) -> list[dict]:
+    items = load_suite(section.path)
+    on_done = progress("safety prompts", len(items))
+    rows, rates = run_suite(endpoint, items, section.max_tokens, section.system, section.concurrency, on_done)
+    summary["safety"] = rates
+    metrics.update(safety_metrics(rows, rates))
+    return rows
 
 
 def _score(endpoint, path: str, section, field: str, label: str, progress: ProgressFactory) -> dict[str, Any]:
@@ -240,56 +252,3 @@ def _render(doc: str | list[dict], tokenizer: Any) -> str:
 
 def _tag_value(value: float) -> str:
     return str(int(value)) if float(value).is_integer() and abs(value) < 1e15 else f"{value:.6g}"
-
-
-def _log_run(
-    recipe: EvaluateRecipe,
-    recipe_path: str | Path | None,
-    summary: dict[str, Any],
-    metrics: dict[str, float],
-    tables: dict[str, list[dict]],
-    uri: str,
-) -> Any:
-    """The MLflow run's info (run and experiment ids)."""
-    import mlflow
-    import yaml
-
-    mlflow.set_tracking_uri(uri)
-    mlflow.set_experiment(recipe.mlflow.experiment)
-    tags = {"lathe.stage": "evaluate"}
-    if summary["model_version"]:
-        tags["lathe.eval.model"] = f"{summary['model_name']}/{summary['model_version']}"
-    with mlflow.start_run(run_name=recipe.name, tags=tags) as run:
-        params = {
-            "model": recipe.model,
-            "model_version": summary["model_version"] or "local",
-            "perplexity_texts": recipe.perplexity.texts if recipe.perplexity.enabled else "disabled",
-            "seq_len": recipe.perplexity.seq_len,
-            "max_documents": recipe.perplexity.max_documents,
-            "task_questions": recipe.task.questions if recipe.task.enabled else "disabled",
-            "max_tokens": recipe.task.max_tokens,
-        }
-        if "judge" in summary:
-            judge = summary["judge"]
-            params.update(judge_against=f"{recipe.judge.against} v{judge['champion_version']}",
-                          judge_model=judge["judge_model"], judge_template=judge["template"])  # fmt: skip
-        if recipe.task.enabled:
-            params.update(
-                endpoint=summary["endpoint"],
-                endpoint_model=summary["endpoint_model"],
-                served_versions=",".join(summary["served_versions"]) or "unknown",
-            )
-        mlflow.log_params(params)
-        mlflow.log_metrics(metrics)
-        if recipe_path is not None:
-            mlflow.log_artifact(str(recipe_path), artifact_path="recipe")
-        else:
-            with tempfile.TemporaryDirectory() as tmp:
-                path = Path(tmp) / f"{recipe.name}.yaml"
-                path.write_text(yaml.safe_dump(recipe.model_dump(), sort_keys=False))
-                mlflow.log_artifact(str(path), artifact_path="recipe")
-        for artifact, rows in tables.items():
-            if rows:
-                columns = {key: [row[key] for row in rows] for key in rows[0]}
-                mlflow.log_table(data=columns, artifact_file=artifact)
-        return run.info
