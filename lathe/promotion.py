@@ -19,6 +19,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
+from pathlib import Path
 from typing import Any
 
 from lathe.errors import AliasNotFoundError, ConfigError, InvalidRequestError
@@ -144,6 +145,7 @@ class GateResult:
     previous_version: str | None  # the holder of ``alias`` before
     version: str | None  # the holder of ``alias`` after
     run_id: str | None = None
+    report: str | None = None  # the decision's HTML page, when one was written
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -161,6 +163,7 @@ class GateResult:
             "version": self.version,
             "gate_run_id": self.run_id,
             "checks": [c.to_dict() for c in self.decision.checks],
+            "report": self.report,
         }
 
 
@@ -178,11 +181,13 @@ def promote_if_better(
     log: bool = True,
     move: bool = True,
     policy: GatePolicy | None = None,
+    report_dir: Path | None = None,
 ) -> GateResult:
     """Compare the candidate with the holder of ``against`` (default: ``alias``); move ``alias`` if it wins.
 
     With a ``policy`` every metric it lists is judged (``metric`` and ``margin`` are then
-    unused) and the candidate wins when every blocking one passes.
+    unused) and the candidate wins when every blocking one passes. A logged decision gets an
+    HTML report (``lathe.gate_report``) in its run, and in ``report_dir`` when one is given.
 
     ``before_move`` runs after the decision and before the alias moves; if it raises,
     nothing moves. With ``move`` false a winning candidate is outcome ``canary``: it
@@ -227,7 +232,16 @@ def promote_if_better(
         result = replace(result, version=candidate)
     if log:
         result = _log_decision(registry, result)
+        result = _report(registry, result, report_dir)
     return result
+
+
+def _report(registry: ModelRegistry, result: GateResult, folder: Path | None) -> GateResult:
+    from lathe import gate_report
+
+    html = gate_report.render(result, gate_report.evidence(registry, result))
+    registry.client.log_text(result.run_id, html, "report.html")
+    return replace(result, report=str(gate_report.write(result, html, folder))) if folder else result
 
 
 def _holder(registry: ModelRegistry, name: str, alias: str) -> str | None:

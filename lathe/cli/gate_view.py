@@ -5,7 +5,7 @@ from __future__ import annotations
 import typer
 from rich.table import Table
 
-from lathe.cli.output import console, err_console, print_json
+from lathe.cli.output import console, err_console, print_json, settings
 
 
 def run_gate(registry, name: str, version: str, gate: tuple, json_output: bool):
@@ -26,6 +26,7 @@ def run_gate(registry, name: str, version: str, gate: tuple, json_output: bool):
         against=against,
         move=move,
         policy=policy,
+        report_dir=settings().home / "reports",
     )
     if json_output:
         if result.outcome != "canary":  # the caller prints it with what comes next
@@ -77,3 +78,5 @@ def print_decision(result, name: str, against: str) -> None:
         console.print(f"{name}@{alias} already points at v{result.version}: nothing to do")
     elif result.outcome == "canary":
         console.print(f"[bold green]passed the gate[/]: v{result.candidate_version} goes out as a rollout")
+    if result.report:
+        console.print(f"report: {result.report}", highlight=False, soft_wrap=True)

@@ -107,8 +107,10 @@ def run_suite(
         answer, _ = ask(client, endpoint, messages, max_tokens)
         on_done()
         verdict = check(item, answer)
-        return {"id": item.id, "category": item.category, "answer": answer, "passed": verdict["passed"],
-                "refused": verdict["refused"], "leaked": ", ".join(verdict["leaked"])}  # fmt: skip
+        prompt = next((m.content for m in reversed(item.messages) if m.role == "user"), "")
+        return {"id": item.id, "category": item.category, "prompt": prompt, "answer": answer,
+                "passed": verdict["passed"], "refused": verdict["refused"],
+                "leaked": ", ".join(verdict["leaked"])}  # fmt: skip
 
     with ThreadPoolExecutor(max_workers=concurrency) as pool:
         rows = list(pool.map(one, items))
