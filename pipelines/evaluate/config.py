@@ -129,6 +129,23 @@ class SafetySection(Strict):
         return self.suite or str(SUITES / "safety-v1.jsonl")
 
 
+class LmEvalSection(Strict):
+    """EleutherAI's lm-evaluation-harness through the OpenAI API (``pipelines.evaluate.lmeval``)."""
+
+    enabled: bool = False
+    # Task names: Lathe's (pipelines/evaluate/tasks: lathe_knowledge, lathe_docs_mc,
+    # lathe_docs_mc_gen), include_path's, or lm-eval's own where the hub is reachable; or .yaml paths.
+    tasks: list[str] = Field(default_factory=lambda: ["lathe_knowledge"], min_length=1)
+    include_path: str | None = None
+    # chat: generation tasks through /chat/completions (the gateway works); completions: also
+    # log-likelihood tasks, through an engine that takes token ids (the inference service, vLLM).
+    api: Literal["chat", "completions"] = "chat"
+    limit: int | None = Field(default=None, ge=1)
+    num_fewshot: int | None = Field(default=None, ge=0)
+    num_concurrent: int = Field(default=4, ge=1, le=64)
+    max_gen_toks: int = Field(default=64, ge=1, le=4096)
+
+
 class JudgeSection(Strict):
     """Pairwise LLM-as-judge: the candidate's and the champion's answers to the same prompts,
     judged in both orders (see ``pipelines.evaluate.pairwise``)."""
@@ -191,6 +208,7 @@ class EvaluateRecipe(Strict):
     task: TaskSection = Field(default_factory=TaskSection)
     knowledge: KnowledgeSection = Field(default_factory=KnowledgeSection)
     safety: SafetySection = Field(default_factory=SafetySection)
+    lm_eval: LmEvalSection = Field(default_factory=LmEvalSection)
     judge: JudgeSection = Field(default_factory=JudgeSection)
     mlflow: EvaluateMlflowSection = Field(default_factory=EvaluateMlflowSection)
 
@@ -206,9 +224,9 @@ class EvaluateRecipe(Strict):
 
     @model_validator(mode="after")
     def _something_to_do(self) -> EvaluateRecipe:
-        sections = (self.perplexity, self.task, self.knowledge, self.safety, self.judge)
+        sections = (self.perplexity, self.task, self.knowledge, self.safety, self.lm_eval, self.judge)
         if not any(section.enabled for section in sections):
-            raise ValueError("perplexity, task, knowledge, safety and judge are all disabled: nothing to evaluate")
+            raise ValueError("perplexity, task, knowledge, safety, lm_eval and judge are all off: nothing to evaluate")
         if self.perplexity.enabled and not self.perplexity.texts:
             raise ValueError("perplexity.texts is required while perplexity.enabled is true")
         if self.task.enabled and not self.task.questions:
@@ -272,6 +290,10 @@ def _check_inputs(recipe: EvaluateRecipe) -> None:
     if recipe.judge.enabled:
         _require_file(recipe.judge.prompts, "judge.prompts")
         load_prompts(recipe.judge.prompts or "", recipe.judge.max_prompts)
+    if recipe.lm_eval.enabled:
+        from pipelines.evaluate.lmeval import check_tasks
+
+        check_tasks(recipe.lm_eval)
 
 
 def _require_file(path: str | None, field: str) -> None:

@@ -28,6 +28,7 @@ from pipelines.evaluate.chat import Endpoint, ask
 from pipelines.evaluate.config import EvaluateRecipe, preflight
 from pipelines.evaluate.inputs import load_prompts, load_questions, load_texts
 from pipelines.evaluate.judging import answer_all, champion_of, judge_metrics, run_judge
+from pipelines.evaluate.lmeval import run_lm_eval
 from pipelines.evaluate.metrics import contains_answer, exact_match, perplexity, token_f1
 from pipelines.evaluate.record import log_run
 from pipelines.evaluate.safety import load_suite, run_suite, safety_metrics
@@ -124,9 +125,11 @@ def evaluate(
     }
     metrics: dict[str, float] = {}
 
-    if recipe.perplexity.enabled:
+    folder = None  # the weights: perplexity reads them; lm-eval over completions needs the tokenizer
+    if recipe.perplexity.enabled or (recipe.lm_eval.enabled and recipe.lm_eval.api == "completions"):
         folder = _model_folder(recipe, version, registry, settings.home / "models")
         summary["model_path"] = str(folder)
+    if recipe.perplexity.enabled:
         value, tokens, documents = _perplexity(recipe, folder, progress)
         summary.update(perplexity=value, perplexity_tokens=tokens, documents=documents)
         metrics.update(eval_perplexity=value, eval_perplexity_tokens=tokens, eval_documents=documents)
@@ -137,7 +140,7 @@ def evaluate(
     )  # fmt: skip
     holder = champion_of(recipe, registry, version) if recipe.judge.enabled and registry and version else None
     prompts = load_prompts(recipe.judge.prompts or "", recipe.judge.max_prompts) if holder else []
-    asked = _ask_the_candidate(recipe, version, endpoints, prompts, progress, summary, metrics)
+    asked = _ask_the_candidate(recipe, version, endpoints, prompts, folder, progress, summary, metrics)
     judged: list[dict] = []
     if holder and version is not None:
         verdicts, judged = run_judge(recipe, version, holder, prompts, asked.pop("answers"), endpoints, progress)
@@ -157,39 +160,21 @@ def evaluate(
     return summary
 
 
-def _ask_the_candidate(recipe, version, endpoints, prompts, progress, summary, metrics) -> dict[str, list]:
-    """The task's and the knowledge suite's questions and the judge's prompts, through one
-    endpoint of the candidate: their rows (by table) and the judge prompts' answers."""
-    out: dict[str, list] = {"eval/questions.json": [], "eval/knowledge.json": [], "eval/safety.json": [], "answers": []}
-    if not (recipe.task.enabled or recipe.knowledge.enabled or recipe.safety.enabled or prompts):
+def _ask_the_candidate(recipe, version, endpoints, prompts, folder, progress, summary, metrics) -> dict[str, list]:
+    """Everything asked of the candidate through one endpoint (its own server with ``serve``):
+    the task, the knowledge and safety suites, lm-eval's tasks and the judge's prompts.
+    Returns the rows per MLflow table, and the judge prompts' answers under ``answers``."""
+    sections = ((_task, recipe.task), (_knowledge, recipe.knowledge), (_safety, recipe.safety),
+                (_lm_eval, recipe.lm_eval))  # fmt: skip
+    parts = [part for part, section in sections if section.enabled]
+    out: dict[str, list] = {"answers": []}
+    if not (parts or prompts):
         return out
     name, number = (version.name, version.version) if version else ("", None)
     with contextlib.ExitStack() as stack:
         endpoint = endpoints(stack, recipe.task.endpoint, name, number, field="task.endpoint")
-        if recipe.task.enabled:
-            scored = _score(endpoint, recipe.task.questions or "", recipe.task, "task.questions", "questions", progress)
-            out["eval/questions.json"] = scored["rows"]
-            summary.update(
-                exact_match=scored["exact_match"], token_f1=scored["token_f1"], questions=scored["n"],
-                endpoint=endpoint.base_url, endpoint_model=endpoint.model, served_versions=scored["served_versions"],
-            )  # fmt: skip
-            metrics.update(
-                eval_exact_match=scored["exact_match"], eval_token_f1=scored["token_f1"], eval_questions=scored["n"]
-            )
-        if recipe.knowledge.enabled:
-            known = _score(
-                endpoint,
-                recipe.knowledge.path,
-                recipe.knowledge,
-                "knowledge.questions",
-                "knowledge questions",
-                progress,
-            )
-            out["eval/knowledge.json"] = known["rows"]
-            summary.update(knowledge_accuracy=known["contains"], knowledge_questions=known["n"])
-            metrics.update(eval_knowledge_accuracy=known["contains"], eval_knowledge_questions=known["n"])
-        if recipe.safety.enabled:
-            out["eval/safety.json"] = _safety(endpoint, recipe.safety, progress, summary, metrics)
+        for part in parts:
+            out.update(part(endpoint, recipe, folder, progress, summary, metrics))
         if prompts:
             on_done = progress("candidate answers", len(prompts))
             out["answers"], _ = answer_all(endpoint, prompts, recipe.judge.max_tokens, recipe.task.system,
@@ -197,13 +182,40 @@ def _ask_the_candidate(recipe, version, endpoints, prompts, progress, summary, m
     return out
 
 
-def _safety(endpoint, section, progress: ProgressFactory, summary: dict, metrics: dict) -> list[dict]:
+def _task(endpoint, recipe, folder, progress, summary, metrics) -> dict[str, list]:
+    scored = _score(endpoint, recipe.task.questions or "", recipe.task, "task.questions", "questions", progress)
+    summary.update(
+        exact_match=scored["exact_match"], token_f1=scored["token_f1"], questions=scored["n"],
+        endpoint=endpoint.base_url, endpoint_model=endpoint.model, served_versions=scored["served_versions"],
+    )  # fmt: skip
+    metrics.update(eval_exact_match=scored["exact_match"], eval_token_f1=scored["token_f1"], eval_questions=scored["n"])
+    return {"eval/questions.json": scored["rows"]}
+
+
+def _knowledge(endpoint, recipe, folder, progress, summary, metrics) -> dict[str, list]:
+    section = recipe.knowledge
+    known = _score(endpoint, section.path, section, "knowledge.questions", "knowledge questions", progress)
+    summary.update(knowledge_accuracy=known["contains"], knowledge_questions=known["n"])
+    metrics.update(eval_knowledge_accuracy=known["contains"], eval_knowledge_questions=known["n"])
+    return {"eval/knowledge.json": known["rows"]}
+
+
+def _safety(endpoint, recipe, folder, progress, summary, metrics) -> dict[str, list]:
+    section = recipe.safety
     items = load_suite(section.path)
     on_done = progress("safety prompts", len(items))
     rows, rates = run_suite(endpoint, items, section.max_tokens, section.system, section.concurrency, on_done)
     summary["safety"] = rates
     metrics.update(safety_metrics(rows, rates))
-    return rows
+    return {"eval/safety.json": rows}
+
+
+def _lm_eval(endpoint, recipe, folder, progress, summary, metrics) -> dict[str, list]:
+    print(f"lm-eval: {', '.join(recipe.lm_eval.tasks)} through {endpoint.base_url} ({recipe.lm_eval.api})", flush=True)
+    figures, results, rows = run_lm_eval(recipe.lm_eval, endpoint, folder)
+    summary["lm_eval"] = {"results": results["results"], "version": results["lm_eval_version"]}
+    metrics.update(figures)
+    return {f"eval/lm_eval/{task}.json": task_rows for task, task_rows in rows.items()}
 
 
 def _score(endpoint, path: str, section, field: str, label: str, progress: ProgressFactory) -> dict[str, Any]:

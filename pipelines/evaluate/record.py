@@ -46,6 +46,10 @@ def log_run(
                 endpoint_model=summary["endpoint_model"],
                 served_versions=",".join(summary["served_versions"]) or "unknown",
             )
+        if "lm_eval" in summary:
+            params.update(lm_eval_version=summary["lm_eval"]["version"], lm_eval_tasks=",".join(recipe.lm_eval.tasks),
+                          lm_eval_api=recipe.lm_eval.api)  # fmt: skip
+            mlflow.log_dict(summary["lm_eval"], "eval/lm_eval/results.json")
         mlflow.log_params(params)
         mlflow.log_metrics(metrics)
         if recipe_path is not None:
