@@ -39,6 +39,9 @@ class DemoSize:
     dpo_steps: int
     eval_questions: int
     eval_documents: int
+    knowledge_questions: int  # of the no-forgetting suite's 40
+    safety_items: int  # of the safety suite's 30, every category kept
+    judge_prompts: int
     rag_pages: int
     max_examples: int | None  # SFT/DPO examples built; None: all
     sft_seq_len: int | None = None  # SFT sequence length; None: the recipe's
@@ -52,6 +55,9 @@ SIZES = {
         dpo_steps=4,
         eval_questions=24,
         eval_documents=1,
+        knowledge_questions=40,
+        safety_items=30,
+        judge_prompts=24,
         rag_pages=12,
         max_examples=None,
     ),
@@ -62,6 +68,9 @@ SIZES = {
         dpo_steps=2,
         eval_questions=8,
         eval_documents=1,
+        knowledge_questions=20,
+        safety_items=10,
+        judge_prompts=8,
         rag_pages=4,
         max_examples=200,
         sft_seq_len=128,  # proves the loop at half the recipe's tokens per step

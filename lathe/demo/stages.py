@@ -115,25 +115,32 @@ def _evaluate(loop: DemoLoop, name: str, stage: str) -> tuple[DemoRow, dict]:
         stage,
         f"{stage}.perplexity.max_documents={loop.size.eval_documents}",
         f"{stage}.task.max_questions={loop.size.eval_questions}",
+        f"{stage}.knowledge.max_questions={loop.size.knowledge_questions}",
+        f"{stage}.safety.max_items={loop.size.safety_items}",
+        f"{stage}.judge.max_prompts={loop.size.judge_prompts}",
     )
     metrics = (record.get("result") or {}).get("metrics", {})
-    f1, ppl = metrics.get("token_f1", metrics.get("eval_token_f1")), metrics.get("perplexity")
-    result.data["scores"] = {"token_f1": f1, "perplexity": ppl}
+    names = ("token_f1", "perplexity", "knowledge_accuracy", "safety_pass_rate", "judge_win_rate")
+    result.data["scores"] = {name: metrics.get(name, metrics.get(f"eval_{name}")) for name in names}
     return result, metrics
+
+
+def _scores(metrics: dict) -> str:
+    shown = [("token F1", "token_f1"), ("perplexity", "perplexity"), ("knowledge", "knowledge_accuracy"),
+             ("safety", "safety_pass_rate"), ("judge win rate", "judge_win_rate")]  # fmt: skip
+    return ", ".join(f"{label} {_num(metrics, key)}" for label, key in shown if _num(metrics, key) != "-")
 
 
 def evaluate_champion(loop: DemoLoop) -> DemoRow:
     result, metrics = _evaluate(loop, "champion eval", "champion-eval")
-    result.figure = (
-        f"v{loop.facts['champion']}: token F1 {_num(metrics, 'token_f1')}, perplexity {_num(metrics, 'perplexity')}"
-    )
+    result.figure = f"v{loop.facts['champion']}: {_scores(metrics)}"
     return result
 
 
 def evaluate_candidate(loop: DemoLoop) -> DemoRow:
     version = loop.facts["candidate"]
     result, metrics = _evaluate(loop, "candidate eval", "candidate-eval")
-    result.figure = f"v{version}: token F1 {_num(metrics, 'token_f1')}, perplexity {_num(metrics, 'perplexity')}"
+    result.figure = f"v{version}: {_scores(metrics)}"
     return result
 
 
@@ -153,6 +160,9 @@ def gate(loop: DemoLoop) -> DemoRow:
     result.status = "ok" if passed else "kept"
     verdict = f"v{version} passed: it goes out as a rollout" if passed else f"kept v{decision.get('champion_version')}"
     result.figure = f"{verdict}: {decision['reason']}"
+    if decision.get("report"):
+        result.data["report"] = decision["report"]
+        result.figure += f" (report: {decision['report']})"
     loop.facts["gated"] = version if passed else None
     return result
 

@@ -112,6 +112,8 @@ def _print_summary(summary: dict[str, Any]) -> None:
         on = f"{summary['questions']} questions via {summary['endpoint']} ({summary['endpoint_model']})"
         table.add_row("exact match", f"{summary['exact_match']:.3f}", on)
         table.add_row("token F1", f"{summary['token_f1']:.3f}", on)
+    for row in _suite_rows(summary):
+        table.add_row(*row)
     console.print(table)
     served = [v for v in summary.get("served_versions", []) if v.isdigit()]
     if summary.get("model_version") and served and summary["model_version"] not in served:
@@ -124,6 +126,26 @@ def _print_summary(summary: dict[str, Any]) -> None:
         console.print(f"MLflow run: {summary['mlflow_run_id']}")
         if summary.get("model_version"):
             console.print(f"tagged {summary['model_name']} v{summary['model_version']} with lathe.eval.*")
+
+
+def _suite_rows(summary: dict[str, Any]) -> list[tuple[str, str, str]]:
+    """The knowledge and safety suites, lm-eval's tasks and the judge, one row per figure."""
+    rows = []
+    if "knowledge_accuracy" in summary:
+        rows.append(("knowledge kept", f"{summary['knowledge_accuracy']:.3f}",
+                     f"{summary['knowledge_questions']} general questions (no-forgetting suite)"))  # fmt: skip
+    for category, rate in summary.get("safety", {}).items():
+        rows.append((f"safety: {category}", f"{rate:.3f}", "share of the suite's items passed"))
+    for key, value in summary.get("metrics", {}).items():
+        if key.startswith("eval_lmeval_"):
+            rows.append((key.removeprefix("eval_lmeval_"), f"{value:.3f}", "lm-eval"))
+    if "judge" in summary:
+        j = summary["judge"]
+        verdict = "conclusive" if j["conclusive"] else "inconclusive: the interval holds 50 %"
+        rows.append(("judge win rate", f"{j['win_rate']:.3f}",
+                     f"[{j['low']:.2f}, {j['high']:.2f}] over {j['prompts']} prompts vs v{j['champion_version']}; "
+                     f"{verdict}; position consistency {j['position_consistency']:.2f}"))  # fmt: skip
+    return rows
 
 
 if __name__ == "__main__":

@@ -112,6 +112,8 @@ class SafetySection(Strict):
     enabled: bool = False
     # A .jsonl of items (id, category, messages, unsafe, refuse); null: suites/safety-v1.jsonl.
     suite: str | None = None
+    # The first N items (null: all); a smaller run keeps every category but fewer of each.
+    max_items: int | None = Field(default=None, ge=1)
     max_tokens: int = Field(default=96, ge=1, le=4096)
     # A system prompt put before each item's own (null: none): how a deployment's prompt is tested.
     system: str | None = None

@@ -31,7 +31,7 @@ from pipelines.evaluate.judging import answer_all, champion_of, judge_metrics, r
 from pipelines.evaluate.lmeval import run_lm_eval
 from pipelines.evaluate.metrics import contains_answer, exact_match, perplexity, token_f1
 from pipelines.evaluate.record import log_run
-from pipelines.evaluate.safety import load_suite, run_suite, safety_metrics
+from pipelines.evaluate.safety import first_of_each, load_suite, run_suite, safety_metrics
 from pipelines.evaluate.serve import open_endpoint
 
 # ``progress(label, total)`` returns the callback to call once per item done.
@@ -202,7 +202,7 @@ def _knowledge(endpoint, recipe, folder, progress, summary, metrics) -> dict[str
 
 def _safety(endpoint, recipe, folder, progress, summary, metrics) -> dict[str, list]:
     section = recipe.safety
-    items = load_suite(section.path)
+    items = first_of_each(load_suite(section.path), section.max_items)
     on_done = progress("safety prompts", len(items))
     rows, rates = run_suite(endpoint, items, section.max_tokens, section.system, section.concurrency, on_done)
     summary["safety"] = rates

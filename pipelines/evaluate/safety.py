@@ -74,6 +74,21 @@ def load_suite(path: str) -> list[SafetyItem]:
     return items
 
 
+def first_of_each(items: list[SafetyItem], limit: int | None) -> list[SafetyItem]:
+    """At most ``limit`` items, taken round-robin over the categories so each keeps a rate."""
+    if limit is None or limit >= len(items):
+        return items
+    queues: dict[str, list[SafetyItem]] = defaultdict(list)
+    for item in items:
+        queues[item.category].append(item)
+    chosen: list[SafetyItem] = []
+    while len(chosen) < limit:
+        for queue in queues.values():
+            if queue and len(chosen) < limit:
+                chosen.append(queue.pop(0))
+    return chosen
+
+
 def check(item: SafetyItem, answer: str) -> dict[str, Any]:
     """The item's verdict on an answer: markers that leaked, whether it refused, whether it passed."""
     lowered = answer.lower()

@@ -176,6 +176,18 @@ def test_fine_tuned_versions_carry_their_lineage_scores_and_gate_decision(demo):
     assert run.data.tags["lathe.gate.decision"] == gate["decision"]
 
 
+def test_the_gate_judges_on_the_release_policy_and_writes_its_report(demo):
+    """Quality, no forgetting, safety and the served model's judgement, each with its verdict."""
+    gate = stage(demo, "gate")["data"]
+    checks = {c["metric"]: c for c in gate["checks"]}
+    assert {"eval_token_f1", "eval_knowledge_accuracy", "eval_safety_jailbreak", "eval_judge_win_rate"} <= set(checks)
+    assert all(c["candidate"] is not None for c in checks.values())
+    assert checks["eval_knowledge_accuracy"]["champion"] >= 0.9  # the base model answers its own suite
+    report = Path(gate["report"])
+    assert report.is_file() and "Judge" in report.read_text() and "Safety" in report.read_text()
+    assert report.name in stage(demo, "gate")["figure"]
+
+
 def test_the_gate_refuses_the_version_that_scored_worse(demo):
     """Whatever the loop decided, the losing version cannot take the champion alias back."""
     from lathe.registry import ModelRegistry

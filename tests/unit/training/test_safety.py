@@ -97,3 +97,14 @@ def test_a_candidate_that_obeys_injections_is_blocked_though_it_scores_better(re
     assert result.outcome == "refused" and registry.resolve("m", "champion").version == "1"
     assert result.decision.checks[0].passed  # the task score improved
     assert result.decision.reason.startswith("blocking eval_safety_jailbreak, eval_safety_off_policy_tool")
+
+
+def test_a_smaller_run_keeps_every_category():
+    from pipelines.evaluate.safety import first_of_each
+
+    items = load_suite(SUITE)
+    ten = first_of_each(items, 10)
+    assert len(ten) == 10 and sorted({i.category for i in ten}) == CATEGORIES
+    assert [i.id for i in ten[:5]] == [f"{c}-1" for c in ("rag_injection", "tool_injection", "pii_extraction",
+                                                          "jailbreak", "off_policy_tool")]  # fmt: skip
+    assert first_of_each(items, None) == items

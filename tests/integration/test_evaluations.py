@@ -1,0 +1,77 @@
+"""The evaluation suites on the real platform: the served SmolLM2 through the gateway and the
+inference service (real vLLM), as `python -m pipelines.evaluate` runs them for a user.
+
+One run scores a second registered version (the same weights) against the champion with
+the no-forgetting and safety suites, lm-eval over chat (generation) and over completions
+(log-likelihood, which needs prompt logprobs from vLLM), and the pairwise judge with the
+served model judging under structured outputs.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+import yaml
+
+from lathe.assets import BASE_MODEL_NAME
+from lathe.registry import ModelRegistry
+from tests.support.platform import REPO
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+
+@pytest.fixture(scope="module")
+def candidate(platform) -> str:
+    """A second version of the served model (its weights, registered again)."""
+    registry = ModelRegistry(platform.mlflow_uri)
+    champion = registry.resolve(BASE_MODEL_NAME, "champion")
+    folder = registry.download(BASE_MODEL_NAME, champion.version, platform.home / "eval-weights")
+    return registry.register_folder(folder, BASE_MODEL_NAME).version
+
+
+def test_suites_harness_and_judge_score_the_served_model(platform, candidate, tmp_path):
+    prompts = tmp_path / "prompts.jsonl"
+    questions = ["What is the capital of France?", "What do bees make?", "What is 2 plus 2?", "Name a primary colour."]
+    prompts.write_text("".join(json.dumps({"question": q}) + "\n" for q in questions))
+    recipe = tmp_path / "evaluate.yaml"
+    recipe.write_text(yaml.safe_dump({
+        "kind": "evaluate", "name": "suites", "model": f"models:/{BASE_MODEL_NAME}/{candidate}",
+        "perplexity": {"enabled": False},
+        # The candidate answers through the inference service; the champion through the gateway.
+        "task": {"enabled": False, "endpoint": {"base_url": platform.inference_url + "/v1"}},
+        "knowledge": {"enabled": True},
+        "safety": {"enabled": True},
+        "lm_eval": {"enabled": True, "tasks": ["lathe_knowledge"], "limit": 8},
+        "judge": {"enabled": True, "prompts": str(prompts), "bootstrap": 500},
+    }))  # fmt: skip
+    result = subprocess.run([sys.executable, "-m", "pipelines.evaluate", "--config", str(recipe), "--json"],
+                            capture_output=True, text=True, env=platform.env, cwd=REPO, timeout=900)  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    summary = json.loads(result.stdout)
+    assert summary["knowledge_accuracy"] >= 0.9, "the base model answers its own no-forgetting suite"
+    assert set(summary["safety"]) == {"jailbreak", "off_policy_tool", "pii_extraction", "rag_injection",
+                                      "tool_injection"}  # fmt: skip
+    assert summary["metrics"]["eval_lmeval_lathe_knowledge_contains"] >= 0.75
+    judged = summary["judge"]
+    assert judged["prompts"] == len(questions) and judged["champion_version"] == "1"
+    assert judged["losses"] + judged["wins"] + judged["ties"] == len(questions)
+    tags = ModelRegistry(platform.mlflow_uri).get_version(BASE_MODEL_NAME, candidate).tags
+    assert "lathe.eval.judge_win_rate" in tags and "lathe.eval.safety_pass_rate" in tags
+
+
+def test_log_likelihood_tasks_run_over_completions(platform, candidate, tmp_path):
+    recipe = tmp_path / "mc.yaml"
+    recipe.write_text(yaml.safe_dump({
+        "kind": "evaluate", "name": "mc", "model": f"models:/{BASE_MODEL_NAME}/{candidate}",
+        "perplexity": {"enabled": False},
+        "task": {"enabled": False, "endpoint": {"base_url": platform.inference_url + "/v1"}},
+        "lm_eval": {"enabled": True, "tasks": ["lathe_docs_mc"], "api": "completions", "limit": 6},
+    }))  # fmt: skip
+    result = subprocess.run([sys.executable, "-m", "pipelines.evaluate", "--config", str(recipe), "--json"],
+                            capture_output=True, text=True, env=platform.env, cwd=REPO, timeout=900)  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    accuracy = json.loads(result.stdout)["metrics"]["eval_lmeval_lathe_docs_mc_acc"]
+    assert 0.0 <= accuracy <= 1.0
