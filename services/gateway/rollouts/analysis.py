@@ -134,13 +134,14 @@ def breach(thresholds: Thresholds, champion: Window, candidate: Window, min_requ
                 f"error rate {100 * candidate.error_rate:.1f} % vs the champion's {100 * champion.error_rate:.1f} % "
                 f"(+{delta:.1f} points, limit {thresholds.max_error_rate_delta:g})"
             )
-    for name, mine, theirs, limit in (
-        ("TTFT", candidate.ttft, champion.ttft, thresholds.max_ttft_p95_ratio),
-        ("inter-token latency", candidate.itl, champion.itl, thresholds.max_itl_p95_ratio),
+    for name, mine, theirs, limit, floor in (
+        ("TTFT", candidate.ttft, champion.ttft, thresholds.max_ttft_p95_ratio, thresholds.min_ttft_delta_s),
+        ("inter-token latency", candidate.itl, champion.itl, thresholds.max_itl_p95_ratio, thresholds.min_itl_delta_s),
     ):
         enough = min(sum(mine.values()), sum(theirs.values())) >= thresholds.min_latency_samples
         ours, base = Window.p95(mine), Window.p95(theirs)
-        if enough and ours is not None and base is not None and ours / base > limit:
+        slower = enough and ours is not None and base is not None and ours - base > floor
+        if slower and ours / base > limit:
             return f"{name} p95 {ours:.3f} s vs the champion's {base:.3f} s (×{ours / base:.2f}, limit ×{limit:g})"
     if min(candidate.quality_n, champion.quality_n) >= thresholds.min_quality_samples:
         drop = (champion.quality or 0.0) - (candidate.quality or 0.0)

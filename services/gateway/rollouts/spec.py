@@ -38,6 +38,10 @@ class Thresholds(BaseModel):
     # Candidate p95 over champion p95; 1.5: up to half again as slow.
     max_ttft_p95_ratio: float = Field(default=1.5, ge=1, le=100)
     max_itl_p95_ratio: float = Field(default=1.5, ge=1, le=100)
+    # A latency ratio counts only when the candidate is also slower by more than this many
+    # seconds: on fast backends a few milliseconds of noise make large ratios.
+    min_ttft_delta_s: float = Field(default=0.05, ge=0, le=60)
+    min_itl_delta_s: float = Field(default=0.005, ge=0, le=60)
     # Online quality (feedback and judge scores, 0..1): how far the candidate's mean may fall below.
     max_quality_drop: float = Field(default=0.1, ge=0, le=1)
     min_quality_samples: int = Field(default=10, ge=1, le=1_000_000)

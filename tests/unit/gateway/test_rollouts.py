@@ -92,6 +92,14 @@ def test_a_bad_candidate_is_rolled_back_before_the_step_ends(candidate, words):
     assert verdict.action == "rollback" and words in verdict.reason
 
 
+def test_a_latency_ratio_needs_a_real_difference_too():
+    base = window(90, ttft=0.007)
+    noisy = window(30, ttft=0.023)  # ×3 but 16 ms: noise on a fast backend, not a regression
+    assert judge_step(STEP, LIMITS, base, noisy, elapsed_s=30).action == "advance"
+    strict = LIMITS.model_copy(update={"min_ttft_delta_s": 0.0})
+    assert judge_step(STEP, strict, base, noisy, elapsed_s=30).action == "rollback"
+
+
 def test_few_errors_or_samples_are_not_yet_a_verdict():
     base = window(90, ttft=0.1)
     assert judge_step(STEP, LIMITS, base, window(3, errors=3, ttft=0.1), elapsed_s=1).action == "wait"
