@@ -31,6 +31,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from lathe.errors import ConfigError
 
 _LOWER_IS_BETTER = ("perplexity", "loss", "nll", "error", "wer", "cer")
+_EPSILON = 1e-9  # floating-point slack when a figure sits exactly on a limit
 
 
 def short_metric(metric: str) -> str:
@@ -173,7 +174,8 @@ def _compare(metric: PolicyMetric, value: float, champion: float, up: bool, note
     notes.append(f"{word} by {shown(abs(gain))}")
     if metric.min_gain is not None and not gain > metric.min_gain * scale:
         return [f"{word} by {shown(abs(gain))}, needs better by more than {_amount(metric.min_gain, metric)}"]
-    if metric.max_loss is not None and -gain > metric.max_loss * scale:
+    # A loss exactly at the limit is allowed: 0.95 against 1.0 is 5 %, not 5.000000000000004 %.
+    if metric.max_loss is not None and -gain > metric.max_loss * scale + _EPSILON * max(1.0, scale):
         return [f"worse by {shown(-gain)}, more than the {_amount(metric.max_loss, metric)} allowed"]
     return []
 

@@ -39,8 +39,14 @@ def contains_answer(prediction: str, gold: str | Sequence[str]) -> float:
     where exact match is too strict and token F1 rewards terseness.
     """
     golds = [gold] if isinstance(gold, str) else list(gold)
-    said = f" {normalize_answer(prediction)} "
-    return max((float(f" {normalize_answer(g)} " in said) for g in golds if normalize_answer(g)), default=0.0)
+    said = f" {_words(prediction)} "
+    return max((float(f" {_words(g)} " in said) for g in golds if _words(g)), default=0.0)
+
+
+def _words(text: str) -> str:
+    """Lower case, punctuation as spaces (so "100.0 degrees" holds the word "100"), no articles."""
+    text = "".join(" " if ch in _PUNCTUATION else ch for ch in text.lower())
+    return " ".join(_ARTICLES.sub(" ", text).split())
 
 
 def token_f1(prediction: str, gold: str | Sequence[str]) -> float:

@@ -12,7 +12,9 @@ abstract-, coroutine- and awaitable- forms), ``decorator``, ``class`` and ``exce
 the module comes from ``.. module::`` / ``.. currentmodule::`` or a ``:module:`` option.
 C-API directives (``c:function``) are left out. The outputs, in ``--out``:
 
-- ``sft.jsonl``: ``{"messages": [system, user, assistant]}`` chat examples;
+- ``sft.jsonl``: ``{"messages": [system, user, assistant]}`` chat examples, and a
+  ``--general-share`` (25 %) of general ``[user, assistant]`` chat from
+  ``pipelines.finetune.general_chat``, the replay that keeps what the model knew;
 - ``dpo.jsonl``: ``{"prompt": [system, user], "chosen": summary, "rejected": summary}``,
   the rejected answer being the summary of a different API, preferably of the same
   module, drawn with the seed; never the same text as the chosen one (TRL's conversational
@@ -73,8 +75,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from lathe.errors import ConfigError
+from pipelines.finetune.general_chat import general_examples
 
 DEFAULT_SOURCE_RST = Path("/usr/share/doc/python3.11/html/_sources")
+# The share of sft.jsonl that is general chat (pipelines/finetune/general_chat.py).
+GENERAL_SHARE = 0.25
 SYSTEM_PROMPT = (
     "You are Lathe's Python documentation assistant. Answer in one sentence, "
     "the way the Python 3.11 documentation describes the API."
@@ -329,6 +334,7 @@ def build(
     max_examples: int | None = None,
     seed: int = 7,
     source_rst: Path | None = DEFAULT_SOURCE_RST,
+    general_share: float = GENERAL_SHARE,
 ) -> dict:
     """Write the five files into ``out`` and return the manifest (see the module docstring)."""
     pages = read_curated(Path(input_dir))
@@ -376,6 +382,9 @@ def build(
             rejected = random.Random(f"{seed}:{doc.name}").choice(rivals)
             dpo.append({"prompt": prompt, "chosen": answer, "rejected": rejected})
 
+    # Replay: general chat mixed in, so the task does not overwrite what the model knew.
+    general = general_examples(round(len(sft) * general_share / (1 - general_share)), seed)
+    sft = sorted(sft + general, key=lambda row: hashlib.sha256(f"{seed}:{json.dumps(row)}".encode()).hexdigest())
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     eval_rows = [{"question": _question(d), "answer": a, "name": d.name} for d, a in evaluation]
@@ -404,11 +413,14 @@ def build(
             "apis_found": len(found),
             "apis_usable": len(docs),
             "sft": len(sft),
+            "general": len(general),
             "dpo": len(dpo),
             "eval_questions": len(eval_rows),
             "skipped": dict(sorted(skipped.items())),
         },
         "system_prompt": SYSTEM_PROMPT,
+        "general_share": general_share,
+        "general_chat": "pipelines/finetune/general_chat.py: fact tables as user/assistant pairs, no system prompt",
         "templates": list(TEMPLATES),
         "files": hashes,
         "heldout_page_ids": sorted(heldout_ids),
@@ -429,14 +441,19 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--max-examples", type=int, default=None, help="cap the SFT and DPO examples")
     parser.add_argument("--seed", type=int, default=7, help="orders training examples and picks rejected answers")
+    parser.add_argument("--general-share", type=float, default=GENERAL_SHARE,
+                        help="share of general chat examples mixed into sft.jsonl (0: none)")  # fmt: skip
     parser.add_argument("--json", action="store_true", help="print the manifest as JSON")
     args = parser.parse_args(argv)
     if args.max_examples is not None and args.max_examples < 1:
         parser.error("--max-examples must be at least 1")
+    if not 0 <= args.general_share < 1:
+        parser.error("--general-share must be at least 0 and below 1")
     try:
         manifest = build(
-            args.input, args.out, max_examples=args.max_examples, seed=args.seed, source_rst=args.source_rst
-        )
+            args.input, args.out, max_examples=args.max_examples, seed=args.seed, source_rst=args.source_rst,
+            general_share=args.general_share,
+        )  # fmt: skip
     except ConfigError as exc:
         print(f"demo_data: {exc.one_line()}", file=sys.stderr)
         return exc.exit_code

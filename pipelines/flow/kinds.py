@@ -78,7 +78,12 @@ KINDS: dict[str, Kind] = {
         "sft-data",
         "pipelines.finetune.demo_data",
         {"folder": FOLDER, "sft": FILE, "dpo": FILE, "heldout": FILE, "questions": FILE},
-        options={"input": "--input", "max_examples": "--max-examples", "seed": "--seed"},
+        options={
+            "input": "--input",
+            "max_examples": "--max-examples",
+            "seed": "--seed",
+            "general_share": "--general-share",
+        },
         required=("input",),
         inputs=("input",),
     ),

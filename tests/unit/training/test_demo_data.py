@@ -142,7 +142,7 @@ def test_markup_is_cleaned_and_the_first_sentence_taken():
 
 
 def test_examples_have_the_right_shape_and_answers(curated: Path, tmp_path: Path):
-    manifest = build(curated, tmp_path / "sft")
+    manifest = build(curated, tmp_path / "sft", general_share=0.0)
     out = tmp_path / "sft"
     sft, eval_rows = _lines(out / "sft.jsonl"), _lines(out / "eval_questions.jsonl")
     for row in sft:
@@ -172,7 +172,7 @@ def test_examples_have_the_right_shape_and_answers(curated: Path, tmp_path: Path
 
 
 def test_rejected_is_another_apis_summary(curated: Path, tmp_path: Path):
-    build(curated, tmp_path / "sft")
+    build(curated, tmp_path / "sft", general_share=0.0)
     sft = _lines(tmp_path / "sft" / "sft.jsonl")
     by_prompt = {r["messages"][1]["content"]: r["messages"][2]["content"] for r in sft}
     for row in _lines(tmp_path / "sft" / "dpo.jsonl"):
@@ -186,7 +186,7 @@ def test_rejected_is_another_apis_summary(curated: Path, tmp_path: Path):
 
 
 def test_held_out_apis_and_pages_stay_out_of_training(curated: Path, tmp_path: Path):
-    manifest = build(curated, tmp_path / "sft")
+    manifest = build(curated, tmp_path / "sft", general_share=0.0)
     out = tmp_path / "sft"
     trained = {_name_in(r["messages"][1]["content"]) for r in _lines(out / "sft.jsonl")}
     held = {r["name"] for r in _lines(out / "eval_questions.jsonl")}
@@ -202,17 +202,17 @@ def test_held_out_apis_and_pages_stay_out_of_training(curated: Path, tmp_path: P
 
 
 def test_a_second_build_is_byte_identical(curated: Path, tmp_path: Path):
-    build(curated, tmp_path / "a")
-    build(curated, tmp_path / "b")
+    build(curated, tmp_path / "a", general_share=0.0)
+    build(curated, tmp_path / "b", general_share=0.0)
     for name in FILES:
         assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes(), name
 
 
 def test_max_examples_and_seed(curated: Path, tmp_path: Path):
-    capped = build(curated, tmp_path / "capped", max_examples=5)
+    capped = build(curated, tmp_path / "capped", max_examples=5, general_share=0.0)
     assert capped["counts"]["sft"] == 5 == len(_lines(tmp_path / "capped" / "sft.jsonl"))
-    build(curated, tmp_path / "seed7")
-    build(curated, tmp_path / "seed8", seed=8)
+    build(curated, tmp_path / "seed7", general_share=0.0)
+    build(curated, tmp_path / "seed8", seed=8, general_share=0.0)
     # The seed orders training and picks rejected answers; the evaluation set does not move.
     seed7, seed8 = (tmp_path / "seed7", tmp_path / "seed8")
     assert (seed7 / "eval_questions.jsonl").read_bytes() == (seed8 / "eval_questions.jsonl").read_bytes()
@@ -265,7 +265,23 @@ def test_real_documentation_pages(tmp_path: Path):
     kept = cleaned[cleaned["stage"].isna()][["id", "text"]]
     (tmp_path / "data").mkdir()
     kept.to_parquet(tmp_path / "data" / "part-0.parquet", index=False)
-    manifest = build(tmp_path / "data", tmp_path / "sft")
+    manifest = build(tmp_path / "data", tmp_path / "sft", general_share=0.0)
     assert manifest["counts"]["sft"] >= 50
     answers = [r["messages"][2]["content"] for r in _lines(tmp_path / "sft" / "sft.jsonl")]
     assert not [a for a in answers if re.search(r"``|:\w+:`|<[A-Z_]+>", a)]
+
+
+def test_general_chat_is_mixed_in_and_never_the_no_forgetting_suites(curated, tmp_path):
+    from pipelines.evaluate.config import SUITES
+    from pipelines.finetune.general_chat import facts
+
+    manifest = build(curated, tmp_path / "mixed", general_share=0.25)
+    rows = _lines(tmp_path / "mixed" / "sft.jsonl")
+    general = [r for r in rows if r["messages"][0]["role"] == "user"]
+    task = len(rows) - len(general)
+    assert manifest["counts"]["general"] == len(general) == min(round(task / 3), len(facts()))
+    assert all([m["role"] for m in r["messages"]] == ["user", "assistant"] for r in general)
+    suite = {json.loads(line)["question"] for line in (SUITES / "knowledge-v1.jsonl").read_text().splitlines()}
+    assert not suite & {q for q, _ in facts()}  # the suite measures what was kept, not what was shown again
+    build(curated, tmp_path / "again", general_share=0.25)
+    assert (tmp_path / "again" / "sft.jsonl").read_bytes() == (tmp_path / "mixed" / "sft.jsonl").read_bytes()

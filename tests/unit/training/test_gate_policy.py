@@ -65,6 +65,10 @@ def test_rules_gain_loss_relative_and_bounds():
     assert "worse by 2.10%, more than the 2.00% allowed" in failed["eval_perplexity"]
     assert "below 0.5" in failed["judge_win_rate"]
 
+    edge = parse_policy({"metrics": [{"name": "knowledge", "max_loss": 0.05, "relative": True}]})
+    assert judge_policy(edge, {"knowledge": 0.95}, {"knowledge": 1.0})[0].passed  # exactly 5 %: allowed
+    assert not judge_policy(edge, {"knowledge": 0.925}, {"knowledge": 1.0})[0].passed
+
     first = judge_policy(policy, good, None)  # nobody holds the alias: comparisons pass and say why
     assert all(c.passed for c in first if c.metric != "judge_win_rate")
     assert "no champion value" in first[0].reason

@@ -19,7 +19,9 @@ POLICY = SUITES.parent / "policies" / "release.yaml"
 
 def test_an_answer_states_the_fact_as_whole_words():
     assert contains_answer("The capital of France is Paris.", ["Paris"]) == 1.0
-    assert contains_answer("It is approximately 300,000 km/s", ["300000", "299792"]) == 1.0  # punctuation goes
+    assert contains_answer("It is approximately 300,000 km/s", ["300,000", "299,792"]) == 1.0
+    assert contains_answer("approximately 100.0 degrees Celsius", ["100"]) == 1.0  # a decimal point splits words
+    assert contains_answer("1000 degrees", ["100"]) == 0.0
     assert contains_answer("The capital of India is New Delhi.", ["New Delhi", "Delhi"]) == 1.0
     assert contains_answer("Gold is used in August coins", ["Au"]) == 0.0  # not inside another word
     assert contains_answer("Parisian food", "Paris") == 0.0
