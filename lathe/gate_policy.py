@@ -171,7 +171,7 @@ def _compare(metric: PolicyMetric, value: float, champion: float, up: bool, note
     scale = abs(champion) if metric.relative else 1.0
     shown = (lambda x: f"{x / scale:.2%}") if metric.relative and scale else (lambda x: f"{x:.4g}")
     word = "better" if gain >= 0 else "worse"
-    notes.append(f"{word} by {shown(abs(gain))}")
+    notes.append(f"{word} by {shown(abs(gain))}" if gain else "the same as the champion")
     if metric.min_gain is not None and not gain > metric.min_gain * scale:
         return [f"{word} by {shown(abs(gain))}, needs better by more than {_amount(metric.min_gain, metric)}"]
     # A loss exactly at the limit is allowed: 0.95 against 1.0 is 5 %, not 5.000000000000004 %.
