@@ -81,3 +81,17 @@ def load_prompts(path: str, limit: int) -> list[str]:
         if len(prompts) >= limit:
             break
     return prompts
+
+
+def load_contexts(path: str, limit: int) -> list[str | None]:
+    """Each prompt line's sources: its "context" string, or its "sources" strings joined; else None."""
+    contexts: list[str | None] = []
+    for _, record in read_jsonl(path, "judge.prompts"):
+        context = record.get("context")
+        sources = record.get("sources")
+        if isinstance(sources, list) and all(isinstance(x, str) for x in sources):
+            context = "\n\n".join(f"[{i}] {x}" for i, x in enumerate(sources, start=1))
+        contexts.append(context if isinstance(context, str) and context.strip() else None)
+        if len(contexts) >= limit:
+            break
+    return contexts

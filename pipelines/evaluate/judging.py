@@ -18,7 +18,9 @@ from lathe.errors import AliasNotFoundError, ConfigError
 from lathe.registry import ModelRegistry, ModelVersionInfo
 from pipelines.evaluate.chat import Endpoint, ask
 from pipelines.evaluate.config import EvaluateRecipe
+from pipelines.evaluate.inputs import load_contexts
 from pipelines.evaluate.pairwise import Judge, Outcome, judge_pair, summarize
+from pipelines.evaluate.rubric import RubricJudge, grade_all
 
 
 def champion_of(recipe: EvaluateRecipe, registry: ModelRegistry, version: ModelVersionInfo) -> str:
@@ -103,7 +105,19 @@ def run_judge(
                          progress("judged pairs", len(prompts)))  # fmt: skip
     summary = summarize(outcomes, section.bootstrap, section.confidence, section.seed)
     summary.update(champion_version=holder, judge_model=judge.endpoint.model, template=section.template)
+    if section.rubric:
+        summary["rubric"] = _rubric(section, judge.endpoint, prompts, candidate_answers, champion_answers, progress)
     return summary, [o.to_dict() for o in outcomes]
+
+
+def _rubric(section, endpoint: Endpoint, prompts, candidate_answers, champion_answers, progress) -> dict:
+    """Per criterion, both versions' mean grade."""
+    contexts = load_contexts(section.prompts or "", section.max_prompts)
+    grader = RubricJudge(endpoint, section.rubric_template, section.constrained)
+    print(f"rubric: {', '.join(section.rubric)} on both versions' answers", flush=True)
+    mine = grade_all(grader, list(section.rubric), prompts, candidate_answers, contexts, section.concurrency)
+    theirs = grade_all(grader, list(section.rubric), prompts, champion_answers, contexts, section.concurrency)
+    return {c: {"candidate": mine[c], "champion": theirs[c]} for c in mine}
 
 
 def judge_metrics(summary: dict[str, Any]) -> dict[str, float]:
@@ -115,4 +129,8 @@ def judge_metrics(summary: dict[str, Any]) -> dict[str, float]:
         eval_judge_win_rate_high=float(summary["high"]),
         eval_judge_conclusive=1.0 if summary["conclusive"] else 0.0,
     )
+    for criterion, grades in summary.get("rubric", {}).items():
+        metrics[f"eval_judge_rubric_{criterion}"] = grades["candidate"]
+        metrics[f"eval_judge_rubric_{criterion}_champion"] = grades["champion"]
+        metrics[f"eval_judge_rubric_{criterion}_delta"] = grades["candidate"] - grades["champion"]
     return metrics

@@ -138,7 +138,7 @@ def test_the_production_ray_pods_get_storage_and_the_gateway_for_evaluation(prod
 
 def test_the_evaluation_stage_reads_the_names_the_chart_sets(production, monkeypatch):
     from lathe.settings import load_settings
-    from pipelines.evaluate.config import EndpointSection
+    from pipelines.evaluate.sections import EndpointSection
 
     env = ray_envs(production)["head"]
     monkeypatch.setenv("LATHE_GATEWAY_URL", env["LATHE_GATEWAY_URL"]["value"])

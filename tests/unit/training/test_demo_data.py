@@ -272,7 +272,7 @@ def test_real_documentation_pages(tmp_path: Path):
 
 
 def test_general_chat_is_mixed_in_and_never_the_no_forgetting_suites(curated, tmp_path):
-    from pipelines.evaluate.config import SUITES
+    from pipelines.evaluate.sections import SUITES
     from pipelines.finetune.general_chat import facts
 
     manifest = build(curated, tmp_path / "mixed", general_share=0.25)

@@ -8,9 +8,10 @@ import yaml
 
 from lathe.gate_policy import load_policy
 from lathe.promotion import promote_if_better
-from pipelines.evaluate.config import SUITES, EvaluateRecipe
+from pipelines.evaluate.config import EvaluateRecipe
 from pipelines.evaluate.inputs import load_questions
 from pipelines.evaluate.metrics import contains_answer
+from pipelines.evaluate.sections import SUITES
 from pipelines.stagekit.recipes import load_recipe
 
 SUITE = str(SUITES / "knowledge-v1.jsonl")

@@ -12,8 +12,9 @@ import yaml
 
 from lathe.errors import ConfigError
 from pipelines.evaluate.chat import Endpoint
-from pipelines.evaluate.config import SUITES, EvaluateRecipe, LmEvalSection
+from pipelines.evaluate.config import EvaluateRecipe
 from pipelines.evaluate.lmeval import check_tasks, model_args
+from pipelines.evaluate.sections import SUITES, LmEvalSection
 from pipelines.stagekit.recipes import load_recipe
 
 

@@ -126,6 +126,9 @@ def respond_as(judge_says=None):
             return f"an answer to {user}", {"x-lathe-backend-version": "1"}
         if judge_says is not None:
             return judge_says, {}
+        if "Score one assistant answer" in body["messages"][0]["content"]:  # a rubric grade
+            assert body["structured_outputs"] == {"choice": ["1", "2", "3", "4", "5"]}
+            return ("5" if "[Answer]\nGOOD" in user else "2"), {}
         assert body["structured_outputs"] == {"choice": ["A", "B", "tie"]}
         if "BIAS" in user:
             return "A", {}
@@ -135,9 +138,10 @@ def respond_as(judge_says=None):
     return respond, asked
 
 
-def judge_recipe(tmp_path, servers: dict[str, str]) -> Path:
+def judge_recipe(tmp_path, servers: dict[str, str], **judge) -> Path:
     prompts = tmp_path / "prompts.jsonl"
     lines = [{"question": f"what does f{i} do?"} for i in range(10)] + [{"prompt": "BIAS: what does g do?"}]
+    lines[0]["context"] = "f0 formats a value."  # one RAG-style prompt, with its source
     prompts.write_text("".join(json.dumps(line) + "\n" for line in lines))
     path = tmp_path / "judge.yaml"
     path.write_text(yaml.safe_dump({
@@ -146,7 +150,7 @@ def judge_recipe(tmp_path, servers: dict[str, str]) -> Path:
         "task": {"enabled": False, "endpoint": {"base_url": servers["cand"], "model": "cand"}},
         "judge": {"enabled": True, "prompts": str(prompts), "bootstrap": 1000,
                   "champion": {"base_url": servers["champ"], "model": "champ"},
-                  "endpoint": {"base_url": servers["judge"], "model": "judge"}},
+                  "endpoint": {"base_url": servers["judge"], "model": "judge"}, **judge},
     }))  # fmt: skip
     return path
 
@@ -197,3 +201,32 @@ def test_a_judge_without_verdicts_fails_the_run_and_tags_nothing(registry, folde
     registry.set_alias("m", "champion", "2")
     with pytest.raises(ConfigError, match=re.escape("judge.against: m v2 holds @champion itself")):
         evaluate(load_recipe(EvaluateRecipe, path), recipe_path=path)
+
+
+def test_rubric_grades_both_versions_per_criterion(registry, folder, chat_server, tmp_path):
+    from pipelines.evaluate.harness import evaluate
+    from pipelines.evaluate.rubric import parse_grade
+
+    assert [parse_grade(t, True) for t in ("4", " 2.", "[[5]]")] == [4, 2, 5]
+    with pytest.raises(JudgeError, match="holds no score"):
+        parse_grade("pretty good", False)
+    registry.register_folder(folder, "m", alias="champion")
+    registry.register_folder(folder, "m")
+    respond, asked = respond_as()
+    url = chat_server(respond)
+    criteria = ["helpfulness", "correctness", "groundedness"]
+    path = judge_recipe(tmp_path, {"cand": url, "champ": url, "judge": url}, rubric=criteria)
+    summary = evaluate(load_recipe(EvaluateRecipe, path), recipe_path=path)
+    assert summary["judge"]["rubric"] == {key: {"candidate": 5.0, "champion": 2.0} for key in criteria}
+    assert summary["metrics"]["eval_judge_rubric_correctness_delta"] == 3.0
+    grounded = [b for b in asked if "groundedness" in b["messages"][0]["content"]]
+    assert (
+        len(grounded) == 2 and "f0 formats a value." in grounded[0]["messages"][-1]["content"]
+    )  # one prompt, two versions
+    assert float(registry.get_version("m", "2").tags["lathe.eval.judge_rubric_helpfulness"]) == 5.0
+
+    no_sources = tmp_path / "plain.jsonl"
+    no_sources.write_text(json.dumps({"question": "q"}) + "\n")
+    recipe = load_recipe(EvaluateRecipe, path, {"judge.prompts": str(no_sources)})
+    with pytest.raises(ConfigError, match="groundedness needs prompts with a 'context'"):
+        evaluate(recipe, recipe_path=path)

@@ -12,8 +12,9 @@ import yaml
 from lathe.errors import ConfigError
 from lathe.gate_policy import parse_policy
 from lathe.promotion import promote_if_better
-from pipelines.evaluate.config import SUITES, EvaluateRecipe
+from pipelines.evaluate.config import EvaluateRecipe
 from pipelines.evaluate.safety import check, load_suite, with_system
+from pipelines.evaluate.sections import SUITES
 from pipelines.stagekit.recipes import load_recipe
 
 SUITE = str(SUITES / "safety-v1.jsonl")
