@@ -26,8 +26,10 @@ REPO = Path(__file__).resolve().parents[2]
 
 
 def platform_env(home: Path, ports: Mapping[str, str], **extra: str) -> dict[str, str]:
-    """The environment of a platform on ``ports`` under ``home``; no LATHE_* leaks in from the shell."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("LATHE_")}
+    """The environment of a platform on ``ports`` under ``home``; no LATHE_* leaks in from the shell,
+    nor an MLflow URI that an earlier test's ``mlflow.set_tracking_uri`` left in the environment."""
+    leaks = ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("LATHE_") and k not in leaks}
     env.update(ports)
     env.update(
         {
