@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from tests.support.chromium import Chromium, chromium_binary, png_summary
-from tests.support.platform import platform_env
+from tests.support.platform import REPO, platform_env
 
 # The loop runs in the module fixture, counted against the first test: more than the suite-wide 900 s.
 pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.timeout(2400)]
@@ -189,17 +189,18 @@ def test_the_gate_judges_on_the_release_policy_and_writes_its_report(demo):
 
 
 def test_the_gate_refuses_the_version_that_scored_worse(demo):
-    """Whatever the loop decided, the losing version cannot take the champion alias back."""
+    """Whatever the loop decided, the losing version cannot take the champion alias back on the
+    gate's own policy (by the task score alone, a candidate the policy refused would win)."""
     from lathe.registry import ModelRegistry
 
     gate = stage(demo, "gate")["data"]
     loser = gate["champion_version"] if _promoted(demo) else gate["candidate_version"]
     registry = ModelRegistry(f"http://127.0.0.1:{demo['env']['LATHE_MLFLOW_PORT']}")
     champion = registry.resolve(MODEL, "champion").version
-    argv = ["models", "promote", MODEL, "--version", loser, "--if-better-than", "champion", "--metric", "eval_token_f1",
-            "--json"]  # fmt: skip
+    argv = ["models", "promote", MODEL, "--version", loser, "--if-better-than", "champion",
+            "--policy", "pipelines/evaluate/policies/demo.yaml", "--json"]  # fmt: skip
     refused = subprocess.run([sys.executable, "-m", "lathe.cli", *argv], capture_output=True, text=True,
-                             env=demo["env"], timeout=300)  # fmt: skip
+                             env=demo["env"], cwd=REPO, timeout=300)  # fmt: skip
     assert refused.returncode == 1, refused.stderr
     assert json.loads(refused.stdout)["decision"] == "refused"
     assert registry.resolve(MODEL, "champion").version == champion
