@@ -17,6 +17,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import yaml
 
 from tests.support.chromium import Chromium, chromium_binary, png_summary
 from tests.support.platform import REPO, platform_env
@@ -188,7 +189,7 @@ def test_the_gate_judges_on_the_release_policy_and_writes_its_report(demo):
     assert report.name in stage(demo, "gate")["figure"]
 
 
-def test_the_gate_refuses_the_version_that_scored_worse(demo):
+def test_the_gate_refuses_the_version_that_scored_worse(demo, tmp_path):
     """Whatever the loop decided, the losing version cannot take the champion alias back on the
     gate's own policy (by the task score alone, a candidate the policy refused would win)."""
     from lathe.registry import ModelRegistry
@@ -197,8 +198,12 @@ def test_the_gate_refuses_the_version_that_scored_worse(demo):
     loser = gate["champion_version"] if _promoted(demo) else gate["candidate_version"]
     registry = ModelRegistry(f"http://127.0.0.1:{demo['env']['LATHE_MLFLOW_PORT']}")
     champion = registry.resolve(MODEL, "champion").version
+    # The gate's policy, less the judge (it scored the candidate only; it blocks nothing).
+    policy = yaml.safe_load((REPO / "pipelines" / "evaluate" / "policies" / "demo.yaml").read_text())
+    policy["metrics"] = [m for m in policy["metrics"] if "judge" not in m["name"]]
+    (tmp_path / "policy.yaml").write_text(yaml.safe_dump(policy))
     argv = ["models", "promote", MODEL, "--version", loser, "--if-better-than", "champion",
-            "--policy", "pipelines/evaluate/policies/demo.yaml", "--json"]  # fmt: skip
+            "--policy", str(tmp_path / "policy.yaml"), "--json"]  # fmt: skip
     refused = subprocess.run([sys.executable, "-m", "lathe.cli", *argv], capture_output=True, text=True,
                              env=demo["env"], cwd=REPO, timeout=300)  # fmt: skip
     assert refused.returncode == 1, refused.stderr
