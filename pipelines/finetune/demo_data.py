@@ -394,7 +394,17 @@ def build(
         "eval_questions.jsonl": _write_jsonl(out / "eval_questions.jsonl", eval_rows),
         "heldout.jsonl": _write_jsonl(out / "heldout.jsonl", [{"id": i, "text": t} for i, t in heldout_pages]),
     }
-    manifest = {
+    counts = {"pages": len(pages), "heldout_pages": len(heldout_pages), "apis_found": len(found),
+              "apis_usable": len(docs), "sft": len(sft), "general": len(general), "dpo": len(dpo),
+              "eval_questions": len(eval_rows), "skipped": dict(sorted(skipped.items()))}  # fmt: skip
+    manifest = _manifest(input_dir, source_rst, seed, max_examples, general_share, counts, hashes, heldout_ids)
+    (out / "manifest.json").write_text(json.dumps(manifest, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    return manifest
+
+
+def _manifest(input_dir, source_rst, seed, max_examples, general_share, counts, hashes, heldout_ids) -> dict:
+    """What was built, from what, how it was split, and each file's SHA-256."""
+    return {
         "source": {
             "input": str(input_dir),
             "curated_from": str(source_rst) if source_rst else None,
@@ -407,17 +417,7 @@ def build(
             "eval": f"sha256('name:' + qualified_name) % 100 < {EVAL_PERCENT}, or the API's page is held out",
             "heldout_pages": f"sha256('page:' + page_id) % 100 < {HELDOUT_PAGE_PERCENT}",
         },
-        "counts": {
-            "pages": len(pages),
-            "heldout_pages": len(heldout_pages),
-            "apis_found": len(found),
-            "apis_usable": len(docs),
-            "sft": len(sft),
-            "general": len(general),
-            "dpo": len(dpo),
-            "eval_questions": len(eval_rows),
-            "skipped": dict(sorted(skipped.items())),
-        },
+        "counts": counts,
         "system_prompt": SYSTEM_PROMPT,
         "general_share": general_share,
         "general_chat": "pipelines/finetune/general_chat.py: fact tables as user/assistant pairs, no system prompt",
@@ -425,8 +425,6 @@ def build(
         "files": hashes,
         "heldout_page_ids": sorted(heldout_ids),
     }
-    (out / "manifest.json").write_text(json.dumps(manifest, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-    return manifest
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -8,9 +8,8 @@ lathe_knowledge`` works offline, and so does the evaluation recipe's ``lm_eval``
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
-SUITES = Path(__file__).resolve().parents[1] / "suites"
+from pipelines.evaluate.sections import SUITES
 
 
 def _rows(name: str) -> list[dict]:
