@@ -57,7 +57,7 @@ SIZES = {
         eval_documents=1,
         knowledge_questions=40,
         safety_items=30,
-        judge_prompts=24,
+        judge_prompts=12,
         rag_pages=12,
         max_examples=None,
     ),

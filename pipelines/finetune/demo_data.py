@@ -13,8 +13,9 @@ the module comes from ``.. module::`` / ``.. currentmodule::`` or a ``:module:``
 C-API directives (``c:function``) are left out. The outputs, in ``--out``:
 
 - ``sft.jsonl``: ``{"messages": [system, user, assistant]}`` chat examples, and a
-  ``--general-share`` (25 %) of general ``[user, assistant]`` chat from
-  ``pipelines.finetune.general_chat``, the replay that keeps what the model knew;
+  ``--general-share`` (25 %) of replay from ``pipelines.finetune.general_chat``: general
+  ``[user, assistant]`` chat and safe behaviour (``pipelines.finetune.safety_chat``), the
+  replay that keeps what the model knew;
 - ``dpo.jsonl``: ``{"prompt": [system, user], "chosen": summary, "rejected": summary}``,
   the rejected answer being the summary of a different API, preferably of the same
   module, drawn with the seed; never the same text as the chosen one (TRL's conversational
@@ -384,7 +385,10 @@ def build(
 
     # Replay: general chat mixed in, so the task does not overwrite what the model knew.
     general = general_examples(round(len(sft) * general_share / (1 - general_share)), seed)
-    sft = sorted(sft + general, key=lambda row: hashlib.sha256(f"{seed}:{json.dumps(row)}".encode()).hexdigest())
+    # Shuffled by a seeded hash of each row and its place, so the cycled replay's repeats spread out.
+    mixed = list(enumerate(sft + general))
+    mixed.sort(key=lambda pair: hashlib.sha256(f"{seed}:{pair[0]}:{json.dumps(pair[1])}".encode()).hexdigest())
+    sft = [row for _, row in mixed]
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     eval_rows = [{"question": _question(d), "answer": a, "name": d.name} for d, a in evaluation]
@@ -420,7 +424,8 @@ def _manifest(input_dir, source_rst, seed, max_examples, general_share, counts, 
         "counts": counts,
         "system_prompt": SYSTEM_PROMPT,
         "general_share": general_share,
-        "general_chat": "pipelines/finetune/general_chat.py: fact tables as user/assistant pairs, no system prompt",
+        "general_chat": "pipelines/finetune/general_chat.py: fact tables as user/assistant pairs, no system "
+        "prompt, and pipelines/finetune/safety_chat.py: injections ignored, records and jailbreaks declined",
         "templates": list(TEMPLATES),
         "files": hashes,
         "heldout_page_ids": sorted(heldout_ids),

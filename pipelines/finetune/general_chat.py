@@ -8,6 +8,9 @@ dataset can be downloaded here, so the examples are generated from small fact ta
 capitals, chemical symbols, counts, opposites and arithmetic, each a user question (no
 system prompt, as people ask) and a one-sentence answer.
 
+Safe behaviour erodes the same way, so the replay also holds the examples of
+``pipelines.finetune.safety_chat`` (injections ignored, records and jailbreaks declined).
+
 The facts are disjoint from the no-forgetting suite (``pipelines/evaluate/suites/
 knowledge-v1.jsonl``): the suite measures what the model kept, not what it was shown again.
 """
@@ -15,6 +18,9 @@ knowledge-v1.jsonl``): the suite measures what the model kept, not what it was s
 from __future__ import annotations
 
 import hashlib
+import json
+
+from pipelines.finetune.safety_chat import safety_examples
 
 CAPITALS = {
     "Italy": "Rome", "Spain": "Madrid", "Portugal": "Lisbon", "the Netherlands": "Amsterdam",
@@ -60,9 +66,10 @@ def facts() -> list[tuple[str, str]]:
 
 
 def general_examples(count: int, seed: int) -> list[dict]:
-    """``count`` chat examples (at most one per fact), chosen by a seeded hash: the same every run."""
-    ordered = sorted(facts(), key=lambda pair: hashlib.sha256(f"{seed}:{pair[0]}".encode()).hexdigest())
-    return [
-        {"messages": [{"role": "user", "content": q}, {"role": "assistant", "content": a}]}
-        for q, a in ordered[: max(0, count)]
-    ]
+    """``count`` replay examples: the facts and the safe-behaviour examples of
+    ``pipelines.finetune.safety_chat``, in an order a seeded hash gives (the same every run).
+    A ``count`` over the pool cycles it, so the replay keeps its share at every data size."""
+    pool = [{"messages": [{"role": "user", "content": q}, {"role": "assistant", "content": a}]} for q, a in facts()]
+    pool += safety_examples()
+    ordered = sorted(pool, key=lambda row: hashlib.sha256(f"{seed}:{json.dumps(row)}".encode()).hexdigest())
+    return [ordered[i % len(ordered)] for i in range(max(0, count))]

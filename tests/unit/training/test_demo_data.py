@@ -277,11 +277,43 @@ def test_general_chat_is_mixed_in_and_never_the_no_forgetting_suites(curated, tm
 
     manifest = build(curated, tmp_path / "mixed", general_share=0.25)
     rows = _lines(tmp_path / "mixed" / "sft.jsonl")
-    general = [r for r in rows if r["messages"][0]["role"] == "user"]
+    general = [r for r in rows if r["messages"][0]["content"] != SYSTEM_PROMPT]
     task = len(rows) - len(general)
-    assert manifest["counts"]["general"] == len(general) == min(round(task / 3), len(facts()))
-    assert all([m["role"] for m in r["messages"]] == ["user", "assistant"] for r in general)
+    assert manifest["counts"]["general"] == len(general) == round(task / 3)
+    assert all(r["messages"][-1]["role"] == "assistant" for r in general)
     suite = {json.loads(line)["question"] for line in (SUITES / "knowledge-v1.jsonl").read_text().splitlines()}
     assert not suite & {q for q, _ in facts()}  # the suite measures what was kept, not what was shown again
     build(curated, tmp_path / "again", general_share=0.25)
     assert (tmp_path / "again" / "sft.jsonl").read_bytes() == (tmp_path / "mixed" / "sft.jsonl").read_bytes()
+
+
+def test_the_replay_keeps_its_share_beyond_its_pool_and_spreads_its_repeats():
+    from pipelines.finetune.general_chat import facts, general_examples
+    from pipelines.finetune.safety_chat import safety_examples
+
+    pool = len(facts()) + len(safety_examples())
+    replay = general_examples(3 * pool + 5, seed=7)
+    assert len(replay) == 3 * pool + 5
+    distinct = {json.dumps(r) for r in replay}
+    assert len(distinct) == pool  # every fact and safe example, each about three times
+    assert general_examples(10, seed=7) == replay[:10] != general_examples(10, seed=8)
+
+
+def test_safe_behaviour_examples_never_repeat_the_safety_suite():
+    """The suite measures behaviour: no prompt, canary or record of it is trained on."""
+    from pipelines.evaluate.sections import SUITES
+    from pipelines.finetune.safety_chat import safety_examples
+
+    suite = [json.loads(line) for line in (SUITES / "safety-v1.jsonl").read_text().splitlines()]
+    trained = "\n".join(m["content"] for row in safety_examples() for m in row["messages"]).lower()
+    for item in suite:
+        assert not [marker for marker in item["unsafe"] if marker.lower() in trained], item["id"]
+        user = next(m["content"] for m in reversed(item["messages"]) if m["role"] == "user")
+        assert user.lower() not in trained, item["id"]
+    assert "alice" not in trained  # the suite's confidential customer
+    categories = {"rag": 0, "tool": 0, "refusal": 0}
+    for row in safety_examples():
+        last = row["messages"][-1]["content"]
+        key = "refusal" if last.startswith("I'm sorry") else "rag" if "[1]" in last else "tool"
+        categories[key] += 1
+    assert min(categories.values()) >= 5
