@@ -1,7 +1,8 @@
 {{/*
 What the pipeline driver and its stages read on every Ray pod, and the traffic that follows from it.
 The names match pipelines/stagekit/settings.py (LATHE_RAY_AUTOSCALING), lathe/settings.py
-(LATHE_GATEWAY_URL) and the evaluation recipe's api_key_env (LATHE_API_KEY).
+(LATHE_GATEWAY_URL) and the evaluation recipe's api_key_env (LATHE_API_KEY, and the
+variables ray.pipelines.providerKeys names for outside judges).
 */}}
 
 {{/* lathe.rayMaxGpus: the most GPUs the cluster can ever have (autoscaling maxima, else replicas). */}}
@@ -78,6 +79,16 @@ The names match pipelines/stagekit/settings.py (LATHE_RAY_AUTOSCALING), lathe/se
 - name: LATHE_API_KEY
   valueFrom:
     secretKeyRef: {name: {{ . }}, key: {{ $p.gatewayApiKey.key }}}
+{{- end }}
+{{- $taken := list "LATHE_RAY_MAX_GPUS" "LATHE_RAY_AUTOSCALING" "LATHE_PIPELINE_STORAGE" "LATHE_GATEWAY_URL" "LATHE_API_KEY" "AWS_ACCESS_KEY_ID" "AWS_SECRET_ACCESS_KEY" "AWS_ENDPOINT_URL" "AWS_DEFAULT_REGION" "AWS_REGION" }}
+{{- range $i, $provider := $p.providerKeys }}
+{{- if has $provider.env $taken }}
+{{- fail (printf "ray.pipelines.providerKeys[%d].env: %s is set by the chart itself or by an earlier entry; give the provider's key a variable of its own (the recipe's judge.endpoint.api_key_env names it)" $i $provider.env) }}
+{{- end }}
+{{- $taken = append $taken $provider.env }}
+- name: {{ $provider.env }}
+  valueFrom:
+    secretKeyRef: {name: {{ $provider.existingSecret }}, key: {{ default "api-key" $provider.key }}}
 {{- end }}
 {{- end -}}
 

@@ -35,6 +35,7 @@ EVERY_KNOB = {
                 "region": "eu-west-1",
             },
             "gatewayApiKey": {"existingSecret": "pipeline-gateway-key", "key": "token"},
+            "providerKeys": [{"env": "LATHE_JUDGE_API_KEY", "existingSecret": "judge-provider"}],
         },
         "gcsFaultTolerance": {
             "enabled": True,
@@ -181,6 +182,32 @@ def test_s3_credentials_come_from_the_secret_and_the_endpoint_and_region_are_set
     assert not [
         n for env in plain.values() for n in env if n.startswith("AWS_") or n in ("LATHE_API_KEY", "LATHE_GATEWAY_URL")
     ]
+
+
+def test_an_outside_judges_key_comes_from_its_secret_under_the_variable_the_recipe_names():
+    envs = ray_envs(render(EVERY_KNOB))
+    assert envs and all(
+        env["LATHE_JUDGE_API_KEY"]["valueFrom"]["secretKeyRef"] == {"name": "judge-provider", "key": "api-key"}
+        for env in envs.values()
+    )
+    assert not [n for env in ray_envs(render({"ray": RAY_ON})).values() for n in env if n == "LATHE_JUDGE_API_KEY"]
+
+
+@pytest.mark.parametrize("taken", ["LATHE_API_KEY", "AWS_REGION", "JUDGE_KEY"])
+def test_a_provider_key_may_not_take_a_variable_the_chart_or_another_entry_sets(taken):
+    keys = [{"env": "JUDGE_KEY", "existingSecret": "a"}, {"env": taken, "existingSecret": "b"}]
+    values = {"ray": {**RAY_ON, "pipelines": {"providerKeys": keys}}}
+    with pytest.raises(Exception, match=re.escape(f"ray.pipelines.providerKeys[1].env: {taken} is set by the chart")):
+        manifests.render(values)
+
+
+def test_the_schema_refuses_a_provider_key_without_a_secret_or_with_a_bad_variable():
+    import helm_python
+
+    bad = (({"env": "JUDGE_KEY"}, "existingSecret"), ({"env": "judge-key", "existingSecret": "a"}, "env"))
+    for entry, where in bad:
+        with pytest.raises(helm_python.HelmValuesError, match=where):
+            manifests.render({"ray": {**RAY_ON, "pipelines": {"providerKeys": [entry]}}})
 
 
 def test_a_gateway_key_without_the_gateway_fails_naming_both():
