@@ -18,6 +18,7 @@ from __future__ import annotations
 import re
 import shutil
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -344,6 +345,29 @@ class ModelRegistry:
             marker.write_text(info.source + "\n")
         finally:
             shutil.rmtree(staging, ignore_errors=True)
+        return target
+
+    def download_files(self, name: str, version: str, files: Sequence[str], dest_root: Path) -> Path:
+        """Those of ``files`` the version holds (e.g. its tokenizer), once, into
+        ``dest_root/<name>/<version>``; the folder is returned. Needs ``files[0]``."""
+        info = self.get_version(name, version)
+        target = Path(dest_root) / name / info.version
+        marker = target / ".complete"
+        if marker.is_file():
+            return target
+        import mlflow
+
+        held = {Path(a.path).name for a in mlflow.artifacts.list_artifacts(artifact_uri=info.source,
+                                                                           tracking_uri=self.tracking_uri)}  # fmt: skip
+        if files[0] not in held:
+            raise InvalidRequestError(f"{name} version {info.version} has no {files[0]}")
+        target.mkdir(parents=True, exist_ok=True)
+        for file in (f for f in files if f in held):
+            local = mlflow.artifacts.download_artifacts(
+                artifact_uri=f"{info.source}/{file}", dst_path=str(target), tracking_uri=self.tracking_uri
+            )
+            Path(local).replace(target / file)
+        marker.write_text(info.source + "\n")
         return target
 
     def latest(self, name: str) -> ModelVersionInfo:

@@ -25,6 +25,7 @@ from services.gateway.rollouts.store import RolloutStore
 from services.gateway.routes import admin, health, openai, relay, rollouts
 from services.gateway.routing import Router
 from services.gateway.settings import GatewayServiceSettings
+from services.gateway.tokens import PromptCounter
 
 log = logging.getLogger(__name__)
 
@@ -75,6 +76,10 @@ def create_app(settings: GatewayServiceSettings, *, serve_metrics: bool = True) 
             reconcile_s=settings.rollout_reconcile_s,
         )
         app.state.rollouts = app.state.forwarder.rollouts = controller
+        if settings.exact_prompt_tokens:
+            app.state.forwarder.counter = PromptCounter(
+                controller.registry, settings.home / "gateway" / "tokenizers", models_dir=settings.home / "models"
+            )
         usage.start()
         checker = asyncio.create_task(check_backends(router, http, metrics, settings.health_interval_s))
         tasks = [checker, asyncio.create_task(controller.run())]

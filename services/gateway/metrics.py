@@ -32,6 +32,7 @@ class GatewayMetrics:
     rollout_weight: Gauge
     rollout_decisions: Counter
     feedback: Counter
+    prompt_counts: Counter
 
     @classmethod
     def create(cls) -> GatewayMetrics:
@@ -100,5 +101,10 @@ class GatewayMetrics:
             feedback=Counter(
                 "lathe_gateway_feedback_total", "Feedback and judge scores recorded per model version",
                 ["model", "version", "source"], registry=r,
+            ),
+            prompt_counts=Counter(
+                "lathe_gateway_prompt_counts_total",
+                "Prompts reserved by their exact count (tokenizer) or by the byte bound (bytes)",
+                ["model", "method"], registry=r,
             ),
         )  # fmt: skip

@@ -37,6 +37,7 @@ from services.gateway.quotas import (
 )
 from services.gateway.routing import Backend, Router
 from services.gateway.settings import GatewayServiceSettings
+from services.gateway.tokens import PromptCounter
 
 log = logging.getLogger(__name__)
 
@@ -78,15 +79,23 @@ class Forwarder:
         self.metrics = metrics
         self.http = http
         self.rollouts = None  # a RolloutController, when the app runs one
+        self.counter: PromptCounter | None = None  # exact prompt counts, when the app has one
 
     # -- admission ------------------------------------------------------------------
     async def admit(
-        self, key: KeyInfo, model: str, route: str, texts: list[str], max_tokens: int | None, generates: bool
+        self,
+        key: KeyInfo,
+        model: str,
+        route: str,
+        texts: list[str],
+        max_tokens: int | None,
+        generates: bool,
+        body: dict[str, Any] | None = None,
     ) -> Admission:
-        self.router.pool(model)  # unknown model: 404 before anything is reserved
+        pool = self.router.pool(model)  # unknown model: 404 before anything is reserved
         if not key.allows_model(model):
             raise PermissionDeniedError(f"this key may not use model {model!r}", param="model")
-        estimate = estimate_prompt_tokens(texts, self.settings.template_overhead_tokens if generates else 0)
+        estimate = await self._prompt_tokens(key, pool, route, texts, generates, body)
         if estimate > self.settings.max_prompt_tokens:
             raise ContextLengthError(
                 f"the prompt is about {estimate} tokens, over the limit of {self.settings.max_prompt_tokens}",
@@ -107,6 +116,21 @@ class Forwarder:
             self.metrics.rate_limited.labels(key=key.name, reason=reason).inc()
             raise
         return Admission(key, model, route, estimate, max_tokens, reservation)
+
+    async def _prompt_tokens(
+        self, key: KeyInfo, pool: Any, route: str, texts: list[str], generates: bool, body: dict[str, Any] | None
+    ) -> int:
+        """The prompt's tokens as the engine will count them where that decides anything (a key
+        with token limits, a prompt the byte bound puts over the limit); else the byte bound,
+        which costs nothing and is never below the truth."""
+        bound = estimate_prompt_tokens(texts, self.settings.template_overhead_tokens if generates else 0)
+        needed = key.tpm is not None or key.budget is not None or bound > self.settings.max_prompt_tokens
+        exact = None
+        if needed and self.counter is not None and body is not None:
+            exact = await self.counter.count(pool.model, sorted({b.version for b in pool.backends}), route, body)
+        if needed:
+            self.metrics.prompt_counts.labels(model=pool.model, method="bytes" if exact is None else "tokenizer").inc()
+        return bound if exact is None else exact
 
     # -- forwarding -----------------------------------------------------------------
     async def forward(self, admission: Admission, path: str, body: dict[str, Any], stream: bool) -> Response:

@@ -101,6 +101,10 @@ class GatewayServiceSettings(ProcessSettings, GatewaySettings):
     # Reserve this many tokens per message and per request on top of the prompt's
     # bytes: chat templates add system prompts and role markers.
     template_overhead_tokens: int = Field(default=48, ge=0)
+    # Reserve a prompt at its exact token count, from the tokenizer and chat template of the
+    # registry version that serves it (fetched once per version); off, or where a version's
+    # tokenizer cannot be had, by the byte bound above.
+    exact_prompt_tokens: bool = True
 
     request_timeout_s: float = Field(default=300.0, gt=0)
     connect_timeout_s: float = Field(default=3.0, gt=0)

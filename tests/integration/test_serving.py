@@ -99,6 +99,36 @@ def test_gateway_fronts_vllm_for_any_openai_client(platform):
     assert answer["usage"]["completion_tokens"] > 0 and answer["ttft_s"] > 0  # --json streams too
 
 
+def test_a_small_key_admits_exactly_the_requests_that_fit(platform):
+    """The gateway reserves the prompt's real token count (the served version's tokenizer and
+    chat template) plus max_tokens: a key with exactly that much room is admitted, and one
+    token less is refused. By bytes, "Hi" with max_tokens 10 would reserve 108."""
+
+    def gateway(tpm: int) -> openai.OpenAI:
+        key = platform.create_key(f"it-fit-{tpm}-{time.monotonic_ns()}", "--tpm", str(tpm))
+        return openai.OpenAI(base_url=platform.gateway_url + "/v1", api_key=key, max_retries=0, timeout=120)
+
+    hi = [{"role": "user", "content": "Hi"}]
+    counted = gateway(100_000).chat.completions.create(model=BASE_MODEL_NAME, messages=hi, max_tokens=10)
+    prompt = counted.usage.prompt_tokens  # as vLLM counted it
+    assert prompt + 10 < 108
+    fits = gateway(prompt + 10).chat.completions.create(model=BASE_MODEL_NAME, messages=hi, max_tokens=10)
+    assert fits.usage.prompt_tokens == prompt
+    with pytest.raises(openai.RateLimitError):
+        gateway(prompt + 9).chat.completions.create(model=BASE_MODEL_NAME, messages=hi, max_tokens=10)
+
+    text = "The quick brown fox"
+    completed = gateway(100_000).completions.create(model=BASE_MODEL_NAME, prompt=text, max_tokens=4)
+    room = completed.usage.prompt_tokens + 4
+    assert gateway(room).completions.create(model=BASE_MODEL_NAME, prompt=text, max_tokens=4).choices
+    with pytest.raises(openai.RateLimitError):
+        gateway(room - 1).completions.create(model=BASE_MODEL_NAME, prompt=text, max_tokens=4)
+    metrics = httpx.get(platform.url("LATHE_GATEWAY_METRICS_PORT") + "/metrics", timeout=10).text
+    series = f'lathe_gateway_prompt_counts_total{{model="{BASE_MODEL_NAME}",method="tokenizer"}}'
+    counted = re.search(re.escape(series) + r" (\S+)", metrics)
+    assert counted and float(counted.group(1)) >= 6, "every request of a token-limited key was counted exactly"
+
+
 def test_hot_swap_under_steady_traffic_loses_no_request(platform, client):
     registry = ModelRegistry(platform.mlflow_uri)
     old_pid = httpx.get(platform.inference_url + "/health", timeout=5).json()["engine_pid"]

@@ -28,7 +28,7 @@ async def _generate(request, key, forwarder, settings, schema, route: str, path:
     data = await read_json(request, settings.max_body_bytes)
     body = parse_body(schema, data)
     admission = await forwarder.admit(
-        key, body.model, route, body.prompt_text(), body.requested_max_tokens(), generates=True
+        key, body.model, route, body.prompt_text(), body.requested_max_tokens(), generates=True, body=data
     )
     # A session or user keeps to one version while a canary runs.
     user = data.get("user")
