@@ -127,7 +127,7 @@ class Forwarder:
         needed = key.tpm is not None or key.budget is not None or bound > self.settings.max_prompt_tokens
         exact = None
         if needed and self.counter is not None and body is not None:
-            exact = await self.counter.count(pool.model, sorted({b.version for b in pool.backends}), route, body)
+            exact = await self.counter.count(pool.model, pool.servable_versions(), route, body)
         if needed:
             self.metrics.prompt_counts.labels(model=pool.model, method="bytes" if exact is None else "tokenizer").inc()
         return bound if exact is None else exact

@@ -162,6 +162,12 @@ class ModelPool:
                 weights[v] = share if v == version else (100.0 - share) / max(len(others), 1)
         return weights
 
+    def servable_versions(self) -> list[str]:
+        """The versions ``choose`` may pick from now: of available backends, with a share."""
+        candidates = [b for b in self.backends if b.available()] or self.backends
+        weights = self._weights(candidates)
+        return sorted(v for v, w in weights.items() if w > 0) or sorted(weights)
+
     def choose(self, routing_key: str, exclude: set[str] = frozenset(), sticky: str | None = None) -> Backend:
         candidates = [b for b in self.backends if b.available() and b.url not in exclude]
         if not candidates:

@@ -125,3 +125,16 @@ def test_router_from_config_and_canary_update():
         router.pool("other")
     with pytest.raises(ModelNotFoundError, match="no backend for version '9'"):
         router.set_canary("m", "9", 10)
+
+
+def test_servable_versions_are_those_a_request_may_reach():
+    """What the gateway counts a prompt for: versions of available backends with a share."""
+    stable, idle, down = backend("a", "1"), backend("b", "auto", weight=0), backend("c", "3")
+    down.healthy = False
+    pool = ModelPool("m", RoundRobin(), [stable, idle, down])
+    assert pool.servable_versions() == ["1"]
+    pool.canary = ("auto", 25.0)  # a candidate given a share counts too
+    assert pool.servable_versions() == ["1", "auto"]
+    stable.healthy = False
+    pool.canary = None
+    assert pool.servable_versions() == ["auto"]  # only the idle one left: choose takes it
