@@ -17,8 +17,8 @@ into every gateway worker.
 The gateway counts where the count decides something: a key with a token quota or budget,
 or a prompt the byte bound would put over ``max_prompt_tokens``. Every other request keeps
 the byte bound, which costs nothing; its reservation is settled with the engine's usage
-either way. The count costs about a millisecond per KB of prompt on one of these cores
-(``make bench-prompt-tokens``); prompts over 16 KB are encoded off the event loop.
+either way. The count costs about 0.1 ms plus 0.5-0.8 ms per KB of prompt on one of these
+cores (``make bench-prompt-tokens``); prompts over 16 KB are encoded off the event loop.
 
 Where no count can be exact — a version the registry does not hold, a backend whose version
 is unknown, an outside provider, image parts, template options a request overrides — the
@@ -146,7 +146,7 @@ class PromptCounter:
             if tokenizer is None:
                 return None
             count = tokenizer.chat if route == "chat" else functools.partial(_completion, tokenizer)
-            # A long prompt is encoded off the event loop (about a millisecond per KB on one core).
+            # A long prompt is encoded off the event loop (0.5-0.8 ms per KB on one core).
             large = sum(len(t) for t in _texts(body)) > OFF_LOOP_CHARS
             counted = await asyncio.to_thread(count, body) if large else count(body)
             if counted is None:
