@@ -141,6 +141,19 @@ RULES: dict[str, dict[str, Any]] = {
     "networkPolicy.extraIngress": NETPOL_EXTRA,
     "networkPolicy.extraEgress": NETPOL_EXTRA,
     "gateway.redisFailureMode": {"type": "string", "enum": ["closed", "open"]},
+    "ray.pipelines.providerKeys": {
+        "type": "array",
+        "items": {
+            "type": "object",
+            "additionalProperties": False,
+            "required": ["env", "existingSecret"],
+            "properties": {
+                "env": {"type": "string", "pattern": "^[A-Z_][A-Z0-9_]*$"},
+                "existingSecret": {"type": "string", "pattern": "^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$"},
+                "key": {"type": "string", "minLength": 1},
+            },
+        },
+    },
     "inference.models[].id": DNS_LABEL,
     "inference.models[].version": {"type": "string", "pattern": "^([0-9]+)?$"},
     "inference.models[].extraArgs": STRINGS,

@@ -76,7 +76,7 @@ def create_app(settings: GatewayServiceSettings, *, serve_metrics: bool = True) 
             reconcile_s=settings.rollout_reconcile_s,
         )
         app.state.rollouts = app.state.forwarder.rollouts = controller
-        if settings.exact_prompt_tokens:
+        if settings.exact_prompt_count:
             app.state.forwarder.counter = PromptCounter(
                 controller.registry, settings.home / "gateway" / "tokenizers", models_dir=settings.home / "models"
             )

@@ -104,7 +104,7 @@ class GatewayServiceSettings(ProcessSettings, GatewaySettings):
     # Reserve a prompt at its exact token count, from the tokenizer and chat template of the
     # registry version that serves it (fetched once per version); off, or where a version's
     # tokenizer cannot be had, by the byte bound above.
-    exact_prompt_tokens: bool = True
+    exact_prompt_count: bool = True
 
     request_timeout_s: float = Field(default=300.0, gt=0)
     connect_timeout_s: float = Field(default=3.0, gt=0)

@@ -81,9 +81,12 @@ class VersionTokenizer:
                     return None  # images and audio: the engine's processor counts them
                 content = "\n".join(str(part.get("text", "")) for part in content)
             messages.append({**message, "content": content})
-        rendered = self.template.render(
-            messages=messages, tools=body.get("tools"), add_generation_prompt=True, **self.special
-        )
+        try:
+            rendered = self.template.render(
+                messages=messages, tools=body.get("tools"), add_generation_prompt=True, **self.special
+            )
+        except Exception:  # a message the template refuses (no content, a role it does not know)
+            return None  # the engine decides about it; the byte bound reserves for it meanwhile
         return len(self.tokenizer.encode(rendered, add_special_tokens=False).ids)
 
     def completion(self, prompts: list[str]) -> int:

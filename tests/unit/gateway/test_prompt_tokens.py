@@ -67,8 +67,9 @@ def test_a_completion_counts_each_prompt_as_the_tokenizer_does(reference, versio
         {"messages": [{"role": "user", "content": [{"type": "image_url", "image_url": {"url": "x"}}]}]},
         {"messages": [{"role": "user", "content": "Hi"}], "chat_template": "{{ 'x' }}"},
         {"messages": [{"role": "user", "content": "Hi"}], "continue_final_message": True},
+        {"messages": [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": None}]},
     ],
-    ids=["image", "own-template", "continue"],
+    ids=["image", "own-template", "continue", "template-refuses"],
 )
 def test_what_it_cannot_count_exactly_is_left_to_the_byte_bound(version, body):
     assert version.chat(body) is None
