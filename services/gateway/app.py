@@ -30,6 +30,29 @@ from services.gateway.tokens import PromptCounter
 log = logging.getLogger(__name__)
 
 
+def _rollout_controller(
+    settings: GatewayServiceSettings, keys: KeyStore, router: Router, metrics: GatewayMetrics
+) -> RolloutController:
+    return RolloutController(
+        RolloutStore(keys.engine),
+        router,
+        metrics,
+        ModelRegistry(settings.mlflow.uri, timeout_s=settings.mlflow.request_timeout_s),
+        interval_s=settings.rollout_interval_s,
+        lease_ttl_s=settings.rollout_lease_s,
+        feedback_window_s=settings.feedback_window_s,
+        cache=RolloutCache(settings.redis_url) if settings.redis_url else None,
+        reconcile_s=settings.rollout_reconcile_s,
+    )
+
+
+def _prompt_counter(settings: GatewayServiceSettings, registry: ModelRegistry) -> PromptCounter | None:
+    """Exact prompt counts for token-limited keys (LATHE_GATEWAY_EXACT_PROMPT_COUNT)."""
+    if not settings.exact_prompt_count:
+        return None
+    return PromptCounter(registry, settings.home / "gateway" / "tokenizers", models_dir=settings.home / "models")
+
+
 def create_app(settings: GatewayServiceSettings, *, serve_metrics: bool = True) -> FastAPI:
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -64,22 +87,9 @@ def create_app(settings: GatewayServiceSettings, *, serve_metrics: bool = True) 
         app.state.metrics = metrics
         app.state.usage = usage
         app.state.forwarder = Forwarder(settings, router, limiter, usage, metrics, http)
-        controller = RolloutController(
-            RolloutStore(keys.engine),
-            router,
-            metrics,
-            ModelRegistry(settings.mlflow.uri, timeout_s=settings.mlflow.request_timeout_s),
-            interval_s=settings.rollout_interval_s,
-            lease_ttl_s=settings.rollout_lease_s,
-            feedback_window_s=settings.feedback_window_s,
-            cache=RolloutCache(settings.redis_url) if settings.redis_url else None,
-            reconcile_s=settings.rollout_reconcile_s,
-        )
+        controller = _rollout_controller(settings, keys, router, metrics)
         app.state.rollouts = app.state.forwarder.rollouts = controller
-        if settings.exact_prompt_count:
-            app.state.forwarder.counter = PromptCounter(
-                controller.registry, settings.home / "gateway" / "tokenizers", models_dir=settings.home / "models"
-            )
+        app.state.forwarder.counter = _prompt_counter(settings, controller.registry)
         usage.start()
         checker = asyncio.create_task(check_backends(router, http, metrics, settings.health_interval_s))
         tasks = [checker, asyncio.create_task(controller.run())]

@@ -35,7 +35,7 @@ from services.gateway.quotas import (
     RateLimitedError,
     Reservation,
 )
-from services.gateway.routing import Backend, Router
+from services.gateway.routing import Backend, ModelPool, Router
 from services.gateway.settings import GatewayServiceSettings
 from services.gateway.tokens import PromptCounter
 
@@ -118,7 +118,7 @@ class Forwarder:
         return Admission(key, model, route, estimate, max_tokens, reservation)
 
     async def _prompt_tokens(
-        self, key: KeyInfo, pool: Any, route: str, texts: list[str], generates: bool, body: dict[str, Any] | None
+        self, key: KeyInfo, pool: ModelPool, route: str, texts: list[str], generates: bool, body: dict[str, Any] | None
     ) -> int:
         """The prompt's tokens as the engine will count them where that decides anything (a key
         with token limits, a prompt the byte bound puts over the limit); else the byte bound,
@@ -127,7 +127,8 @@ class Forwarder:
         needed = key.tpm is not None or key.budget is not None or bound > self.settings.max_prompt_tokens
         exact = None
         if needed and self.counter is not None and body is not None:
-            exact = await self.counter.count(pool.model, pool.servable_versions(), route, body)
+            size = sum(len(t) for t in texts)
+            exact = await self.counter.count(pool.model, pool.servable_versions(), route, body, size)
         if needed:
             self.metrics.prompt_counts.labels(model=pool.model, method="bytes" if exact is None else "tokenizer").inc()
         return bound if exact is None else exact

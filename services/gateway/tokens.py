@@ -139,8 +139,11 @@ class PromptCounter:
         self._failed_at: dict[tuple[str, str], float] = {}
         self._loading: dict[tuple[str, str], asyncio.Task] = {}
 
-    async def count(self, model: str, versions: list[str], route: str, body: dict[str, Any]) -> int | None:
-        """The prompt's tokens under every version that may serve it (the largest), or None."""
+    async def count(
+        self, model: str, versions: list[str], route: str, body: dict[str, Any], size: int = 0
+    ) -> int | None:
+        """The prompt's tokens under every version that may serve it (the largest), or None.
+        ``size``: the prompt's characters, which decide whether it is encoded off the loop."""
         if route not in ("chat", "completions") or not versions:
             return None
         counts = []
@@ -150,8 +153,7 @@ class PromptCounter:
                 return None
             count = tokenizer.chat if route == "chat" else functools.partial(_completion, tokenizer)
             # A long prompt is encoded off the event loop (0.5-0.8 ms per KB on one core).
-            large = sum(len(t) for t in _texts(body)) > OFF_LOOP_CHARS
-            counted = await asyncio.to_thread(count, body) if large else count(body)
+            counted = await asyncio.to_thread(count, body) if size > OFF_LOOP_CHARS else count(body)
             if counted is None:
                 return None
             counts.append(counted)
@@ -197,13 +199,6 @@ class PromptCounter:
         if folder is None:
             folder = self.registry.download_files(model, version, TOKENIZER_FILES, self.cache_dir)
         return VersionTokenizer.load(folder)
-
-
-def _texts(body: dict[str, Any]) -> list[str]:
-    prompt = body.get("prompt")
-    if prompt is not None:
-        return [prompt] if isinstance(prompt, str) else [p for p in prompt if isinstance(p, str)]
-    return [m["content"] for m in body.get("messages") or [] if isinstance(m.get("content"), str)]
 
 
 def _completion(tokenizer: VersionTokenizer, body: dict[str, Any]) -> int | None:
