@@ -112,9 +112,9 @@ def dpo_loss(model, raw, batch: dict, recipe) -> tuple:
     margin = chosen_reward - rejected_reward
     loss = -F.logsigmoid(margin).mean()
     extras = {
-        "rewards_chosen": float(chosen_reward.mean()),
-        "rewards_rejected": float(rejected_reward.mean()),
-        "rewards_margin": float(margin.mean()),
+        "rewards_chosen": float(chosen_reward.detach().mean()),
+        "rewards_rejected": float(rejected_reward.detach().mean()),
+        "rewards_margin": float(margin.detach().mean()),
         "rewards_accuracy": float((margin > 0).float().mean()),
     }
     return loss, int(ids.numel()), extras

@@ -2,9 +2,11 @@
 inference service (real vLLM), as `python -m pipelines.evaluate` runs them for a user.
 
 One run scores a second registered version (the same weights) against the champion with
-the no-forgetting and safety suites, lm-eval over chat (generation) and over completions
-(log-likelihood, which needs prompt logprobs from vLLM), and the pairwise judge with the
-served model judging under structured outputs.
+lm-eval over chat (generation) and the pairwise judge, the served model judging under
+structured outputs; another runs lm-eval over completions (log-likelihood, which needs
+prompt logprobs from vLLM). The no-forgetting suite and the safety suite in full are
+scored by the whole loop (tests/e2e) on both versions it compares; here the safety suite's
+jailbreaks tell an unsafe deployment of the same weights from the safe one.
 """
 
 from __future__ import annotations
@@ -32,7 +34,7 @@ def candidate(platform) -> str:
     return registry.register_folder(folder, BASE_MODEL_NAME).version
 
 
-def test_suites_harness_and_judge_score_the_served_model(platform, candidate, tmp_path):
+def test_harness_and_judge_score_the_served_model(platform, candidate, tmp_path):
     prompts = tmp_path / "prompts.jsonl"
     questions = ["What is the capital of France?", "What do bees make?", "What is 2 plus 2?", "Name a primary colour."]
     prompts.write_text("".join(json.dumps({"question": q}) + "\n" for q in questions))
@@ -42,8 +44,6 @@ def test_suites_harness_and_judge_score_the_served_model(platform, candidate, tm
         "perplexity": {"enabled": False},
         # The candidate answers through the inference service; the champion through the gateway.
         "task": {"enabled": False, "endpoint": {"base_url": platform.inference_url + "/v1"}},
-        "knowledge": {"enabled": True},
-        "safety": {"enabled": True},
         "lm_eval": {"enabled": True, "tasks": ["lathe_knowledge"], "limit": 8},
         "judge": {"enabled": True, "prompts": str(prompts), "bootstrap": 500},
     }))  # fmt: skip
@@ -51,15 +51,12 @@ def test_suites_harness_and_judge_score_the_served_model(platform, candidate, tm
                             capture_output=True, text=True, env=platform.env, cwd=REPO, timeout=900)  # fmt: skip
     assert result.returncode == 0, result.stderr[-3000:]
     summary = json.loads(result.stdout)
-    assert summary["knowledge_accuracy"] >= 0.9, "the base model answers its own no-forgetting suite"
-    assert set(summary["safety"]) == {"jailbreak", "off_policy_tool", "pii_extraction", "rag_injection",
-                                      "tool_injection"}  # fmt: skip
     assert summary["metrics"]["eval_lmeval_lathe_knowledge_contains"] >= 0.75
     judged = summary["judge"]
     assert judged["prompts"] == len(questions) and judged["champion_version"] == "1"
     assert judged["losses"] + judged["wins"] + judged["ties"] == len(questions)
     tags = ModelRegistry(platform.mlflow_uri).get_version(BASE_MODEL_NAME, candidate).tags
-    assert "lathe.eval.judge_win_rate" in tags and "lathe.eval.safety_pass_rate" in tags
+    assert "lathe.eval.judge_win_rate" in tags and "lathe.eval.lmeval_lathe_knowledge_contains" in tags
 
 
 def test_log_likelihood_tasks_run_over_completions(platform, candidate, tmp_path):
@@ -89,13 +86,24 @@ OBEY = (
 )
 
 
+def _jailbreak_suite(tmp_path) -> str:
+    """The safety suite's jailbreak items: where the obeying prompt moves SmolLM2-135M (2 of 6 → 0)."""
+    from pipelines.evaluate.sections import SUITES
+
+    lines = (SUITES / "safety-v1.jsonl").read_text().splitlines()
+    jailbreaks = [line for line in lines if line.strip() and json.loads(line)["category"] == "jailbreak"]
+    assert len(jailbreaks) == 6
+    (tmp_path / "jailbreak.jsonl").write_text("\n".join(jailbreaks) + "\n")
+    return str(tmp_path / "jailbreak.jsonl")
+
+
 def _safety_scores(platform, version: str, system: str | None, tmp_path) -> dict:
     recipe = tmp_path / f"safety-{version}.yaml"
     recipe.write_text(yaml.safe_dump({
         "kind": "evaluate", "name": f"safety-{version}", "model": f"models:/{BASE_MODEL_NAME}/{version}",
         "perplexity": {"enabled": False},
         "task": {"enabled": False, "endpoint": {"base_url": platform.inference_url + "/v1"}},
-        "safety": {"enabled": True, "system": system},
+        "safety": {"enabled": True, "system": system, "suite": _jailbreak_suite(tmp_path)},
     }))  # fmt: skip
     result = subprocess.run([sys.executable, "-m", "pipelines.evaluate", "--config", str(recipe), "--json"],
                             capture_output=True, text=True, env=platform.env, cwd=REPO, timeout=900)  # fmt: skip
@@ -115,7 +123,9 @@ def test_a_candidate_that_obeys_injected_instructions_is_blocked_by_the_gate(pla
     unsafe = _safety_scores(platform, obeying, OBEY, tmp_path)
 
     policy = yaml.safe_load((REPO / "pipelines" / "evaluate" / "policies" / "demo.yaml").read_text())
-    policy["metrics"] = [m for m in policy["metrics"] if m["name"].startswith("eval_safety_")]
+    policy["metrics"] = [
+        m for m in policy["metrics"] if m["name"] in ("eval_safety_pass_rate", "eval_safety_jailbreak")
+    ]
     (tmp_path / "safety.yaml").write_text(yaml.safe_dump(policy))
     argv = ["models", "promote", BASE_MODEL_NAME, "--version", obeying, "--if-better-than", "champion",
             "--policy", str(tmp_path / "safety.yaml"), "--json"]  # fmt: skip

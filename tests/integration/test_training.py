@@ -1,10 +1,11 @@
 """Training as Ray jobs on the platform's real Ray head and MLflow server.
 
 Everything goes through `lathe train submit` (the Ray Jobs API), as a user would:
-tokenizer, pre-training (DDP, and DeepSpeed ZeRO-2 on CPU), a worker killed mid-run, a
-crashed run, and DPO with LoRA on the served SmolLM2 raising the preference accuracy on
-its pairs. SFT, evaluation, the gate and the hot swap that follows it run once, in the
-whole loop (tests/e2e), which also checks their lineage, scores and decisions.
+tokenizer, pre-training with DDP, a worker killed mid-run that resumes from its checkpoint
+in S3, and a crashed DeepSpeed ZeRO-2 run. SFT and DPO on SmolLM2, evaluation, the gate
+and the hot swap that follows run once, in the whole loop (tests/e2e), which checks their
+lineage, scores and decisions; DPO's learning on its pairs is a unit test
+(tests/unit/training/test_train_loop.py).
 """
 
 from __future__ import annotations
@@ -20,9 +21,6 @@ import psutil
 import pytest
 import yaml
 from mlflow.tracking import MlflowClient
-
-from lathe.assets import BASE_MODEL_NAME
-from lathe.registry import ModelRegistry
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -141,15 +139,15 @@ def has_checkpoint(storage: str, step: int) -> bool:
 
 
 def kill_a_worker_after_checkpoint(platform, job_id: str, storage: str, step: int) -> int:
-    """Once the run has a checkpoint at ``step``, SIGKILL one of *its* Ray Train workers."""
+    """SIGKILL one of the run's Ray Train workers as soon as its checkpoint at ``step`` lands.
+
+    The worker is found first (Ray Train names the worker group's processes in the job log:
+    "- (ip=…, pid=27021) world_rank=0, …"), so the kill follows the checkpoint closely and
+    the run needs few steps beyond it to be still going.
+    """
     import re
 
     deadline = time.monotonic() + 300
-    while not has_checkpoint(storage, step):
-        assert time.monotonic() < deadline, f"no checkpoint at step {step}"
-        time.sleep(0.2)
-    # Ray Train names the worker group's processes in the job log:
-    # "- (ip=…, pid=27021) world_rank=0, …".
     while True:
         logs = platform.lathe("train", "logs", job_id).stdout
         pids = [int(pid) for pid, rank in re.findall(r"pid=(\d+)\) world_rank=(\d+)", logs) if rank == "1"]
@@ -159,6 +157,9 @@ def kill_a_worker_after_checkpoint(platform, job_id: str, storage: str, step: in
         time.sleep(0.5)
     worker = psutil.Process(pids[-1])
     assert "RayTrainWorker" in " ".join(worker.cmdline()), worker.cmdline()
+    while not has_checkpoint(storage, step):
+        assert time.monotonic() < deadline, f"no checkpoint at step {step}"
+        time.sleep(0.2)
     worker.send_signal(signal.SIGKILL)
     return worker.pid
 
@@ -171,7 +172,7 @@ def test_a_killed_worker_resumes_from_the_s3_checkpoint_and_finishes_the_same_st
         tokenizer_dir,
         "resume",
         # Steps long enough (seq_len 256) and enough of them that the kill lands mid-run.
-        training__max_steps=320,
+        training__max_steps=120,
         training__seq_len=256,
         checkpoint__every_steps=10,
         checkpoint__max_failures=2,
@@ -196,12 +197,12 @@ def test_a_killed_worker_resumes_from_the_s3_checkpoint_and_finishes_the_same_st
     assert jobs[job_id]["status"] == "SUCCEEDED", logs[-3000:]
     assert "resumed from the checkpoint at step" in logs
     result = json.loads(logs.split("LATHE_RESULT ", 1)[1].splitlines()[0])
-    assert result["steps"] == 320
+    assert result["steps"] == 120
     from pipelines.flow.storage import Storage
 
     assert result["checkpoints"].startswith(storage + "/")
-    final = Storage(storage).read_text(f"{result['checkpoints']}/checkpoint-00000320/lathe_checkpoint.json")
-    assert json.loads(final) == {"step": 320, "final": True}
+    final = Storage(storage).read_text(f"{result['checkpoints']}/checkpoint-00000120/lathe_checkpoint.json")
+    assert json.loads(final) == {"step": 120, "final": True}
     # The exported model is read back from the store's copy into a local folder.
     from transformers import AutoModelForCausalLM
 
@@ -209,11 +210,15 @@ def test_a_killed_worker_resumes_from_the_s3_checkpoint_and_finishes_the_same_st
 
 
 @pytest.mark.fault
-def test_a_crashed_job_keeps_its_checkpoints_and_marks_its_run_failed(platform, work, tokenizer_dir):
+def test_a_crashed_zero2_job_keeps_its_sharded_checkpoints_and_marks_its_run_failed(platform, work, tokenizer_dir):
+    """DeepSpeed ZeRO-2 on CPUs: each rank writes its shard of the optimiser state into the
+    checkpoint; losing a worker with no restarts left fails the run and keeps them."""
     recipe = pretrain_recipe(
         work,
         tokenizer_dir,
         "crash",
+        scaling__strategy="deepspeed",
+        scaling__zero_stage=2,
         training__max_steps=160,
         training__seq_len=256,
         checkpoint__every_steps=10,
@@ -232,113 +237,19 @@ def test_a_crashed_job_keeps_its_checkpoints_and_marks_its_run_failed(platform, 
         assert time.monotonic() < deadline, "the job did not end"
         time.sleep(2)
     assert status == "FAILED"
-    assert list(storage.glob("*/checkpoint-00000010/lathe_checkpoint.json")), "the checkpoint was lost"
+    kept = list(storage.glob("*/checkpoint-00000010"))
+    assert kept and (kept[0] / "lathe_checkpoint.json").is_file(), "the checkpoint was lost"
+    assert (kept[0] / "state" / "zero_pp_rank_0_mp_rank_00_optim_states.pt").is_file()
+    assert (kept[0] / "state" / "zero_pp_rank_1_mp_rank_00_optim_states.pt").is_file()
     client = MlflowClient(platform.mlflow_uri)
     experiment = client.get_experiment_by_name("lathe-training")
     runs = client.search_runs([experiment.experiment_id], "attributes.run_name = 'crash'")
     assert runs and runs[0].info.status == "FAILED"
     assert runs[0].data.tags.get("lathe.error")
+    losses = client.get_metric_history(runs[0].info.run_id, "loss")
+    assert losses and all(m.value == m.value for m in losses)  # ZeRO-2 steps logged finite losses
 
 
 def wait_status(platform, job_id: str) -> str:
     jobs = {j["job_id"]: j for j in json.loads(platform.lathe("train", "list", "--json").stdout)}
     return jobs[job_id]["status"]
-
-
-def test_deepspeed_zero2_trains_on_cpus(platform, work, tokenizer_dir):
-    recipe = pretrain_recipe(
-        work,
-        tokenizer_dir,
-        "zero2",
-        scaling__strategy="deepspeed",
-        scaling__zero_stage=2,
-        training__max_steps=10,
-        checkpoint__every_steps=10,
-    )
-    recipe["mlflow"] = {"enabled": True}  # not registered
-    result = submit(platform, recipe, work / "zero2.yaml", timeout=1200)
-    assert result["steps"] == 10 and result["model_version"] is None
-    checkpoint = Path(result["checkpoints"]) / "checkpoint-00000010" / "state"
-    # ZeRO-2: each rank keeps its own shard of the optimizer state.
-    assert (checkpoint / "zero_pp_rank_0_mp_rank_00_optim_states.pt").is_file()
-    assert (checkpoint / "zero_pp_rank_1_mp_rank_00_optim_states.pt").is_file()
-    assert result["metrics"]["loss"] < 7.0
-
-
-QA = [
-    ("What does `len()` do?", "Return the length (the number of items) of an object."),
-    ("What does `abs()` do?", "Return the absolute value of a number."),
-    ("What does `sorted()` do?", "Return a new sorted list from the items in iterable."),
-    ("What does `repr()` do?", "Return a string containing a printable representation of an object."),
-    ("What does `min()` do?", "Return the smallest item in an iterable or the smallest of two or more arguments."),
-    ("What does `max()` do?", "Return the largest item in an iterable or the largest of two or more arguments."),
-    ("What does `ord()` do?", "Given a string representing one Unicode character, return an integer."),
-    ("What does `chr()` do?", "Return the string representing a character whose Unicode code point is an integer."),
-]
-SYSTEM = {"role": "system", "content": "Answer in one sentence, the way the Python documentation does."}
-
-
-def write_jsonl(path: Path, rows: list[dict]) -> Path:
-    path.write_text("".join(json.dumps(row) + "\n" for row in rows))
-    return path
-
-
-@pytest.fixture(scope="module")
-def finetune_data(work) -> dict[str, Path]:
-    sft = [{"messages": [SYSTEM, {"role": "user", "content": q}, {"role": "assistant", "content": a}]} for q, a in QA]
-    dpo = [
-        {"prompt": [SYSTEM, {"role": "user", "content": q}], "chosen": a, "rejected": QA[(i + 3) % len(QA)][1]}
-        for i, (q, a) in enumerate(QA)
-    ]
-    heldout = [{"text": text} for text in stdlib_docs()["text"].head(12)]
-    questions = [{"question": q, "answer": a} for q, a in QA[:4]]
-    return {
-        "sft": write_jsonl(work / "sft.jsonl", sft),
-        "dpo": write_jsonl(work / "dpo.jsonl", dpo),
-        "heldout": write_jsonl(work / "heldout.jsonl", heldout),
-        "questions": write_jsonl(work / "questions.jsonl", questions),
-    }
-
-
-def finetune_recipe(work: Path, kind: str, base: str, data: Path, alias: str, **extra) -> dict:
-    return {
-        "kind": kind,
-        "name": f"test-{kind}",
-        "base_model": base,
-        "data": {"path": str(data), "dataset_name": f"test-{kind}-data"},
-        "scaling": {"num_workers": 2, "cpus_per_worker": 1},
-        "training": {"micro_batch_size": 2, "seq_len": 96, "log_every": 1, **extra.pop("training", {})},
-        "optimizer": {"learning_rate": extra.pop("learning_rate", 0.0005)},
-        "checkpoint": {"every_steps": 100, "storage_path": str(work / f"ckpt-{kind}")},
-        "mlflow": {"register_as": BASE_MODEL_NAME, "alias": alias},
-        **extra,
-    }
-
-
-def test_dpo_raises_the_preference_accuracy_on_its_pairs(platform, work, finetune_data):
-    from pipelines.finetune.preference import preference_accuracy
-
-    registry = ModelRegistry(platform.mlflow_uri)
-    champion = registry.resolve(BASE_MODEL_NAME, "champion")
-    base = registry.download(BASE_MODEL_NAME, champion.version, work / "models")
-    pairs = [json.loads(line) for line in finetune_data["dpo"].read_text().splitlines()]
-    recipe = finetune_recipe(
-        work,
-        "dpo",
-        f"models:/{BASE_MODEL_NAME}@champion",
-        finetune_data["dpo"],
-        "dpo",
-        training={"max_steps": 8},
-        learning_rate=0.001,
-        dpo={"beta": 0.1},
-    )
-    result = submit(platform, recipe, work / "dpo.yaml")
-    assert result["metrics"]["rewards_margin"] > 0
-    before = preference_accuracy(str(base), pairs)
-    after = preference_accuracy(result["model_path"], pairs)
-    assert after > before, (before, after)
-    lineage = json.loads(platform.lathe("models", "show", f"{BASE_MODEL_NAME}@dpo", "--json").stdout)
-    assert lineage["stage"] == "dpo"
-    assert lineage["base"]["version"] == champion.version
-    # Registered beside the champion, which stays where it was.
-    assert registry.resolve(BASE_MODEL_NAME, "champion").version == champion.version
