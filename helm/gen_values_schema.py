@@ -141,6 +141,22 @@ RULES: dict[str, dict[str, Any]] = {
     "networkPolicy.extraIngress": NETPOL_EXTRA,
     "networkPolicy.extraEgress": NETPOL_EXTRA,
     "gateway.redisFailureMode": {"type": "string", "enum": ["closed", "open"]},
+    # services/gateway/guardrails.py's GuardrailConfig; the gateway checks the rest at start-up.
+    "gateway.guardrails": {
+        "type": "array",
+        "items": {
+            "type": "object",
+            "additionalProperties": False,
+            "required": ["name"],
+            "properties": {
+                "name": {"type": "string", "enum": ["deny", "injection", "pii"]},
+                "action": {"type": "string", "enum": ["block", "mask"]},
+                "on": {"type": "array", "minItems": 1, "items": {"type": "string", "enum": ["request", "response"]}},
+                "kinds": STRINGS,
+                "terms": STRINGS,
+            },
+        },
+    },
     "ray.pipelines.providerKeys": {
         "type": "array",
         "items": {

@@ -54,6 +54,9 @@ def create(
     max_tokens: int | None = typer.Option(None, "--max-tokens", min=1, help="Cap on max_tokens per request."),
     tools: str = typer.Option("", "--tools", help="Comma-separated agent tools it may call (default: all)."),
     expires: str | None = typer.Option(None, "--expires", help="Expiry date or time, ISO format (2027-01-31)."),
+    guardrails: list[str] = typer.Option(
+        [], "--guardrail", help="A guardrail on its requests and answers, NAME[:ACTION]: pii, pii:mask, injection."
+    ),
     json_output: bool = typer.Option(False, "--json", help="Print the key and its settings as JSON."),
 ) -> None:
     """Create a key. The key itself is printed once, now: store it; only its hash is kept."""
@@ -73,6 +76,7 @@ def create(
         "max_tokens": max_tokens,
         "tools": [t.strip() for t in tools.split(",") if t.strip()],
         "expires_at": expires,
+        "guardrails": [_guardrail(g) for g in guardrails],
     }
     created = admin_call("POST", "/admin/keys", body)
     if json_output:
@@ -80,6 +84,12 @@ def create(
         return
     console.print(f"created key [bold]{created['name']}[/]: {created['key']}")
     console.print("[yellow]This is the only time the key is shown. Store it now.[/]")
+
+
+def _guardrail(text: str) -> dict:
+    """``NAME[:ACTION]`` as the admin API takes it (the gateway checks the name and the action)."""
+    name, _, action = text.partition(":")
+    return {"name": name, **({"action": action} if action else {})}
 
 
 @app.command("list")

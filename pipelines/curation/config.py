@@ -11,8 +11,8 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
+from lathe.pii import KINDS
 from pipelines.curation.normalise import DEFAULT_BOILERPLATE
-from pipelines.curation.pii import KINDS
 from pipelines.stagekit.recipes import Strict as _Strict
 from pipelines.stagekit.recipes import read_yaml, validate
 

@@ -12,7 +12,7 @@ import random
 from collections import Counter
 from dataclasses import dataclass
 
-from pipelines.curation.pii import KINDS, find_pii
+from lathe.pii import KINDS, find_pii
 
 POSITIVES = {
     "email": ["ada.lovelace@example.org", "j.smith+news@mail.example.co.uk", "ops-team@lathe.dev"],

@@ -10,11 +10,11 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from lathe.pii import KINDS, redact
 from pipelines.curation.config import StagesConfig
 from pipelines.curation.decontaminate import contamination
 from pipelines.curation.dedup import MinHashParams, exact_hash, minhash_signature
 from pipelines.curation.normalise import compile_boilerplate, normalise_text
-from pipelines.curation.pii import KINDS, redact
 from pipelines.curation.quality import QualityThresholds, check_quality, words_of
 
 PII_COLUMNS = [f"pii_{kind}" for kind in KINDS]

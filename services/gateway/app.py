@@ -24,6 +24,7 @@ from services.gateway.rollouts.controller import RolloutController
 from services.gateway.rollouts.store import RolloutStore
 from services.gateway.routes import admin, health, openai, relay, rollouts
 from services.gateway.routing import Router
+from services.gateway.screening import GuardrailBook
 from services.gateway.settings import GatewayServiceSettings
 from services.gateway.tokens import PromptCounter
 
@@ -61,7 +62,8 @@ def create_app(settings: GatewayServiceSettings, *, serve_metrics: bool = True) 
             (settings.home / "gateway").mkdir(parents=True, exist_ok=True)
         keys = KeyStore(settings.database)
         metrics = GatewayMetrics.create()
-        router = Router.from_config(settings.load_routes(), settings.breaker_failures, settings.breaker_reset_s)
+        routes = settings.load_routes()
+        router = Router.from_config(routes, settings.breaker_failures, settings.breaker_reset_s)
         for model in router.pools:  # at zero, so a model's first stream is an increase a rate can see
             metrics.ttft.labels(model=model)
 
@@ -86,7 +88,8 @@ def create_app(settings: GatewayServiceSettings, *, serve_metrics: bool = True) 
         app.state.router = router
         app.state.metrics = metrics
         app.state.usage = usage
-        app.state.forwarder = Forwarder(settings, router, limiter, usage, metrics, http)
+        guardrails = GuardrailBook(settings.guardrails, {m: r.guardrails for m, r in routes.models.items()}, metrics)
+        app.state.forwarder = Forwarder(settings, router, limiter, usage, metrics, http, guardrails)
         controller = _rollout_controller(settings, keys, router, metrics)
         app.state.rollouts = app.state.forwarder.rollouts = controller
         app.state.forwarder.counter = _prompt_counter(settings, controller.registry)

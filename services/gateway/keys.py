@@ -18,7 +18,7 @@ import uuid
 from dataclasses import dataclass
 
 from sqlalchemy import JSON, DateTime, ForeignKey, Integer, String, create_engine, func, select
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, sessionmaker
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship, sessionmaker
 
 from lathe.errors import InvalidRequestError, NotFoundError
 
@@ -56,6 +56,17 @@ class ApiKey(Base):
     expires_at: Mapped[dt.datetime | None] = mapped_column(DateTime, nullable=True)
     revoked_at: Mapped[dt.datetime | None] = mapped_column(DateTime, nullable=True)
     created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+    guarded: Mapped[KeyGuardrails | None] = relationship(lazy="joined", uselist=False)
+
+
+class KeyGuardrails(Base):
+    """A key's guardrails (services.gateway.guardrails), beside the key: a table of its own,
+    so a database made before guardrails gains it with no migration."""
+
+    __tablename__ = "key_guardrails"
+
+    key_id: Mapped[str] = mapped_column(ForeignKey("api_keys.id"), primary_key=True)
+    guardrails: Mapped[list] = mapped_column(JSON, default=list)
 
 
 class UsageRecord(Base):
@@ -86,6 +97,7 @@ class KeyInfo:
     expires_at: dt.datetime | None
     revoked_at: dt.datetime | None
     created_at: dt.datetime
+    guardrails: tuple[dict, ...] = ()  # GuardrailConfig dicts
 
     @classmethod
     def of(cls, row: ApiKey) -> KeyInfo:
@@ -102,6 +114,7 @@ class KeyInfo:
             expires_at=row.expires_at,
             revoked_at=row.revoked_at,
             created_at=row.created_at,
+            guardrails=tuple(row.guarded.guardrails) if row.guarded else (),
         )
 
     @property
@@ -126,6 +139,7 @@ class KeyInfo:
             "revoked_at": self.revoked_at.isoformat() if self.revoked_at else None,
             "created_at": self.created_at.isoformat(),
             "active": self.active,
+            "guardrails": list(self.guardrails),
         }
 
 
@@ -147,6 +161,7 @@ class KeyStore:
         max_tokens: int | None = None,
         tools: list[str] | None = None,
         expires_at: dt.datetime | None = None,
+        guardrails: list[dict] | None = None,
     ) -> tuple[str, KeyInfo]:
         """Create a key; the raw key is returned here and never again."""
         for field, value in (("rpm", rpm), ("tpm", tpm), ("budget", budget), ("max_tokens", max_tokens)):
@@ -166,6 +181,7 @@ class KeyStore:
             max_tokens=max_tokens,
             tools=tools or [],
             expires_at=expires_at,
+            guarded=KeyGuardrails(guardrails=guardrails) if guardrails else None,
         )
         with self.sessions() as session, session.begin():
             if session.scalar(select(ApiKey).where(ApiKey.name == name)) is not None:

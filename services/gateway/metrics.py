@@ -33,6 +33,7 @@ class GatewayMetrics:
     rollout_decisions: Counter
     feedback: Counter
     prompt_counts: Counter
+    guardrail_decisions: Counter
 
     @classmethod
     def create(cls) -> GatewayMetrics:
@@ -106,5 +107,10 @@ class GatewayMetrics:
                 "lathe_gateway_prompt_counts_total",
                 "Prompts reserved by their exact count (tokenizer) or by the byte bound (bytes)",
                 ["model", "method"], registry=r,
+            ),
+            guardrail_decisions=Counter(
+                "lathe_gateway_guardrail_decisions_total",
+                "Guardrail decisions on requests and answers: pass, mask or block",
+                ["guardrail", "action"], registry=r,
             ),
         )  # fmt: skip

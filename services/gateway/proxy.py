@@ -26,6 +26,7 @@ from lathe.errors import (
     UpstreamError,
 )
 from lathe.telemetry import REQUEST_ID_HEADER, log_fields, request_id_var
+from services.gateway.guardrails import GuardrailBlockedError
 from services.gateway.keys import KeyInfo, UsageRecorder
 from services.gateway.metrics import GatewayMetrics
 from services.gateway.quotas import (
@@ -36,6 +37,7 @@ from services.gateway.quotas import (
     Reservation,
 )
 from services.gateway.routing import Backend, ModelPool, Router
+from services.gateway.screening import GuardrailBook, Screen, StreamWatch
 from services.gateway.settings import GatewayServiceSettings
 from services.gateway.tokens import PromptCounter
 
@@ -53,6 +55,7 @@ class Admission:
     max_tokens: int | None
     reservation: Reservation | None
     sticky: str | None = None  # a session or user id: the same version for the same one
+    screen: Screen | None = None  # the guardrails on its answer
 
 
 def estimate_prompt_tokens(texts: list[str], overhead: int) -> int:
@@ -71,6 +74,7 @@ class Forwarder:
         usage: UsageRecorder,
         metrics: GatewayMetrics,
         http: aiohttp.ClientSession,
+        guardrails: GuardrailBook | None = None,
     ) -> None:
         self.settings = settings
         self.router = router
@@ -80,6 +84,7 @@ class Forwarder:
         self.http = http
         self.rollouts = None  # a RolloutController, when the app runs one
         self.counter: PromptCounter | None = None  # exact prompt counts, when the app has one
+        self.guardrails = guardrails or GuardrailBook(settings.guardrails, {}, metrics)
 
     # -- admission ------------------------------------------------------------------
     async def admit(
@@ -219,6 +224,8 @@ class Forwarder:
         completion = int(usage.get("completion_tokens") or 0)
         if isinstance(data, dict) and upstream.status == 200:
             data["model"] = admission.model
+            if admission.screen is not None:
+                admission.screen.answer(data)
             self._served(admission.model, backend.version, time.monotonic() - attempt, None)
             if self.rollouts is not None and admission.route == "chat":
                 self.rollouts.maybe_judge(self.http, admission.model, backend.version, body, data)
@@ -236,7 +243,8 @@ class Forwarder:
         client_wants_usage: bool,
         attempt: float,
     ) -> StreamingResponse:
-        state = {"prompt": 0, "completion": 0, "chunks": 0, "done": False, "error": None}
+        state = {"prompt": 0, "completion": 0, "chunks": 0, "done": False, "error": None, "blocked": None}
+        watch = admission.screen.stream() if admission.screen is not None else None
         marks: list[float] = []  # when the first and the latest token events came
 
         async def relay() -> AsyncIterator[bytes]:
@@ -248,7 +256,9 @@ class Forwarder:
                     buffer += piece
                     while b"\n\n" in buffer:
                         event, buffer = buffer.split(b"\n\n", 1)
-                        keep = self._inspect_event(event, state, admission.model, client_wants_usage)
+                        keep = self._inspect_event(event, state, admission.model, client_wants_usage, watch)
+                        if state["blocked"]:
+                            break
                         if keep is None:
                             continue
                         now = time.monotonic()
@@ -257,8 +267,18 @@ class Forwarder:
                             first = False
                         marks[min(len(marks), 1) :] = [now]
                         yield keep + b"\n\n"
+                    if state["blocked"]:
+                        break
+                if state["blocked"]:
+                    # A guardrail stopped the answer: the client gets an error event, not the rest.
+                    status = GuardrailBlockedError.status_code
+                    message = f"the answer was stopped by the {state['blocked']} guardrail"
+                    yield _error_event(message, GuardrailBlockedError.code)
+                    return
                 if buffer.strip():
                     yield buffer
+                if watch is not None:
+                    watch.passed()
                 if state["error"] is None:
                     self._succeeded(backend)
                     ttft = marks[0] - attempt if marks else None
@@ -290,8 +310,11 @@ class Forwarder:
         headers = {"x-lathe-backend-version": backend.version, "cache-control": "no-cache"}
         return StreamingResponse(relay(), media_type="text/event-stream", headers=headers)
 
-    def _inspect_event(self, event: bytes, state: dict, model: str, client_wants_usage: bool) -> bytes | None:
-        """Read usage from the stream; drop the usage-only event the client did not ask for."""
+    def _inspect_event(
+        self, event: bytes, state: dict, model: str, client_wants_usage: bool, watch: StreamWatch | None = None
+    ) -> bytes | None:
+        """Read usage from the stream; drop the usage-only event the client did not ask for;
+        note in ``state["blocked"]`` a guardrail that stops the stream here."""
         if not event.startswith(b"data:") or event.strip() == b"data: [DONE]":
             return event
         try:
@@ -311,6 +334,9 @@ class Forwarder:
                 return None
         if data.get("choices"):
             state["chunks"] += 1
+            if watch is not None and (blocked := watch.feed(data)):
+                state["blocked"] = blocked
+                return None
         if "model" in data:
             data["model"] = model
             return b"data: " + json.dumps(data, separators=(",", ":")).encode()

@@ -10,6 +10,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from services.gateway.guardrails import GuardrailConfig
+
 
 def openapi_body(model: type[BaseModel]) -> dict[str, Any]:
     """``openapi_extra`` that documents ``model`` as a route's JSON body.
@@ -114,6 +116,7 @@ class KeyCreate(BaseModel):
     max_tokens: int | None = Field(default=None, ge=1, le=MAX_LIMIT)
     tools: list[str] = Field(default_factory=list)
     expires_at: str | None = None
+    guardrails: list[GuardrailConfig] = Field(default_factory=list)
 
 
 class CanaryUpdate(BaseModel):

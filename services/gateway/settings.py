@@ -27,6 +27,7 @@ from pydantic import BaseModel, Field, SecretStr, field_validator
 from pydantic_settings import SettingsConfigDict
 
 from lathe.settings import GatewaySettings, MlflowSettings, ProcessSettings
+from services.gateway.guardrails import GuardrailConfig
 
 Policy = Literal["least_outstanding", "round_robin", "prefix_affinity"]
 
@@ -50,6 +51,8 @@ class ModelRoute(BaseModel):
 
     policy: Policy = "least_outstanding"
     backends: list[BackendConfig] = Field(min_length=1)
+    # Checks on this model's requests and answers (services.gateway.guardrails).
+    guardrails: list[GuardrailConfig] = Field(default_factory=list)
 
 
 class RoutesConfig(BaseModel):
@@ -105,6 +108,9 @@ class GatewayServiceSettings(ProcessSettings, GatewaySettings):
     # registry version that serves it (fetched once per version); off, or where a version's
     # tokenizer cannot be had, by the byte bound above.
     exact_prompt_count: bool = True
+    # Guardrails on every model's requests and answers, before each model's own (the routes
+    # file's) and each key's: a JSON list, e.g. [{"name": "pii", "action": "mask"}].
+    guardrails: list[GuardrailConfig] = Field(default_factory=list)
 
     request_timeout_s: float = Field(default=300.0, gt=0)
     connect_timeout_s: float = Field(default=3.0, gt=0)

@@ -36,6 +36,7 @@ async def create_key(request: Request, keys: KeyStoreDep) -> dict:
         max_tokens=body.max_tokens,
         tools=body.tools,
         expires_at=expires,
+        guardrails=[g.model_dump() for g in body.guardrails],
     )
     return {**info.to_dict(), "key": raw}
 

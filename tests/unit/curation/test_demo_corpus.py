@@ -1,7 +1,7 @@
 import json
 
+from lathe.pii import find_pii
 from pipelines.curation.demo_corpus import build
-from pipelines.curation.pii import find_pii
 
 
 def test_demo_corpus_plants_what_its_manifest_says(tmp_path):

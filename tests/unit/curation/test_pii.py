@@ -1,6 +1,6 @@
 import pytest
 
-from pipelines.curation.pii import iban_valid, luhn_valid, redact
+from lathe.pii import iban_valid, luhn_valid, redact
 from pipelines.curation.pii_eval import evaluate
 
 

@@ -267,6 +267,20 @@ def test_the_gateway_keeps_its_api_description_private_unless_asked(monkeypatch)
         assert GatewayServiceSettings().docs is expected
 
 
+def test_the_charts_guardrails_reach_the_gateway_as_a_setting_it_takes(monkeypatch):
+    from services.gateway.settings import GatewayServiceSettings
+
+    assert "LATHE_GATEWAY_GUARDRAILS" not in _env_of(manifests.render(), "lathe-gateway")
+    guardrails = [{"name": "pii", "action": "mask"}, {"name": "deny", "terms": ["napalm"], "on": ["request"]}]
+    env = _env_of(manifests.render({"gateway": {"guardrails": guardrails}}), "lathe-gateway")
+    monkeypatch.setenv("LATHE_GATEWAY_GUARDRAILS", env["LATHE_GATEWAY_GUARDRAILS"])
+    taken = GatewayServiceSettings().guardrails
+    assert [(g.name, g.action, g.on) for g in taken] == [("pii", "mask", ["request", "response"]),
+                                                         ("deny", "block", ["request"])]  # fmt: skip
+    with pytest.raises(Exception, match="at '/gateway/guardrails/0/name'"):
+        manifests.render({"gateway": {"guardrails": [{"name": "pij"}]}})
+
+
 def _env_of(objects, deployment: str) -> dict:
     """name -> value (None for valueFrom) of the first container of a Deployment."""
     (obj,) = [o for o in objects if o["kind"] == "Deployment" and o["metadata"]["name"] == deployment]

@@ -11,8 +11,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from lathe.pii import KINDS, redact
 from pipelines.curation.normalise import DEFAULT_BOILERPLATE, compile_boilerplate, normalise_text
-from pipelines.curation.pii import KINDS, redact
 from pipelines.finetune.demo_data import SYSTEM_PROMPT, bucket, build, clean_rst, first_sentence, main, parse_page
 
 REPO = Path(__file__).resolve().parents[3]
