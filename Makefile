@@ -12,7 +12,7 @@ DEMO_QUESTION ?= In one sentence, what is a language model?
 RAG_QUESTION ?= What does sys.setswitchinterval do?
 AGENT_QUESTION ?= What is 17 * 23?
 
-.PHONY: help install install-system demo up down status test test-unit test-integration lint bench-serving bench-gateway bench-prompt-tokens bench-dedup bench-training bench-rag demo-data demo-train demo-rag dashboards clean policy fuzz faults load soak test-load test-e2e k8s-smoke
+.PHONY: help install install-system demo up down status test test-unit test-integration lint bench-serving bench-gateway bench-prompt-tokens bench-guardrails bench-dedup bench-training bench-rag demo-data demo-train demo-rag dashboards clean policy fuzz faults load soak test-load test-e2e k8s-smoke
 
 help: ## Show this help
 	@awk 'BEGIN {FS = ":.*##"; printf "Lathe — make verbs\n\n"} /^[a-zA-Z_-]+:.*##/ { printf "  \033[1m%-18s\033[0m %s\n", $$1, $$2 }' $(MAKEFILE_LIST)
@@ -171,6 +171,9 @@ bench-gateway: $(VENV)/.installed .venv-bench-litellm/.installed ## Gateway over
 
 bench-prompt-tokens: install ## What the gateway's exact prompt count costs per KB: byte bound vs Lathe vs transformers
 	@$(BIN)/python benchmarks/prompt_tokens.py
+
+bench-guardrails: $(VENV)/.installed ## What the gateway's pii and injection guardrails cost per KB of prompt, against parsing it
+	@$(BIN)/python benchmarks/guardrails.py
 
 .venv-bench-datatrove/.installed:
 	@echo "==> baseline environment (.venv-bench-datatrove): datatrove"

@@ -141,6 +141,7 @@ RULES: dict[str, dict[str, Any]] = {
     "networkPolicy.extraIngress": NETPOL_EXTRA,
     "networkPolicy.extraEgress": NETPOL_EXTRA,
     "gateway.redisFailureMode": {"type": "string", "enum": ["closed", "open"]},
+    "gateway.auditRetentionDays": {"type": "integer", "minimum": 1, "maximum": 36500},
     # services/gateway/guardrails.py's GuardrailConfig; the gateway checks the rest at start-up.
     "gateway.guardrails": {
         "type": "array",

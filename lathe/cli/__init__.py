@@ -3,7 +3,8 @@
     lathe up | down | status [--json]
     lathe models list | versions NAME | register PATH --name NAME | show NAME@ALIAS
     lathe models promote NAME [--version N] [--if-better-than ALIAS --metric M --margin X | --policy F] [--canary PCT]
-    lathe keys create NAME [--models m1,m2 --rpm N --tpm N --budget N --expires DATE] | list | revoke | usage
+    lathe keys create NAME [--models m1,m2 --rpm N --tpm N --budget N --expires DATE --guardrail pii:mask] | list | …
+    lathe audit [--since 1h --key NAME --limit N --json]
     lathe data curate --config RECIPE [--input PATH --output DIR]
     lathe train submit RECIPE [--set FIELD=VALUE --address URL --no-wait --json] | list | logs JOB_ID
     lathe pipeline run FILE [--set STAGE.FIELD=VALUE --from STAGE --to STAGE --json --k8s --dry-run] | status | logs
@@ -26,6 +27,7 @@ import sys
 import typer
 
 from lathe.cli import agent, chat, cluster, dashboards, data, demo, keys, models, pipeline, platform, train
+from lathe.cli import audit as audit_cli
 from lathe.cli import rag as rag_cli
 from lathe.cli.output import run_guarded
 
@@ -48,6 +50,7 @@ app.add_typer(rag_cli.app, name="rag")
 app.add_typer(dashboards.app, name="dashboards")
 chat.register(app)
 demo.register(app)
+audit_cli.register(app)
 
 
 def main() -> None:

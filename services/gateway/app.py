@@ -14,6 +14,7 @@ from prometheus_client import start_http_server
 from lathe.http_service import NO_OTEL, install_error_handlers
 from lathe.registry import ModelRegistry
 from lathe.telemetry import RequestIdMiddleware
+from services.gateway import audit
 from services.gateway.discovery import EndpointDiscovery, kubernetes_slice_api
 from services.gateway.keys import KeyCache, KeyStore, UsageRecorder
 from services.gateway.metrics import GatewayMetrics
@@ -71,7 +72,7 @@ def create_app(settings: GatewayServiceSettings, *, serve_metrics: bool = True) 
             await usage.flush()
             return await asyncio.to_thread(keys.tokens_used, key_id)
 
-        usage = UsageRecorder(keys)
+        usage = UsageRecorder(keys, prune=lambda: audit.prune(keys, settings.audit_retention_days))
         limiter = (
             RedisLimiter(settings.redis_url, spent, settings.redis_failure_mode)
             if settings.redis_url

@@ -15,7 +15,9 @@ import logging
 import secrets
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from sqlalchemy import JSON, DateTime, ForeignKey, Integer, String, create_engine, func, select
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship, sessionmaker
@@ -213,13 +215,15 @@ class KeyStore:
             row.revoked_at = row.revoked_at or utcnow()
             return KeyInfo.of(row)
 
-    def record_usage(self, records: list[tuple[str, str, int, int, int]]) -> None:
-        """Append usage rows: (key_id, model, prompt_tokens, completion_tokens, status)."""
+    def record_usage(self, records: list[tuple[str, str, int, int, int]], rows: list[Base] = ()) -> None:
+        """Append usage rows, (key_id, model, prompt_tokens, completion_tokens, status), and
+        other rows of the same requests (the audit log's) in the same transaction."""
         with self.sessions() as session, session.begin():
             session.add_all(
                 UsageRecord(key_id=k, model=m, prompt_tokens=p, completion_tokens=c, status=s)
                 for k, m, p, c, s in records
             )
+            session.add_all(rows)
 
     def tokens_used(self, key_id: str) -> int:
         with self.sessions() as session:
@@ -259,31 +263,59 @@ class KeyStore:
 
 
 class UsageRecorder:
-    """Writes usage in batches off the request path: a commit per request would cost
-    more than the gateway's whole latency budget."""
+    """Writes usage, and the audit log's rows, in batches off the request path: a commit per
+    request would cost more than the gateway's whole latency budget. Every ``prune_every_s``
+    it also runs ``prune`` (the audit log's retention)."""
 
-    def __init__(self, store: KeyStore, flush_every_s: float = 0.5) -> None:
+    def __init__(
+        self,
+        store: KeyStore,
+        flush_every_s: float = 0.5,
+        prune: Callable[[], int] | None = None,
+        prune_every_s: float = 3600.0,
+    ) -> None:
         self.store = store
         self.flush_every_s = flush_every_s
+        self.prune = prune
+        self.prune_every_s = prune_every_s
         self._pending: list[tuple[str, str, int, int, int]] = []
+        self._audit: list[Any] = []  # AuditEntry (services.gateway.audit)
         self._task: asyncio.Task | None = None
 
-    def add(self, key_id: str, model: str, prompt: int, completion: int, status: int) -> None:
-        self._pending.append((key_id, model, prompt, completion, status))
+    def add(
+        self, key_id: str, model: str, prompt: int, completion: int, status: int, audit: Any = None, usage: bool = True
+    ) -> None:
+        """A request's usage row (``usage=False``: none, a refusal spent nothing) and its audit entry."""
+        if usage:
+            self._pending.append((key_id, model, prompt, completion, status))
+        if audit is not None:
+            self._audit.append(audit)
 
     async def flush(self) -> None:
         batch, self._pending = self._pending, []
-        if batch:
+        audit, self._audit = self._audit, []
+        if batch or audit:
             try:
-                await asyncio.to_thread(self.store.record_usage, batch)
+                await asyncio.to_thread(self.store.record_usage, batch, [entry.row() for entry in audit])
             except Exception:
                 log.exception("could not write %d usage records; keeping them for the next flush", len(batch))
                 self._pending = batch + self._pending
+                self._audit = audit + self._audit
 
     async def run(self) -> None:
+        pruned_at = 0.0
         while True:
             await asyncio.sleep(self.flush_every_s)
             await self.flush()
+            if self.prune is not None and time.monotonic() - pruned_at >= self.prune_every_s:
+                pruned_at = time.monotonic()
+                try:
+                    gone = await asyncio.to_thread(self.prune)
+                except Exception:
+                    log.exception("could not prune the audit log; trying again in %.0f s", self.prune_every_s)
+                else:
+                    if gone:
+                        log.info("audit log pruned", extra={"fields": {"rows": gone}})
 
     def start(self) -> None:
         self._task = asyncio.create_task(self.run(), name="usage-recorder")

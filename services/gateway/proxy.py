@@ -22,10 +22,12 @@ from lathe.errors import (
     ContextLengthError,
     EngineUnavailableError,
     InvalidRequestError,
+    LatheError,
     PermissionDeniedError,
     UpstreamError,
 )
 from lathe.telemetry import REQUEST_ID_HEADER, log_fields, request_id_var
+from services.gateway.audit import AuditEntry
 from services.gateway.guardrails import GuardrailBlockedError
 from services.gateway.keys import KeyInfo, UsageRecorder
 from services.gateway.metrics import GatewayMetrics
@@ -56,6 +58,7 @@ class Admission:
     reservation: Reservation | None
     sticky: str | None = None  # a session or user id: the same version for the same one
     screen: Screen | None = None  # the guardrails on its answer
+    audit: AuditEntry | None = None  # its row of the audit log, written when it is settled
 
 
 def estimate_prompt_tokens(texts: list[str], overhead: int) -> int:
@@ -97,9 +100,35 @@ class Forwarder:
         generates: bool,
         body: dict[str, Any] | None = None,
     ) -> Admission:
+        """Check, screen and reserve a request; a refusal is written to the audit log."""
+        audit = AuditEntry(key.id, key.name, model, route, request_id_var.get())
+        try:
+            admission = await self._admit(key, model, route, texts, max_tokens, generates, body, audit)
+        except LatheError as exc:
+            audit.status = exc.status_code
+            self.usage.add(key.id, model, 0, 0, exc.status_code, audit, usage=False)
+            raise
+        admission.audit = audit
+        return admission
+
+    async def _admit(
+        self,
+        key: KeyInfo,
+        model: str,
+        route: str,
+        texts: list[str],
+        max_tokens: int | None,
+        generates: bool,
+        body: dict[str, Any] | None,
+        audit: AuditEntry,
+    ) -> Admission:
         pool = self.router.pool(model)  # unknown model: 404 before anything is reserved
         if not key.allows_model(model):
             raise PermissionDeniedError(f"this key may not use model {model!r}", param="model")
+        screen = self.guardrails.screen(key, model) if generates and body is not None else None
+        if screen is not None:
+            audit.guardrails = screen.decisions
+            screen.request(body, route)  # masks in place, or refuses
         estimate = await self._prompt_tokens(key, pool, route, texts, generates, body)
         if estimate > self.settings.max_prompt_tokens:
             raise ContextLengthError(
@@ -120,7 +149,7 @@ class Forwarder:
             reason = "budget" if isinstance(exc, BudgetExceededError) else "rate"
             self.metrics.rate_limited.labels(key=key.name, reason=reason).inc()
             raise
-        return Admission(key, model, route, estimate, max_tokens, reservation)
+        return Admission(key, model, route, estimate, max_tokens, reservation, screen=screen)
 
     async def _prompt_tokens(
         self, key: KeyInfo, pool: ModelPool, route: str, texts: list[str], generates: bool, body: dict[str, Any] | None
@@ -172,6 +201,8 @@ class Forwarder:
                 self._failed(backend, f"http_{upstream.status}", model=admission.model)
                 continue
             self.metrics.by_version.labels(model=admission.model, version=backend.version).inc()
+            if admission.audit is not None:
+                admission.audit.version = backend.version
             if self.rollouts is not None:
                 self.rollouts.note_request(request_id_var.get(), admission.model, backend.version)
             if stream and upstream.status == 200:
@@ -351,7 +382,11 @@ class Forwarder:
         if prompt or completion:
             self.metrics.tokens.labels(key=key.name, model=model, direction="in").inc(prompt)
             self.metrics.tokens.labels(key=key.name, model=model, direction="out").inc(completion)
-        self.usage.add(key.id, model, prompt, completion, status)
+        audit = admission.audit
+        if audit is not None:
+            audit.prompt_tokens, audit.completion_tokens, audit.status = prompt, completion, status
+            audit.latency_ms = round((time.monotonic() - audit.started) * 1000, 1)
+        self.usage.add(key.id, model, prompt, completion, status, audit)
 
     def _observe(self, admission: Admission, status: int, started: float) -> None:
         self.metrics.requests.labels(model=admission.model, route=admission.route, status=str(status)).inc()

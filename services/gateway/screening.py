@@ -13,6 +13,7 @@ import logging
 from typing import Any
 
 from lathe.telemetry import log_fields
+from services.gateway.audit import note_decision
 from services.gateway.guardrails import (
     STREAM_WINDOW,
     Active,
@@ -54,6 +55,7 @@ class Screen:
         self.metrics = metrics
         self.key = key
         self.model = model
+        self.decisions: dict[str, str] = {}  # each guardrail's strongest decision, for the audit log
 
     def request(self, data: dict[str, Any], route: str) -> None:
         """Check a chat's messages or a completion's prompt; mask in place, or refuse."""
@@ -104,6 +106,7 @@ class Screen:
 
     def _decide(self, active: Active, side: str, action: str, found: dict[str, int]) -> None:
         self.metrics.guardrail_decisions.labels(guardrail=active.name, action=action).inc()
+        note_decision(self.decisions, active.name, action)
         if action != "pass":
             fields = log_fields(guardrail=active.name, side=side, action=action, found=found, key=self.key,
                                 model=self.model)  # fmt: skip

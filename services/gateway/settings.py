@@ -111,6 +111,8 @@ class GatewayServiceSettings(ProcessSettings, GatewaySettings):
     # Guardrails on every model's requests and answers, before each model's own (the routes
     # file's) and each key's: a JSON list, e.g. [{"name": "pii", "action": "mask"}].
     guardrails: list[GuardrailConfig] = Field(default_factory=list)
+    # Days the audit log keeps a request's row (lathe audit).
+    audit_retention_days: int = Field(default=90, ge=1, le=36500)
 
     request_timeout_s: float = Field(default=300.0, gt=0)
     connect_timeout_s: float = Field(default=3.0, gt=0)

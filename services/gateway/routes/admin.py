@@ -5,10 +5,13 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Query, Request
 
+from lathe.dashboards.variables import parse_duration
 from lathe.errors import InvalidRequestError
+from services.gateway import audit
 from services.gateway.deps import AdminOnly, KeyStoreDep, RouterDep, parse_body, read_json
+from services.gateway.keys import utcnow
 from services.gateway.schemas import CanaryUpdate, KeyCreate, openapi_body
 
 router = APIRouter(prefix="/admin", tags=["admin"], dependencies=[AdminOnly])
@@ -39,6 +42,26 @@ async def create_key(request: Request, keys: KeyStoreDep) -> dict:
         guardrails=[g.model_dump() for g in body.guardrails],
     )
     return {**info.to_dict(), "key": raw}
+
+
+def parse_since(text: str) -> dt.datetime:
+    """``30m``/``2h``/``7d`` back from now, or an ISO time; naive UTC, as the database keeps times."""
+    try:
+        when = dt.datetime.fromisoformat(text)
+    except ValueError:
+        return utcnow() - dt.timedelta(seconds=parse_duration(text, "since"))
+    return when.astimezone(dt.UTC).replace(tzinfo=None) if when.tzinfo else when
+
+
+@router.get("/audit")
+async def audit_log(
+    keys: KeyStoreDep,
+    since: str = Query("1h", description="a duration back from now (30m, 2h, 7d) or an ISO time"),
+    key: str | None = Query(None, description="a key's name or id"),
+    limit: int = Query(1000, ge=1, le=100_000),
+) -> dict:
+    """The audit log's rows since then, oldest first: who, model and version, tokens, guardrails, status."""
+    return {"data": await asyncio.to_thread(audit.query, keys, parse_since(since), key, limit)}
 
 
 @router.get("/keys")

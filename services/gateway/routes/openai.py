@@ -27,13 +27,9 @@ async def completions(request: Request, key: CurrentKey, forwarder: ForwarderDep
 async def _generate(request, key, forwarder, settings, schema, route: str, path: str) -> Response:
     data = await read_json(request, settings.max_body_bytes)
     body = parse_body(schema, data)
-    screen = forwarder.guardrails.screen(key, body.model)
-    if screen is not None:
-        screen.request(data, route)  # masks in place, or refuses
     admission = await forwarder.admit(
         key, body.model, route, body.prompt_text(), body.requested_max_tokens(), generates=True, body=data
     )
-    admission.screen = screen
     # A session or user keeps to one version while a canary runs.
     user = data.get("user")
     admission.sticky = request.headers.get("x-session-id") or (user if isinstance(user, str) and user else None)

@@ -31,6 +31,7 @@ def lathe(*args, env=None, timeout=120):
         ["keys"],
         ["keys", "create"],
         ["keys", "usage"],
+        ["audit"],
         ["pipeline"],
         ["pipeline", "run"],
         ["pipeline", "status"],

@@ -267,7 +267,7 @@ def test_the_gateway_keeps_its_api_description_private_unless_asked(monkeypatch)
         assert GatewayServiceSettings().docs is expected
 
 
-def test_the_charts_guardrails_reach_the_gateway_as_a_setting_it_takes(monkeypatch):
+def test_the_charts_guardrails_and_audit_retention_reach_the_gateway_as_settings_it_takes(monkeypatch):
     from services.gateway.settings import GatewayServiceSettings
 
     assert "LATHE_GATEWAY_GUARDRAILS" not in _env_of(manifests.render(), "lathe-gateway")
@@ -277,6 +277,8 @@ def test_the_charts_guardrails_reach_the_gateway_as_a_setting_it_takes(monkeypat
     taken = GatewayServiceSettings().guardrails
     assert [(g.name, g.action, g.on) for g in taken] == [("pii", "mask", ["request", "response"]),
                                                          ("deny", "block", ["request"])]  # fmt: skip
+    monkeypatch.setenv("LATHE_GATEWAY_AUDIT_RETENTION_DAYS", env["LATHE_GATEWAY_AUDIT_RETENTION_DAYS"])
+    assert GatewayServiceSettings().audit_retention_days == 90
     with pytest.raises(Exception, match="at '/gateway/guardrails/0/name'"):
         manifests.render({"gateway": {"guardrails": [{"name": "pij"}]}})
 
