@@ -16,10 +16,11 @@ from lathe.registry import ModelRegistry
 from lathe.telemetry import RequestIdMiddleware
 from services.gateway import audit
 from services.gateway.discovery import EndpointDiscovery, kubernetes_slice_api
-from services.gateway.keys import KeyCache, KeyStore, UsageRecorder
+from services.gateway.keys import KeyCache, KeyStore
 from services.gateway.metrics import GatewayMetrics
 from services.gateway.proxy import BREAKER_VALUE, Forwarder
 from services.gateway.quotas import InProcessLimiter, RateLimitedError, RedisLimiter, retry_after_header
+from services.gateway.recorder import UsageRecorder
 from services.gateway.rollouts.cache import RolloutCache
 from services.gateway.rollouts.controller import RolloutController
 from services.gateway.rollouts.store import RolloutStore
