@@ -139,7 +139,7 @@ def has_checkpoint(storage: str, step: int) -> bool:
 
 
 def kill_a_worker_after_checkpoint(platform, job_id: str, storage: str, step: int) -> int:
-    """SIGKILL one of the run's Ray Train workers as soon as its checkpoint at ``step`` lands.
+    """SIGKILL one of the run's Ray Train workers as soon as its checkpoint at ``step`` is in storage.
 
     The worker is found first (Ray Train names the worker group's processes in the job log:
     "- (ip=…, pid=27021) world_rank=0, …"), so the kill follows the checkpoint closely and
@@ -184,7 +184,9 @@ def test_a_killed_worker_resumes_from_the_s3_checkpoint_and_finishes_the_same_st
     assert queued.returncode == 0, queued.stderr
     job_id = json.loads(queued.stdout)["job_id"]
 
-    kill_a_worker_after_checkpoint(platform, job_id, storage, 10)
+    # Files at step 20 mean Ray Train has registered step 10's (a checkpoint whose upload it
+    # has not yet registered is not one a restart resumes from).
+    kill_a_worker_after_checkpoint(platform, job_id, storage, 20)
 
     deadline = time.monotonic() + 600
     while True:
