@@ -83,6 +83,8 @@ class Screen:
             found: dict[str, int] = {}
             withheld = False
             for choice in data.get("choices") or []:
+                if not isinstance(choice, dict):
+                    continue
                 holder, field = _answer_text(choice)
                 if holder is None or not isinstance(holder.get(field), str):
                     continue
@@ -125,6 +127,8 @@ class StreamWatch:
     def feed(self, data: dict[str, Any]) -> str | None:
         """The guardrail that stops the stream at this event, if one does."""
         for choice in data.get("choices") or []:
+            if not isinstance(choice, dict):
+                continue
             delta = choice.get("delta") if isinstance(choice.get("delta"), dict) else choice
             piece = delta.get("content") if "delta" in choice else delta.get("text")
             if not isinstance(piece, str) or not piece:
@@ -149,11 +153,17 @@ def _request_texts(data: dict[str, Any], route: str) -> list[tuple[Any, Any, str
     texts: list[tuple[Any, Any, str | None]] = []
     if route == "chat":
         for message in data.get("messages") or []:
+            if not isinstance(message, dict):
+                continue
             role, content = message.get("role"), message.get("content")
             if isinstance(content, str):
                 texts.append((message, "content", role))
             elif isinstance(content, list):
-                texts.extend((part, "text", role) for part in content if isinstance(part.get("text"), str))
+                texts.extend(
+                    (part, "text", role)
+                    for part in content
+                    if isinstance(part, dict) and isinstance(part.get("text"), str)
+                )
         return texts
     prompt = data.get("prompt")
     if isinstance(prompt, str):

@@ -19,7 +19,7 @@ from fastapi.testclient import TestClient
 from pydantic import ValidationError
 
 from services.gateway.app import create_app
-from services.gateway.guardrails import GuardrailConfig, InjectionGuardrail, PiiGuardrail
+from services.gateway.guardrails import Active, GuardrailConfig, InjectionGuardrail, PiiGuardrail
 from services.gateway.settings import GatewayServiceSettings
 
 ADMIN_KEY = "admin-" + "g" * 24
@@ -211,3 +211,22 @@ def test_a_bad_guardrail_is_refused_by_the_admin_api_and_at_start_up(tmp_path, b
     monkeypatch.setenv("LATHE_GATEWAY_GUARDRAILS", '[{"name": "pii", "action": "redact"}]')
     with pytest.raises(ValidationError, match=r"guardrails\.0\.action"):
         GatewayServiceSettings(LATHE_HOME=str(tmp_path), admin_key=ADMIN_KEY)
+
+
+def test_odd_shapes_are_screened_where_they_hold_text_and_passed_over_elsewhere():
+    from services.gateway.metrics import GatewayMetrics
+    from services.gateway.screening import Screen
+
+    screen = Screen([Active(GuardrailConfig(name="pii", action="mask"))], GatewayMetrics.create(), "k", "m")
+    chat = {"messages": [{"role": "user", "content": [{"type": "text", "text": "mail ada@example.org"},
+                                                      {"type": "image_url", "image_url": {"url": "x"}}, "stray"]},
+                         "not a message"]}  # fmt: skip
+    screen.request(chat, "chat")
+    assert chat["messages"][0]["content"][0]["text"] == "mail <EMAIL>"
+    batch = {"prompt": ["call +44 20 7946 0018", 7]}
+    screen.request(batch, "completions")
+    assert batch["prompt"] == ["call <PHONE>", 7]
+    answer = {"choices": ["odd", {"index": 0, "text": "ada@example.org"}]}
+    screen.answer(answer)
+    assert answer["choices"][1]["text"] == "<EMAIL>"
+    assert screen.decisions == {"pii": "mask"}
