@@ -68,6 +68,7 @@ def create_app(settings: GatewayServiceSettings, *, serve_metrics: bool = True) 
         router = Router.from_config(routes, settings.breaker_failures, settings.breaker_reset_s)
         for model in router.pools:  # at zero, so a model's first stream is an increase a rate can see
             metrics.ttft.labels(model=model)
+            metrics.rollout_step.labels(model=model).set(0)  # "none running" reads 0, not no data
 
         async def spent(key_id: str) -> int:
             await usage.flush()

@@ -247,21 +247,34 @@ def dashboards(demo, tmp_path_factory) -> dict:
     return {"result": result, "report": json.loads(result.stdout), "out": out}
 
 
-def test_every_dashboard_panel_has_data_after_the_loop(dashboards):
+def _rollout_only(panel: dict) -> bool:
+    return all("lathe_rollout_" in q["expr"] for q in panel["queries"])
+
+
+def test_every_dashboard_panel_has_data_after_the_loop(demo, dashboards):
     report = dashboards["report"]
+    # A gate that kept the champion leaves nothing to roll out: the rollout's own panels may
+    # then be empty (the loop accepts either decision); every other panel has data.
+    rolled_out = stage(demo, "rollout")["status"] != "skipped"
+    excused = [
+        panel
+        for board in report["dashboards"]
+        for panel in board["panels"]
+        if panel["empty"] and not rolled_out and _rollout_only(panel)
+    ]
     empty = [
         f"{board['title']} / {panel['title']}: " + " ; ".join(q["error"] or q["expr"] for q in panel["queries"])
         for board in report["dashboards"]
         for panel in board["panels"]
-        if panel["empty"]
+        if panel["empty"] and panel not in excused
     ]
     listed = "\n".join(empty)
     assert not empty, f"panels with no series after the loop (a wrong query, or a metric never exported):\n{listed}"
-    assert dashboards["result"].returncode == 0, dashboards["result"].stderr
+    assert dashboards["result"].returncode == (1 if excused else 0), dashboards["result"].stderr
     assert {b["file"] for b in report["dashboards"]} >= {"lathe-overview.json", "lathe-gateway.json",
                                                          "lathe-serving.json", "lathe-rag-agent.json",
                                                          "lathe-pipelines.json"}  # fmt: skip
-    assert report["panels_with_data"] == report["panels_total"] > 0
+    assert report["panels_with_data"] == report["panels_total"] - len(excused) > 0
 
 
 def test_the_serving_dashboard_draws_in_chromium_with_no_console_errors(dashboards, tmp_path):
