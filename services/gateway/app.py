@@ -56,6 +56,17 @@ def _prompt_counter(settings: GatewayServiceSettings, registry: ModelRegistry) -
     return PromptCounter(registry, settings.home / "gateway" / "tokenizers", models_dir=settings.home / "models")
 
 
+def _routes(settings: GatewayServiceSettings, metrics: GatewayMetrics) -> tuple[Router, GuardrailBook]:
+    """The routes file's backends (each model's series at zero) and guardrails."""
+    routes = settings.load_routes()
+    router = Router.from_config(routes, settings.breaker_failures, settings.breaker_reset_s)
+    for model in router.pools:  # at zero, so a model's first stream is an increase a rate can see
+        metrics.ttft.labels(model=model)
+        metrics.rollout_step.labels(model=model).set(0)  # "none running" reads 0, not no data
+    by_model = {model: route.guardrails for model, route in routes.models.items()}
+    return router, GuardrailBook(settings.guardrails, by_model, metrics)
+
+
 def create_app(settings: GatewayServiceSettings, *, serve_metrics: bool = True) -> FastAPI:
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -64,11 +75,7 @@ def create_app(settings: GatewayServiceSettings, *, serve_metrics: bool = True) 
             (settings.home / "gateway").mkdir(parents=True, exist_ok=True)
         keys = KeyStore(settings.database)
         metrics = GatewayMetrics.create()
-        routes = settings.load_routes()
-        router = Router.from_config(routes, settings.breaker_failures, settings.breaker_reset_s)
-        for model in router.pools:  # at zero, so a model's first stream is an increase a rate can see
-            metrics.ttft.labels(model=model)
-            metrics.rollout_step.labels(model=model).set(0)  # "none running" reads 0, not no data
+        router, guardrails = _routes(settings, metrics)
 
         async def spent(key_id: str) -> int:
             await usage.flush()
@@ -91,7 +98,6 @@ def create_app(settings: GatewayServiceSettings, *, serve_metrics: bool = True) 
         app.state.router = router
         app.state.metrics = metrics
         app.state.usage = usage
-        guardrails = GuardrailBook(settings.guardrails, {m: r.guardrails for m, r in routes.models.items()}, metrics)
         app.state.forwarder = Forwarder(settings, router, limiter, usage, metrics, http, guardrails)
         controller = _rollout_controller(settings, keys, router, metrics)
         app.state.rollouts = app.state.forwarder.rollouts = controller

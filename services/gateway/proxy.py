@@ -103,53 +103,42 @@ class Forwarder(StreamRelay):
         """Check, screen and reserve a request; a refusal is written to the audit log."""
         audit = AuditEntry(key.id, key.name, model, route, request_id_var.get())
         try:
-            admission = await self._admit(key, model, route, texts, max_tokens, generates, body, audit)
+            pool = self.router.pool(model)  # unknown model: 404 before anything is reserved
+            if not key.allows_model(model):
+                raise PermissionDeniedError(f"this key may not use model {model!r}", param="model")
+            screen = self.guardrails.screen(key, model) if generates and body is not None else None
+            if screen is not None:
+                audit.guardrails = screen.decisions
+                screen.request(body, route)  # masks in place, or refuses
+            estimate = await self._prompt_tokens(key, pool, route, texts, generates, body)
+            if estimate > self.settings.max_prompt_tokens:
+                raise ContextLengthError(
+                    f"the prompt is about {estimate} tokens, over the limit of {self.settings.max_prompt_tokens}",
+                    param="messages" if route == "chat" else "prompt",
+                )
+            if generates:
+                max_tokens = self._max_tokens(key, max_tokens)
+            reservation = await self._reserve(key, estimate + (max_tokens or 0))
         except LatheError as exc:
             audit.status = exc.status_code
             self.usage.add(key.id, model, 0, 0, exc.status_code, audit, usage=False)
             raise
-        admission.audit = audit
-        return admission
+        return Admission(key, model, route, estimate, max_tokens, reservation, screen=screen, audit=audit)
 
-    async def _admit(
-        self,
-        key: KeyInfo,
-        model: str,
-        route: str,
-        texts: list[str],
-        max_tokens: int | None,
-        generates: bool,
-        body: dict[str, Any] | None,
-        audit: AuditEntry,
-    ) -> Admission:
-        pool = self.router.pool(model)  # unknown model: 404 before anything is reserved
-        if not key.allows_model(model):
-            raise PermissionDeniedError(f"this key may not use model {model!r}", param="model")
-        screen = self.guardrails.screen(key, model) if generates and body is not None else None
-        if screen is not None:
-            audit.guardrails = screen.decisions
-            screen.request(body, route)  # masks in place, or refuses
-        estimate = await self._prompt_tokens(key, pool, route, texts, generates, body)
-        if estimate > self.settings.max_prompt_tokens:
-            raise ContextLengthError(
-                f"the prompt is about {estimate} tokens, over the limit of {self.settings.max_prompt_tokens}",
-                param="messages" if route == "chat" else "prompt",
-            )
-        if generates:
-            cap = min(key.max_tokens or self.settings.max_tokens_cap, self.settings.max_tokens_cap)
-            if max_tokens is not None and max_tokens > cap:
-                raise InvalidRequestError(
-                    f"max_tokens {max_tokens} is over this key's cap of {cap}", param="max_tokens"
-                )
-            max_tokens = max_tokens or min(self.settings.default_max_tokens, cap)
-        limits = Limits(rpm=key.rpm, tpm=key.tpm, budget=key.budget)
+    def _max_tokens(self, key: KeyInfo, asked: int | None) -> int:
+        """What a generation may produce: what it asked for, within the key's cap and the gateway's."""
+        cap = min(key.max_tokens or self.settings.max_tokens_cap, self.settings.max_tokens_cap)
+        if asked is not None and asked > cap:
+            raise InvalidRequestError(f"max_tokens {asked} is over this key's cap of {cap}", param="max_tokens")
+        return asked or min(self.settings.default_max_tokens, cap)
+
+    async def _reserve(self, key: KeyInfo, tokens: int) -> Reservation | None:
         try:
-            reservation = await self.limiter.reserve(key.id, estimate + (max_tokens or 0), limits)
+            return await self.limiter.reserve(key.id, tokens, Limits(rpm=key.rpm, tpm=key.tpm, budget=key.budget))
         except (RateLimitedError, BudgetExceededError) as exc:
             reason = "budget" if isinstance(exc, BudgetExceededError) else "rate"
             self.metrics.rate_limited.labels(key=key.name, reason=reason).inc()
             raise
-        return Admission(key, model, route, estimate, max_tokens, reservation, screen=screen)
 
     async def _prompt_tokens(
         self, key: KeyInfo, pool: ModelPool, route: str, texts: list[str], generates: bool, body: dict[str, Any] | None
