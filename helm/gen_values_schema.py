@@ -158,6 +158,19 @@ RULES: dict[str, dict[str, Any]] = {
             },
         },
     },
+    # services/gateway/spend.py's Price, per model name.
+    "gateway.prices": {
+        "type": "object",
+        "additionalProperties": {
+            "type": "object",
+            "additionalProperties": False,
+            "required": ["prompt", "completion"],
+            "properties": {
+                "prompt": {"type": "number", "minimum": 0, "maximum": 1000},
+                "completion": {"type": "number", "minimum": 0, "maximum": 1000},
+            },
+        },
+    },
     "ray.pipelines.providerKeys": {
         "type": "array",
         "items": {

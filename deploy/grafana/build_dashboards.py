@@ -85,6 +85,19 @@ GATEWAY: list[Panel] = [
     ("Backends healthy / breaker state", "timeseries", "short", [
         q("lathe_gateway_backend_healthy", "healthy {{backend}}"),
         q("lathe_gateway_breaker_state", "breaker {{backend}}")]),
+    # What requests cost at their models' prices (the routes file's price:, LATHE_GATEWAY_PRICES),
+    # and the money budgets' use. "or vector(0)": no priced request yet is $0, not "No data".
+    row("Cost"),
+    ("Spend per hour by team", "timeseries", "currencyUSD", [q(
+        f'sum by (team) (rate(lathe_gateway_spend_usd_total{{key=~"$key", model=~"$model"}}[{RATE}])) * 3600'
+        " or vector(0)", "{{team}}")]),
+    ("Spend per hour by model", "timeseries", "currencyUSD", [q(
+        f'sum by (model) (rate(lathe_gateway_spend_usd_total{{key=~"$key", model=~"$model"}}[{RATE}])) * 3600'
+        " or vector(0)", "{{model}}")]),
+    ("Budget used (alerts at 80 % and 100 %)", "timeseries", "percentunit", [q(
+        "max by (scope, owner, period) (lathe_gateway_period_spend_usd)"
+        " / max by (scope, owner, period) (lathe_gateway_budget_usd) or vector(0)",
+        "{{scope}} {{owner}} {{period}}")]),
 ]
 
 SERVING: list[Panel] = [

@@ -3,7 +3,9 @@
     lathe up | down | status [--json]
     lathe models list | versions NAME | register PATH --name NAME | show NAME@ALIAS
     lathe models promote NAME [--version N] [--if-better-than ALIAS --metric M --margin X | --policy F] [--canary PCT]
-    lathe keys create NAME [--models m1,m2 --rpm N --tpm N --budget N --expires DATE --guardrail pii:mask] | list | …
+    lathe keys create NAME [--models m1,m2 --rpm N --tpm N --budget N --expires DATE --guardrail pii:mask
+                            --team T --spend-budget 5/day] | list | usage NAME | revoke NAME
+    lathe teams create NAME [--spend-budget 50/month] | list | usage NAME [--json]
     lathe audit [--since 1h --key NAME --limit N --json]
     lathe data curate --config RECIPE [--input PATH --output DIR]
     lathe train submit RECIPE [--set FIELD=VALUE --address URL --no-wait --json] | list | logs JOB_ID
@@ -26,7 +28,7 @@ import sys
 
 import typer
 
-from lathe.cli import agent, chat, cluster, dashboards, data, demo, keys, models, pipeline, platform, train
+from lathe.cli import agent, chat, cluster, dashboards, data, demo, keys, models, pipeline, platform, teams, train
 from lathe.cli import audit as audit_cli
 from lathe.cli import rag as rag_cli
 from lathe.cli.output import run_guarded
@@ -41,6 +43,7 @@ app = typer.Typer(
 platform.register(app)
 app.add_typer(models.app, name="models")
 app.add_typer(keys.app, name="keys")
+app.add_typer(teams.app, name="teams")
 app.add_typer(data.app, name="data")
 app.add_typer(train.app, name="train")
 app.add_typer(pipeline.app, name="pipeline")

@@ -57,9 +57,14 @@ def create(
     guardrails: list[str] = typer.Option(
         [], "--guardrail", help="A guardrail on its requests and answers, NAME[:ACTION]: pii, pii:mask, injection."
     ),
+    team: str | None = typer.Option(None, "--team", help="The team it belongs to (lathe teams create)."),
+    spend_budgets: list[str] = typer.Option(
+        [], "--spend-budget", help="USD/PERIOD on top of its team's, e.g. 5/day; one per period."
+    ),
     json_output: bool = typer.Option(False, "--json", help="Print the key and its settings as JSON."),
 ) -> None:
     """Create a key. The key itself is printed once, now: store it; only its hash is kept."""
+    from lathe.cli.teams import parse_budget
     from lathe.errors import InvalidRequestError
 
     if expires:
@@ -77,6 +82,8 @@ def create(
         "tools": [t.strip() for t in tools.split(",") if t.strip()],
         "expires_at": expires,
         "guardrails": [_guardrail(g) for g in guardrails],
+        "team": team,
+        "spend_budgets": [parse_budget(b) for b in spend_budgets],
     }
     created = admin_call("POST", "/admin/keys", body)
     if json_output:
@@ -135,16 +142,14 @@ def usage(
     name: str = typer.Argument(..., help="The key's name."),
     json_output: bool = typer.Option(False, "--json", help="Print as JSON."),
 ) -> None:
-    """Requests and tokens a key has used, by model, and what is left of its budget."""
+    """Requests, tokens and spend a key has used, by model, and what is left of its budgets."""
+    from lathe.cli.teams import print_spend
+
     report = admin_call("GET", f"/admin/keys/{name}/usage")
     if json_output:
         print_json(report)
         return
-    table = Table(title=f"usage of {report['key']}", title_justify="left")
-    for column in ("model", "requests", "prompt tokens", "completion tokens"):
-        table.add_column(column)
-    for row in report["by_model"]:
-        table.add_row(row["model"], str(row["requests"]), str(row["prompt_tokens"]), str(row["completion_tokens"]))
-    console.print(table)
+    team = f" (team {report['team']})" if report.get("team") else ""
+    print_spend(f"usage of {report['key']}{team}", report)
     left = "" if report["budget"] is None else f", budget left {report['budget_left']} of {report['budget']}"
     console.print(f"total: {report['requests']} requests, {report['total_tokens']} tokens{left}")

@@ -14,13 +14,14 @@ from prometheus_client import start_http_server
 from lathe.http_service import NO_OTEL, install_error_handlers
 from lathe.registry import ModelRegistry
 from lathe.telemetry import RequestIdMiddleware
-from services.gateway import audit
+from services.gateway import audit, spend
 from services.gateway.discovery import EndpointDiscovery, kubernetes_slice_api
 from services.gateway.keys import KeyCache, KeyStore
 from services.gateway.metrics import GatewayMetrics
 from services.gateway.proxy import BREAKER_VALUE, Forwarder
-from services.gateway.quotas import InProcessLimiter, RateLimitedError, RedisLimiter, retry_after_header
+from services.gateway.quotas import InProcessLimiter, RateLimitedError, retry_after_header
 from services.gateway.recorder import UsageRecorder
+from services.gateway.redis_quotas import RedisLimiter
 from services.gateway.rollouts.cache import RolloutCache
 from services.gateway.rollouts.controller import RolloutController
 from services.gateway.rollouts.store import RolloutStore
@@ -28,6 +29,7 @@ from services.gateway.routes import admin, health, openai, relay, rollouts
 from services.gateway.routing import Router
 from services.gateway.screening import GuardrailBook
 from services.gateway.settings import GatewayServiceSettings
+from services.gateway.tables import utcnow
 from services.gateway.tokens import PromptCounter
 
 log = logging.getLogger(__name__)
@@ -56,15 +58,16 @@ def _prompt_counter(settings: GatewayServiceSettings, registry: ModelRegistry) -
     return PromptCounter(registry, settings.home / "gateway" / "tokenizers", models_dir=settings.home / "models")
 
 
-def _routes(settings: GatewayServiceSettings, metrics: GatewayMetrics) -> tuple[Router, GuardrailBook]:
-    """The routes file's backends (each model's series at zero) and guardrails."""
+def _routes(settings: GatewayServiceSettings, metrics: GatewayMetrics) -> tuple[Router, GuardrailBook, dict]:
+    """The routes file's backends (each model's series at zero), guardrails and prices."""
     routes = settings.load_routes()
     router = Router.from_config(routes, settings.breaker_failures, settings.breaker_reset_s)
     for model in router.pools:  # at zero, so a model's first stream is an increase a rate can see
         metrics.ttft.labels(model=model)
         metrics.rollout_step.labels(model=model).set(0)  # "none running" reads 0, not no data
     by_model = {model: route.guardrails for model, route in routes.models.items()}
-    return router, GuardrailBook(settings.guardrails, by_model, metrics)
+    prices = {**settings.prices, **{model: r.price for model, r in routes.models.items() if r.price is not None}}
+    return router, GuardrailBook(settings.guardrails, by_model, metrics), prices
 
 
 def create_app(settings: GatewayServiceSettings, *, serve_metrics: bool = True) -> FastAPI:
@@ -75,17 +78,21 @@ def create_app(settings: GatewayServiceSettings, *, serve_metrics: bool = True) 
             (settings.home / "gateway").mkdir(parents=True, exist_ok=True)
         keys = KeyStore(settings.database)
         metrics = GatewayMetrics.create()
-        router, guardrails = _routes(settings, metrics)
+        router, guardrails, prices = _routes(settings, metrics)
 
         async def spent(key_id: str) -> int:
             await usage.flush()
             return await asyncio.to_thread(keys.tokens_used, key_id)
 
+        async def money_spent(limit: spend.MoneyLimit) -> int:
+            await usage.flush()
+            return await asyncio.to_thread(spend.spent_micro, keys, limit)
+
         usage = UsageRecorder(keys, prune=lambda: audit.prune(keys, settings.audit_retention_days))
         limiter = (
-            RedisLimiter(settings.redis_url, spent, settings.redis_failure_mode)
+            RedisLimiter(settings.redis_url, spent, settings.redis_failure_mode, money_spent=money_spent)
             if settings.redis_url
-            else InProcessLimiter(spent)
+            else InProcessLimiter(spent, money_spent=money_spent)
         )
         http = aiohttp.ClientSession(
             timeout=aiohttp.ClientTimeout(total=settings.request_timeout_s, connect=settings.connect_timeout_s),
@@ -98,13 +105,14 @@ def create_app(settings: GatewayServiceSettings, *, serve_metrics: bool = True) 
         app.state.router = router
         app.state.metrics = metrics
         app.state.usage = usage
-        app.state.forwarder = Forwarder(settings, router, limiter, usage, metrics, http, guardrails)
+        app.state.forwarder = Forwarder(settings, router, limiter, usage, metrics, http, guardrails, prices)
         controller = _rollout_controller(settings, keys, router, metrics)
         app.state.rollouts = app.state.forwarder.rollouts = controller
         app.state.forwarder.counter = _prompt_counter(settings, controller.registry)
         usage.start()
         checker = asyncio.create_task(check_backends(router, http, metrics, settings.health_interval_s))
         tasks = [checker, asyncio.create_task(controller.run())]
+        tasks.append(asyncio.create_task(export_spend(keys, metrics, settings.spend_refresh_s)))
         targets = settings.service_targets()
         if targets:
             discovery = EndpointDiscovery(
@@ -154,6 +162,21 @@ def learn_version(backend, health: object) -> None:
     if version is not None and str(version) != backend.version:
         log.info("backend version", extra={"fields": {"backend": backend.url, "version": str(version)}})
         backend.version = str(version)
+
+
+async def export_spend(keys: KeyStore, metrics: GatewayMetrics, interval_s: float) -> None:
+    """Each money budget and its spend so far, from the database (every replica's spend is
+    there): the gauges the 80 % and 100 % budget alerts read."""
+    while True:
+        try:
+            figures = await asyncio.to_thread(spend.budget_figures, keys, utcnow())
+        except Exception:
+            log.exception("could not read the spend of the money budgets; trying again in %.0f s", interval_s)
+        else:
+            for scope, owner, period, spent, budget in figures:
+                metrics.spend_period.labels(scope=scope, owner=owner, period=period).set(spent)
+                metrics.budget.labels(scope=scope, owner=owner, period=period).set(budget)
+        await asyncio.sleep(interval_s)
 
 
 async def check_backends(

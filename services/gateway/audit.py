@@ -4,8 +4,9 @@ Who sent it (the key and its name), the model and the version that answered, the
 tokens, the status, each guardrail's decision (``{"pii": "mask", "injection": "pass"}``,
 never the text), the latency and the request id that ties the row to the logs. Requests
 refused after authentication (over a quota, stopped by a guardrail, no backend) are rows
-too. ``team``, ``spend`` and ``cache_hit`` are columns already, empty until the gateway
-has teams, prices and a response cache.
+too. ``team`` is the key's team, ``spend`` what the request cost in USD at its model's price
+(empty for a model with no price); ``cache_hit`` is a column already, empty until the
+gateway has a response cache.
 
 Rows are written in the usage recorder's batches (``services.gateway.keys``), read with
 ``lathe audit --since 1h --key NAME --json`` (``GET /admin/audit``), and deleted after
@@ -21,7 +22,8 @@ from dataclasses import dataclass, field
 from sqlalchemy import JSON, Boolean, DateTime, Float, Integer, String, delete, select
 from sqlalchemy.orm import Mapped, mapped_column
 
-from services.gateway.keys import Base, KeyStore, utcnow
+from services.gateway.keys import KeyStore
+from services.gateway.tables import Base, utcnow
 
 
 class AuditRecord(Base):
@@ -54,11 +56,13 @@ class AuditEntry:
     model: str
     route: str
     request_id: str | None = None
+    team: str | None = None
     version: str | None = None
     prompt_tokens: int = 0
     completion_tokens: int = 0
     status: int = 200
     guardrails: dict[str, str] = field(default_factory=dict)
+    spend: float | None = None
     latency_ms: float | None = None
     started: float = field(default_factory=time.monotonic)  # not a column
 

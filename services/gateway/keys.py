@@ -13,69 +13,29 @@ import datetime as dt
 import hashlib
 import secrets
 import time
-import uuid
 from dataclasses import dataclass
 
-from sqlalchemy import JSON, DateTime, ForeignKey, Integer, String, create_engine, func, select
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship, sessionmaker
+from sqlalchemy import create_engine, func, select
+from sqlalchemy.orm import sessionmaker
 
 from lathe.errors import InvalidRequestError, NotFoundError
+from services.gateway.spend import spend_report
+from services.gateway.tables import (
+    ApiKey,
+    Base,
+    KeyGuardrails,
+    KeySpend,
+    Team,
+    UsageRecord,
+    add_missing_columns,
+    utcnow,
+)
 
 KEY_PREFIX = "lk-"
 
 
-def utcnow() -> dt.datetime:
-    return dt.datetime.now(dt.UTC).replace(tzinfo=None)
-
-
 def hash_key(raw: str) -> str:
     return hashlib.sha256(raw.encode()).hexdigest()
-
-
-class Base(DeclarativeBase):
-    pass
-
-
-class ApiKey(Base):
-    __tablename__ = "api_keys"
-
-    id: Mapped[str] = mapped_column(String(32), primary_key=True, default=lambda: uuid.uuid4().hex)
-    name: Mapped[str] = mapped_column(String(128), unique=True)
-    key_hash: Mapped[str] = mapped_column(String(64), unique=True, index=True)
-    # The first characters, so an operator can tell keys apart without the secret.
-    key_prefix: Mapped[str] = mapped_column(String(16))
-    models: Mapped[list] = mapped_column(JSON, default=list)  # empty: every model
-    rpm: Mapped[int | None] = mapped_column(Integer, nullable=True)
-    tpm: Mapped[int | None] = mapped_column(Integer, nullable=True)
-    budget: Mapped[int | None] = mapped_column(Integer, nullable=True)  # tokens, lifetime
-    max_tokens: Mapped[int | None] = mapped_column(Integer, nullable=True)
-    tools: Mapped[list] = mapped_column(JSON, default=list)  # agent tools allowed; empty: all
-    expires_at: Mapped[dt.datetime | None] = mapped_column(DateTime, nullable=True)
-    revoked_at: Mapped[dt.datetime | None] = mapped_column(DateTime, nullable=True)
-    created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
-    guarded: Mapped[KeyGuardrails | None] = relationship(lazy="joined", uselist=False)
-
-
-class KeyGuardrails(Base):
-    """A key's guardrails (services.gateway.guardrails), beside the key: a table of its own,
-    so a database made before guardrails gains it with no migration."""
-
-    __tablename__ = "key_guardrails"
-
-    key_id: Mapped[str] = mapped_column(ForeignKey("api_keys.id"), primary_key=True)
-    guardrails: Mapped[list] = mapped_column(JSON, default=list)
-
-
-class UsageRecord(Base):
-    __tablename__ = "usage"
-
-    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
-    key_id: Mapped[str] = mapped_column(ForeignKey("api_keys.id"), index=True)
-    model: Mapped[str] = mapped_column(String(256))
-    prompt_tokens: Mapped[int] = mapped_column(Integer, default=0)
-    completion_tokens: Mapped[int] = mapped_column(Integer, default=0)
-    status: Mapped[int] = mapped_column(Integer, default=200)
-    created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
 
 
 @dataclass(frozen=True)
@@ -95,6 +55,9 @@ class KeyInfo:
     revoked_at: dt.datetime | None
     created_at: dt.datetime
     guardrails: tuple[dict, ...] = ()  # GuardrailConfig dicts
+    team: str | None = None
+    spend_budgets: tuple[dict, ...] = ()  # SpendBudget dicts (services.gateway.spend)
+    team_budgets: tuple[dict, ...] = ()
 
     @classmethod
     def of(cls, row: ApiKey) -> KeyInfo:
@@ -112,6 +75,9 @@ class KeyInfo:
             revoked_at=row.revoked_at,
             created_at=row.created_at,
             guardrails=tuple(row.guarded.guardrails) if row.guarded else (),
+            team=row.spend.team_name if row.spend else None,
+            spend_budgets=tuple(row.spend.budgets) if row.spend else (),
+            team_budgets=tuple(row.spend.team.budgets) if row.spend and row.spend.team else (),
         )
 
     @property
@@ -137,7 +103,14 @@ class KeyInfo:
             "created_at": self.created_at.isoformat(),
             "active": self.active,
             "guardrails": list(self.guardrails),
+            "team": self.team,
+            "spend_budgets": list(self.spend_budgets),
         }
+
+    @property
+    def pays(self) -> bool:
+        """Whether a money budget (the key's or its team's) limits it: its models need prices."""
+        return bool(self.spend_budgets or self.team_budgets)
 
 
 class KeyStore:
@@ -145,6 +118,7 @@ class KeyStore:
         connect_args = {"check_same_thread": False} if database_url.startswith("sqlite") else {}
         self.engine = create_engine(database_url, connect_args=connect_args, pool_pre_ping=True)
         Base.metadata.create_all(self.engine)
+        add_missing_columns(self.engine)
         self.sessions = sessionmaker(self.engine, expire_on_commit=False)
 
     def create(
@@ -159,6 +133,8 @@ class KeyStore:
         tools: list[str] | None = None,
         expires_at: dt.datetime | None = None,
         guardrails: list[dict] | None = None,
+        team: str | None = None,
+        spend_budgets: list[dict] | None = None,
     ) -> tuple[str, KeyInfo]:
         """Create a key; the raw key is returned here and never again."""
         for field, value in (("rpm", rpm), ("tpm", tpm), ("budget", budget), ("max_tokens", max_tokens)):
@@ -179,12 +155,17 @@ class KeyStore:
             tools=tools or [],
             expires_at=expires_at,
             guarded=KeyGuardrails(guardrails=guardrails) if guardrails else None,
+            spend=KeySpend(team_name=team, budgets=spend_budgets or []) if team or spend_budgets else None,
         )
         with self.sessions() as session, session.begin():
             if session.scalar(select(ApiKey).where(ApiKey.name == name)) is not None:
                 raise InvalidRequestError(f"a key named {name!r} already exists", param="name")
+            if team is not None and session.get(Team, team) is None:
+                raise NotFoundError(f"no team named {team!r}; create it with `lathe teams create {team}`", param="team")
             session.add(row)
-        return raw, KeyInfo.of(row)
+            session.flush()
+            session.refresh(row)  # its team, joined
+            return raw, KeyInfo.of(row)
 
     def verify(self, raw: str) -> KeyInfo | None:
         with self.sessions() as session:
@@ -210,13 +191,15 @@ class KeyStore:
             row.revoked_at = row.revoked_at or utcnow()
             return KeyInfo.of(row)
 
-    def record_usage(self, records: list[tuple[str, str, int, int, int]], rows: list[Base] = ()) -> None:
-        """Append usage rows, (key_id, model, prompt_tokens, completion_tokens, status), and
-        other rows of the same requests (the audit log's) in the same transaction."""
+    def record_usage(self, records: list[tuple], rows: list[Base] = ()) -> None:
+        """Append usage rows, (key_id, model, prompt_tokens, completion_tokens, status, cost_micro,
+        team), and other rows of the same requests (the audit log's) in the same transaction."""
         with self.sessions() as session, session.begin():
             session.add_all(
-                UsageRecord(key_id=k, model=m, prompt_tokens=p, completion_tokens=c, status=s)
-                for k, m, p, c, s in records
+                UsageRecord(
+                    key_id=k, model=m, prompt_tokens=p, completion_tokens=c, status=s, cost_micro=cost, team=team
+                )
+                for k, m, p, c, s, cost, team in records
             )
             session.add_all(rows)
 
@@ -230,30 +213,18 @@ class KeyStore:
             return int(total or 0)
 
     def usage(self, name_or_id: str) -> dict:
+        """Requests, tokens and spend by model; spend by period against the key's money budgets."""
         key = self.get(name_or_id)
-        with self.sessions() as session:
-            rows = session.execute(
-                select(
-                    UsageRecord.model,
-                    func.count(),
-                    func.coalesce(func.sum(UsageRecord.prompt_tokens), 0),
-                    func.coalesce(func.sum(UsageRecord.completion_tokens), 0),
-                )
-                .where(UsageRecord.key_id == key.id)
-                .group_by(UsageRecord.model)
-            ).all()
-        by_model = [
-            {"model": m, "requests": int(n), "prompt_tokens": int(p), "completion_tokens": int(c)}
-            for m, n, p, c in rows
-        ]
-        total = sum(r["prompt_tokens"] + r["completion_tokens"] for r in by_model)
+        report = spend_report(self, "key", key.id, list(key.spend_budgets), utcnow())
+        total = sum(r["prompt_tokens"] + r["completion_tokens"] for r in report["by_model"])
         return {
             "key": key.name,
-            "requests": sum(r["requests"] for r in by_model),
+            "team": key.team,
+            "requests": sum(r["requests"] for r in report["by_model"]),
             "total_tokens": total,
             "budget": key.budget,
             "budget_left": None if key.budget is None else max(key.budget - total, 0),
-            "by_model": by_model,
+            **report,
         }
 
 

@@ -34,6 +34,9 @@ class GatewayMetrics:
     feedback: Counter
     prompt_counts: Counter
     guardrail_decisions: Counter
+    spend: Counter
+    spend_period: Gauge
+    budget: Gauge
 
     @classmethod
     def create(cls) -> GatewayMetrics:
@@ -112,5 +115,17 @@ class GatewayMetrics:
                 "lathe_gateway_guardrail_decisions_total",
                 "Guardrail decisions on requests and answers: pass, mask or block",
                 ["guardrail", "action"], registry=r,
+            ),
+            spend=Counter(
+                "lathe_gateway_spend_usd_total", "What answered requests cost at their model's price, in USD",
+                ["team", "key", "model"], registry=r,
+            ),
+            spend_period=Gauge(
+                "lathe_gateway_period_spend_usd", "Spend so far in the period of a key or team with a money budget",
+                ["scope", "owner", "period"], registry=r,
+            ),
+            budget=Gauge(
+                "lathe_gateway_budget_usd", "A key's or team's money budget per period", ["scope", "owner", "period"],
+                registry=r,
             ),
         )  # fmt: skip

@@ -40,7 +40,9 @@ from services.gateway.recorder import UsageRecorder
 from services.gateway.routing import Backend, ModelPool, Router
 from services.gateway.screening import GuardrailBook, Screen
 from services.gateway.settings import GatewayServiceSettings
+from services.gateway.spend import MICRO, Price, money_limits
 from services.gateway.streaming import StreamRelay
+from services.gateway.tables import utcnow
 from services.gateway.tokens import PromptCounter
 
 log = logging.getLogger(__name__)
@@ -59,6 +61,7 @@ class Admission:
     sticky: str | None = None  # a session or user id: the same version for the same one
     screen: Screen | None = None  # the guardrails on its answer
     audit: AuditEntry | None = None  # its row of the audit log, written when it is settled
+    price: Price | None = None  # its model's, when the model has one
 
 
 def estimate_prompt_tokens(texts: list[str], overhead: int) -> int:
@@ -78,6 +81,7 @@ class Forwarder(StreamRelay):
         metrics: GatewayMetrics,
         http: aiohttp.ClientSession,
         guardrails: GuardrailBook | None = None,
+        prices: dict[str, Price] | None = None,
     ) -> None:
         self.settings = settings
         self.router = router
@@ -88,6 +92,7 @@ class Forwarder(StreamRelay):
         self.rollouts = None  # a RolloutController, when the app runs one
         self.counter: PromptCounter | None = None  # exact prompt counts, when the app has one
         self.guardrails = guardrails or GuardrailBook(settings.guardrails, {}, metrics)
+        self.prices = prices if prices is not None else dict(settings.prices)
 
     # -- admission ------------------------------------------------------------------
     async def admit(
@@ -101,7 +106,7 @@ class Forwarder(StreamRelay):
         body: dict[str, Any] | None = None,
     ) -> Admission:
         """Check, screen and reserve a request; a refusal is written to the audit log."""
-        audit = AuditEntry(key.id, key.name, model, route, request_id_var.get())
+        audit = AuditEntry(key.id, key.name, model, route, request_id_var.get(), team=key.team)
         try:
             pool = self.router.pool(model)  # unknown model: 404 before anything is reserved
             if not key.allows_model(model):
@@ -118,12 +123,24 @@ class Forwarder(StreamRelay):
                 )
             if generates:
                 max_tokens = self._max_tokens(key, max_tokens)
-            reservation = await self._reserve(key, estimate + (max_tokens or 0))
+            price = self._price(key, model)
+            reservation = await self._reserve(key, estimate, max_tokens or 0, price)
         except LatheError as exc:
             audit.status = exc.status_code
             self.usage.add(key.id, model, 0, 0, exc.status_code, audit, usage=False)
             raise
-        return Admission(key, model, route, estimate, max_tokens, reservation, screen=screen, audit=audit)
+        return Admission(key, model, route, estimate, max_tokens, reservation, screen=screen, audit=audit, price=price)
+
+    def _price(self, key: KeyInfo, model: str) -> Price | None:
+        """The model's price; a key that pays from a money budget may use no model without one."""
+        price = self.prices.get(model)
+        if price is None and key.pays:
+            raise PermissionDeniedError(
+                f"model {model!r} has no price (the routes file's price: or LATHE_GATEWAY_PRICES), "
+                "so a key with a spend budget may not use it",
+                param="model",
+            )
+        return price
 
     def _max_tokens(self, key: KeyInfo, asked: int | None) -> int:
         """What a generation may produce: what it asked for, within the key's cap and the gateway's."""
@@ -132,9 +149,14 @@ class Forwarder(StreamRelay):
             raise InvalidRequestError(f"max_tokens {asked} is over this key's cap of {cap}", param="max_tokens")
         return asked or min(self.settings.default_max_tokens, cap)
 
-    async def _reserve(self, key: KeyInfo, tokens: int) -> Reservation | None:
+    async def _reserve(self, key: KeyInfo, prompt: int, completion: int, price: Price | None) -> Reservation | None:
+        """The prompt and ``max_tokens`` against the key's rates and token budget, and what they
+        cost at the model's price against each money budget the key draws on."""
+        money = money_limits(key, utcnow()) if key.pays else ()
+        cost = price.cost_micro(prompt, completion) if money and price is not None else 0
+        limits = Limits(rpm=key.rpm, tpm=key.tpm, budget=key.budget, money=money)
         try:
-            return await self.limiter.reserve(key.id, tokens, Limits(rpm=key.rpm, tpm=key.tpm, budget=key.budget))
+            return await self.limiter.reserve(key.id, prompt + completion, limits, cost)
         except (RateLimitedError, BudgetExceededError) as exc:
             reason = "budget" if isinstance(exc, BudgetExceededError) else "rate"
             self.metrics.rate_limited.labels(key=key.name, reason=reason).inc()
@@ -258,16 +280,20 @@ class Forwarder(StreamRelay):
     async def settle(self, admission: Admission, prompt: int, completion: int, status: int) -> None:
         if admission.reservation is not None and admission.reservation.settled:
             return
-        await self.limiter.reconcile(admission.reservation, prompt + completion)
+        cost = admission.price.cost_micro(prompt, completion) if admission.price is not None else 0
+        await self.limiter.reconcile(admission.reservation, prompt + completion, cost)
         key, model = admission.key, admission.model
         if prompt or completion:
             self.metrics.tokens.labels(key=key.name, model=model, direction="in").inc(prompt)
             self.metrics.tokens.labels(key=key.name, model=model, direction="out").inc(completion)
+        if cost:
+            self.metrics.spend.labels(team=key.team or "", key=key.name, model=model).inc(cost / MICRO)
         audit = admission.audit
         if audit is not None:
             audit.prompt_tokens, audit.completion_tokens, audit.status = prompt, completion, status
+            audit.spend = cost / MICRO if admission.price is not None else None
             audit.latency_ms = round((time.monotonic() - audit.started) * 1000, 1)
-        self.usage.add(key.id, model, prompt, completion, status, audit)
+        self.usage.add(key.id, model, prompt, completion, status, audit, cost_micro=cost, team=key.team)
 
     def _observe(self, admission: Admission, status: int, started: float) -> None:
         self.metrics.requests.labels(model=admission.model, route=admission.route, status=str(status)).inc()

@@ -30,16 +30,25 @@ class UsageRecorder:
         self.flush_every_s = flush_every_s
         self.prune = prune
         self.prune_every_s = prune_every_s
-        self._pending: list[tuple[str, str, int, int, int]] = []
+        self._pending: list[tuple] = []  # KeyStore.record_usage's rows
         self._audit: list[Any] = []  # AuditEntry (services.gateway.audit)
         self._task: asyncio.Task | None = None
 
     def add(
-        self, key_id: str, model: str, prompt: int, completion: int, status: int, audit: Any = None, usage: bool = True
+        self,
+        key_id: str,
+        model: str,
+        prompt: int,
+        completion: int,
+        status: int,
+        audit: Any = None,
+        usage: bool = True,
+        cost_micro: int = 0,
+        team: str | None = None,
     ) -> None:
         """A request's usage row (``usage=False``: none, a refusal spent nothing) and its audit entry."""
         if usage:
-            self._pending.append((key_id, model, prompt, completion, status))
+            self._pending.append((key_id, model, prompt, completion, status, cost_micro, team))
         if audit is not None:
             self._audit.append(audit)
 

@@ -11,6 +11,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from services.gateway.guardrails import GuardrailConfig
+from services.gateway.spend import SpendBudget, one_per_period
 
 
 def openapi_body(model: type[BaseModel]) -> dict[str, Any]:
@@ -117,6 +118,20 @@ class KeyCreate(BaseModel):
     tools: list[str] = Field(default_factory=list)
     expires_at: str | None = None
     guardrails: list[GuardrailConfig] = Field(default_factory=list)
+    team: str | None = Field(default=None, min_length=1, max_length=128, pattern=r"^[\w.\-@]+$")
+    # USD per period, on top of the team's: [{"usd": 10, "period": "day"}].
+    spend_budgets: list[SpendBudget] = Field(default_factory=list, max_length=3)
+
+    _periods = field_validator("spend_budgets")(one_per_period)
+
+
+class TeamCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(min_length=1, max_length=128, pattern=r"^[\w.\-@]+$")
+    budgets: list[SpendBudget] = Field(default_factory=list, max_length=3)
+
+    _periods = field_validator("budgets")(one_per_period)
 
 
 class CanaryUpdate(BaseModel):

@@ -28,6 +28,7 @@ from pydantic_settings import SettingsConfigDict
 
 from lathe.settings import GatewaySettings, MlflowSettings, ProcessSettings
 from services.gateway.guardrails import GuardrailConfig
+from services.gateway.spend import Price
 
 Policy = Literal["least_outstanding", "round_robin", "prefix_affinity"]
 
@@ -53,6 +54,8 @@ class ModelRoute(BaseModel):
     backends: list[BackendConfig] = Field(min_length=1)
     # Checks on this model's requests and answers (services.gateway.guardrails).
     guardrails: list[GuardrailConfig] = Field(default_factory=list)
+    # USD per 1k prompt and completion tokens: what a request costs its key and team.
+    price: Price | None = None
 
 
 class RoutesConfig(BaseModel):
@@ -111,6 +114,12 @@ class GatewayServiceSettings(ProcessSettings, GatewaySettings):
     # Guardrails on every model's requests and answers, before each model's own (the routes
     # file's) and each key's: a JSON list, e.g. [{"name": "pii", "action": "mask"}].
     guardrails: list[GuardrailConfig] = Field(default_factory=list)
+    # USD per 1k prompt and completion tokens per model, for models the routes file does not
+    # price (its ``price:`` wins): {"smollm2-135m-instruct": {"prompt": 0.1, "completion": 0.3}}.
+    prices: dict[str, Price] = Field(default_factory=dict)
+    # How often the spend gauges (lathe_gateway_period_spend_usd, lathe_gateway_budget_usd) are read
+    # from the database, where every replica's spend is.
+    spend_refresh_s: float = Field(default=15.0, gt=0, le=3600)
     # Days the audit log keeps a request's row (lathe audit).
     audit_retention_days: int = Field(default=90, ge=1, le=36500)
 

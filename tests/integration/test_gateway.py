@@ -44,7 +44,8 @@ def routes_file(tmp_path_factory, stubs):
 
     routes = {
         "models": {
-            "stub-model": {"backends": [backend("a"), backend("b")]},
+            # USD per 1k tokens: what a key with a spend budget pays.
+            "stub-model": {"backends": [backend("a"), backend("b")], "price": {"prompt": 1.0, "completion": 2.0}},
             "canary-model": {"backends": [backend("a", "1", 90), backend("b", "2", 10)]},
             "affinity-model": {"policy": "prefix_affinity", "backends": [backend("a"), backend("b")]},
             "failover-model": {"policy": "round_robin", "backends": [backend("c"), backend("d")]},
@@ -261,6 +262,25 @@ def test_100_concurrent_requests_never_exceed_100_tpm_across_redis_replicas(redi
     outcomes = asyncio.run(_burst(redis_gateways, key, 100))
     assert outcomes["ok"] >= 1 and outcomes["429"] >= 80
     assert _spent(first, "tpm-100-redis") <= 100
+
+
+def test_forty_concurrent_requests_never_overspend_a_team_budget_across_redis_replicas(redis_gateways):
+    first, second = redis_gateways
+    made = first.lathe("teams", "create", "race-team", "--spend-budget", "0.1/day", "--json")
+    assert made.returncode == 0, made.stderr
+    created = second.lathe("keys", "create", "race-key", "--team", "race-team", "--models", "stub-model", "--json")
+    assert created.returncode == 0, created.stderr
+    outcomes = asyncio.run(_burst(redis_gateways, json.loads(created.stdout)["key"], 40))
+    report = json.loads(first.lathe("teams", "usage", "race-team", "--json").stdout)
+    spent = report["spend_usd"]["day"]
+    # "hi" reserves 10 prompt tokens (2 bytes + 4 + 4 of template) at $1/1k and 2 at $2/1k: $0.014,
+    # and costs the stub's 10 + 2 tokens: the same. Seven fit in $0.10, whatever the interleaving.
+    assert spent <= 0.1 and outcomes["ok"] == 7 and outcomes["429"] == 33, (outcomes, spent)
+    assert spent == pytest.approx(7 * 0.014) and report["spend_budgets"][0]["left_usd"] == pytest.approx(0.002)
+    shown = first.lathe("teams", "usage", "race-team").stdout
+    assert "budget $0.1/day: $0.098000 spent, $0.002000 left" in shown, shown
+    bad = first.lathe("teams", "create", "bad-team", "--spend-budget", "lots/day")
+    assert bad.returncode != 0 and len(bad.stderr.strip().splitlines()) == 1 and "USD/PERIOD" in bad.stderr
 
 
 def test_rpm_limit_and_retry_after(gateway):

@@ -19,9 +19,9 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Mapped, mapped_column, sessionmaker
 
 from lathe.errors import NotFoundError
-from services.gateway.keys import Base
 from services.gateway.rollouts.analysis import Window
 from services.gateway.rollouts.spec import ACTIVE_STATES, RolloutSpec
+from services.gateway.tables import Base
 
 
 class RolloutRow(Base):

@@ -1,4 +1,4 @@
-"""Admin routes (admin key only): keys, usage, canary weights, routes."""
+"""Admin routes (admin key only): keys, teams, usage, the audit log, canary weights, routes."""
 
 from __future__ import annotations
 
@@ -9,17 +9,20 @@ from fastapi import APIRouter, Query, Request
 
 from lathe.dashboards.variables import parse_duration
 from lathe.errors import InvalidRequestError
-from services.gateway import audit
-from services.gateway.deps import AdminOnly, KeyStoreDep, RouterDep, parse_body, read_json
-from services.gateway.keys import utcnow
-from services.gateway.schemas import CanaryUpdate, KeyCreate, openapi_body
+from services.gateway import audit, spend
+from services.gateway.deps import AdminOnly, ForwarderDep, KeyStoreDep, RouterDep, parse_body, read_json
+from services.gateway.schemas import CanaryUpdate, KeyCreate, TeamCreate, openapi_body
+from services.gateway.tables import utcnow
 
 router = APIRouter(prefix="/admin", tags=["admin"], dependencies=[AdminOnly])
 
 
 @router.post("/keys", status_code=201, openapi_extra=openapi_body(KeyCreate))
-async def create_key(request: Request, keys: KeyStoreDep) -> dict:
+async def create_key(request: Request, keys: KeyStoreDep, forwarder: ForwarderDep) -> dict:
     body = parse_body(KeyCreate, await read_json(request, 65536))
+    team = await asyncio.to_thread(spend.get_team, keys, body.team) if body.team else None
+    if body.spend_budgets or (team and team["budgets"]):
+        _check_priced(body.models or list(forwarder.router.pools), forwarder.prices)
     expires = None
     if body.expires_at:
         try:
@@ -40,8 +43,46 @@ async def create_key(request: Request, keys: KeyStoreDep) -> dict:
         tools=body.tools,
         expires_at=expires,
         guardrails=[g.model_dump() for g in body.guardrails],
+        team=body.team,
+        spend_budgets=[b.model_dump() for b in body.spend_budgets],
     )
     return {**info.to_dict(), "key": raw}
+
+
+def _check_priced(models: list[str], prices: dict) -> None:
+    """A key with a money budget may only use models that have a price: refuse it here, not per request."""
+    unpriced = [m for m in models if m not in prices]
+    if unpriced:
+        raise InvalidRequestError(
+            f"model {unpriced[0]!r} has no price, and a key with a spend budget may use it: give it a price "
+            "(the routes file's price: or LATHE_GATEWAY_PRICES) or limit the key's models",
+            param="models",
+        )
+
+
+@router.post("/teams", status_code=201, openapi_extra=openapi_body(TeamCreate))
+async def create_team(request: Request, keys: KeyStoreDep) -> dict:
+    body = parse_body(TeamCreate, await read_json(request, 65536))
+    return await asyncio.to_thread(spend.create_team, keys, body.name, [b.model_dump() for b in body.budgets])
+
+
+@router.get("/teams")
+async def list_teams(keys: KeyStoreDep) -> dict:
+    return {"data": await asyncio.to_thread(spend.list_teams, keys)}
+
+
+@router.get("/teams/{name}/usage")
+async def team_usage(name: str, request: Request, keys: KeyStoreDep) -> dict:
+    """A team's requests, tokens and spend by model, its spend per period and its budgets' use."""
+    await request.app.state.usage.flush()
+    team = await asyncio.to_thread(spend.get_team, keys, name)
+    report = await asyncio.to_thread(spend.spend_report, keys, "team", name, team["budgets"], utcnow())
+    return {
+        "team": name,
+        "requests": sum(r["requests"] for r in report["by_model"]),
+        "total_tokens": sum(r["prompt_tokens"] + r["completion_tokens"] for r in report["by_model"]),
+        **report,
+    }
 
 
 def parse_since(text: str) -> dt.datetime:

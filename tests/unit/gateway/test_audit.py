@@ -48,7 +48,7 @@ def test_every_request_leaves_a_row_with_its_guardrails_and_no_text(tmp_path, ba
 
 def test_rows_past_the_retention_are_pruned_and_a_bad_since_is_refused(tmp_path, backend):  # noqa: F811
     from services.gateway import audit
-    from services.gateway.keys import utcnow
+    from services.gateway.tables import utcnow
 
     with _gateway(tmp_path, backend, []) as client:
         key = _key(client, "k")

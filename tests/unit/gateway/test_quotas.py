@@ -10,9 +10,9 @@ from services.gateway.quotas import (
     Limits,
     QuotaBackendError,
     RateLimitedError,
-    RedisLimiter,
     Reservation,
 )
+from services.gateway.redis_quotas import RedisLimiter
 from services.gateway.settings import GatewayServiceSettings
 
 

@@ -283,6 +283,19 @@ def test_the_charts_guardrails_and_audit_retention_reach_the_gateway_as_settings
         manifests.render({"gateway": {"guardrails": [{"name": "pij"}]}})
 
 
+def test_the_charts_prices_reach_the_gateway_as_a_setting_it_takes(monkeypatch):
+    from services.gateway.settings import GatewayServiceSettings
+
+    assert "LATHE_GATEWAY_PRICES" not in _env_of(manifests.render(), "lathe-gateway")
+    prices = {"smollm2-135m-instruct": {"prompt": 0.1, "completion": 0.3}}
+    env = _env_of(manifests.render({"gateway": {"prices": prices}}), "lathe-gateway")
+    monkeypatch.setenv("LATHE_GATEWAY_PRICES", env["LATHE_GATEWAY_PRICES"])
+    taken = GatewayServiceSettings().prices["smollm2-135m-instruct"]
+    assert (taken.prompt, taken.completion) == (0.1, 0.3)
+    with pytest.raises(Exception, match="at '/gateway/prices/m'"):
+        manifests.render({"gateway": {"prices": {"m": {"prompt": 0.1}}}})
+
+
 def _env_of(objects, deployment: str) -> dict:
     """name -> value (None for valueFrom) of the first container of a Deployment."""
     (obj,) = [o for o in objects if o["kind"] == "Deployment" and o["metadata"]["name"] == deployment]

@@ -110,7 +110,7 @@ def test_alerts_cover_what_matters():
                    "time_to_first_token_seconds_bucket", "vllm:num_requests_waiting", "vllm:kv_cache_usage_perc",
                    "vllm:gpu_cache_usage_perc", "kube_pod_container_status_restarts_total",
                    'kuberay_job_deployment_status{deployment_status="Failed"}', 'up{job="lathe-mlflow"}',
-                   'lathe_rollout_decisions_total{decision="rollback"}']:  # fmt: skip
+                   'lathe_rollout_decisions_total{decision="rollback"}', "lathe_gateway_budget_usd"]:  # fmt: skip
         assert needle in text, needle
 
 
