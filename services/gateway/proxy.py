@@ -166,10 +166,10 @@ class Forwarder(StreamRelay):
         self, key: KeyInfo, pool: ModelPool, route: str, texts: list[str], generates: bool, body: dict[str, Any] | None
     ) -> int:
         """The prompt's tokens as the engine will count them where that decides anything (a key
-        with token limits, a prompt the byte bound puts over the limit); else the byte bound,
+        with token limits or a money budget, a prompt the byte bound puts over the limit); else the byte bound,
         which costs nothing and is never below the truth."""
         bound = estimate_prompt_tokens(texts, self.settings.template_overhead_tokens if generates else 0)
-        needed = key.tpm is not None or key.budget is not None or bound > self.settings.max_prompt_tokens
+        needed = key.tpm is not None or key.budget is not None or key.pays or bound > self.settings.max_prompt_tokens
         exact = None
         if needed and self.counter is not None and body is not None:
             size = sum(len(t) for t in texts)
