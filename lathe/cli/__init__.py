@@ -4,7 +4,7 @@
     lathe models list | versions NAME | register PATH --name NAME | show NAME@ALIAS
     lathe models promote NAME [--version N] [--if-better-than ALIAS --metric M --margin X | --policy F] [--canary PCT]
     lathe keys create NAME [--models m1,m2 --rpm N --tpm N --budget N --expires DATE --guardrail pii:mask
-                            --team T --spend-budget 5/day] | list | usage NAME | revoke NAME
+                            --team T --spend-budget 5/day --cache exact|semantic] | list | usage NAME | revoke NAME
     lathe teams create NAME [--spend-budget 50/month] | list | usage NAME [--json]
     lathe audit [--since 1h --key NAME --limit N --json]
     lathe data curate --config RECIPE [--input PATH --output DIR]

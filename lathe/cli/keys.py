@@ -61,6 +61,9 @@ def create(
     spend_budgets: list[str] = typer.Option(
         [], "--spend-budget", help="USD/PERIOD on top of its team's, e.g. 5/day; one per period."
     ),
+    cache: list[str] = typer.Option(
+        [], "--cache", help="A response cache for its non-streamed requests: exact, semantic (or both)."
+    ),
     json_output: bool = typer.Option(False, "--json", help="Print the key and its settings as JSON."),
 ) -> None:
     """Create a key. The key itself is printed once, now: store it; only its hash is kept."""
@@ -84,6 +87,7 @@ def create(
         "guardrails": [_guardrail(g) for g in guardrails],
         "team": team,
         "spend_budgets": [parse_budget(b) for b in spend_budgets],
+        "cache": cache,
     }
     created = admin_call("POST", "/admin/keys", body)
     if json_output:

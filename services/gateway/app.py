@@ -15,6 +15,7 @@ from lathe.http_service import NO_OTEL, install_error_handlers
 from lathe.registry import ModelRegistry
 from lathe.telemetry import RequestIdMiddleware
 from services.gateway import audit, spend
+from services.gateway.cache import LruStore, RedisStore, ResponseCache
 from services.gateway.discovery import EndpointDiscovery, kubernetes_slice_api
 from services.gateway.keys import KeyCache, KeyStore
 from services.gateway.metrics import GatewayMetrics
@@ -106,6 +107,8 @@ def create_app(settings: GatewayServiceSettings, *, serve_metrics: bool = True) 
         app.state.metrics = metrics
         app.state.usage = usage
         app.state.forwarder = Forwarder(settings, router, limiter, usage, metrics, http, guardrails, prices)
+        exact_store = RedisStore(settings.redis_url) if settings.redis_url else LruStore(settings.cache_max_entries)
+        app.state.forwarder.cache = ResponseCache(settings, http, metrics, exact_store)
         controller = _rollout_controller(settings, keys, router, metrics)
         app.state.rollouts = app.state.forwarder.rollouts = controller
         app.state.forwarder.counter = _prompt_counter(settings, controller.registry)
@@ -140,6 +143,8 @@ def create_app(settings: GatewayServiceSettings, *, serve_metrics: bool = True) 
             await http.close()
             if isinstance(limiter, RedisLimiter):
                 await limiter.close()
+            if isinstance(exact_store, RedisStore):
+                await exact_store.close()
             if metrics_server is not None:
                 metrics_server.shutdown()
             keys.engine.dispose()

@@ -5,8 +5,8 @@ tokens, the status, each guardrail's decision (``{"pii": "mask", "injection": "p
 never the text), the latency and the request id that ties the row to the logs. Requests
 refused after authentication (over a quota, stopped by a guardrail, no backend) are rows
 too. ``team`` is the key's team, ``spend`` what the request cost in USD at its model's price
-(empty for a model with no price); ``cache_hit`` is a column already, empty until the
-gateway has a response cache.
+(empty for a model with no price); ``cache_hit`` whether a response cache answered it (empty
+for a key with no cache).
 
 Rows are written in the usage recorder's batches (``services.gateway.keys``), read with
 ``lathe audit --since 1h --key NAME --json`` (``GET /admin/audit``), and deleted after
@@ -63,6 +63,7 @@ class AuditEntry:
     status: int = 200
     guardrails: dict[str, str] = field(default_factory=dict)
     spend: float | None = None
+    cache_hit: bool | None = None
     latency_ms: float | None = None
     started: float = field(default_factory=time.monotonic)  # not a column
 

@@ -23,6 +23,7 @@ from services.gateway.spend import spend_report
 from services.gateway.tables import (
     ApiKey,
     Base,
+    KeyCaches,
     KeyGuardrails,
     KeySpend,
     Team,
@@ -58,6 +59,7 @@ class KeyInfo:
     team: str | None = None
     spend_budgets: tuple[dict, ...] = ()  # SpendBudget dicts (services.gateway.spend)
     team_budgets: tuple[dict, ...] = ()
+    cache: tuple[str, ...] = ()  # the response caches it opted into: exact, semantic
 
     @classmethod
     def of(cls, row: ApiKey) -> KeyInfo:
@@ -78,6 +80,7 @@ class KeyInfo:
             team=row.spend.team_name if row.spend else None,
             spend_budgets=tuple(row.spend.budgets) if row.spend else (),
             team_budgets=tuple(row.spend.team.budgets) if row.spend and row.spend.team else (),
+            cache=tuple(row.caches.kinds) if row.caches else (),
         )
 
     @property
@@ -105,6 +108,7 @@ class KeyInfo:
             "guardrails": list(self.guardrails),
             "team": self.team,
             "spend_budgets": list(self.spend_budgets),
+            "cache": list(self.cache),
         }
 
     @property
@@ -135,6 +139,7 @@ class KeyStore:
         guardrails: list[dict] | None = None,
         team: str | None = None,
         spend_budgets: list[dict] | None = None,
+        cache: list[str] | None = None,
     ) -> tuple[str, KeyInfo]:
         """Create a key; the raw key is returned here and never again."""
         for field, value in (("rpm", rpm), ("tpm", tpm), ("budget", budget), ("max_tokens", max_tokens)):
@@ -156,6 +161,7 @@ class KeyStore:
             expires_at=expires_at,
             guarded=KeyGuardrails(guardrails=guardrails) if guardrails else None,
             spend=KeySpend(team_name=team, budgets=spend_budgets or []) if team or spend_budgets else None,
+            caches=KeyCaches(kinds=cache) if cache else None,
         )
         with self.sessions() as session, session.begin():
             if session.scalar(select(ApiKey).where(ApiKey.name == name)) is not None:

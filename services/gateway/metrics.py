@@ -35,6 +35,8 @@ class GatewayMetrics:
     prompt_counts: Counter
     guardrail_decisions: Counter
     spend: Counter
+    cache_requests: Counter
+    cache_saved: Counter
     spend_period: Gauge
     budget: Gauge
 
@@ -119,6 +121,14 @@ class GatewayMetrics:
             spend=Counter(
                 "lathe_gateway_spend_usd_total", "What answered requests cost at their model's price, in USD",
                 ["team", "key", "model"], registry=r,
+            ),
+            cache_requests=Counter(
+                "lathe_gateway_cache_requests_total", "Response cache lookups by cache (exact, semantic) and result",
+                ["kind", "result"], registry=r,
+            ),
+            cache_saved=Counter(
+                "lathe_gateway_cache_saved_seconds_total", "What answering the cache's hits took when they were made",
+                ["kind"], registry=r,
             ),
             spend_period=Gauge(
                 "lathe_gateway_period_spend_usd", "Spend so far in the period of a key or team with a money budget",

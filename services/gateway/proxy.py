@@ -27,6 +27,7 @@ from lathe.errors import (
 )
 from lathe.telemetry import REQUEST_ID_HEADER, log_fields, request_id_var
 from services.gateway.audit import AuditEntry
+from services.gateway.cache import Entry, Lookup, ResponseCache
 from services.gateway.keys import KeyInfo
 from services.gateway.metrics import GatewayMetrics
 from services.gateway.quotas import (
@@ -62,6 +63,7 @@ class Admission:
     screen: Screen | None = None  # the guardrails on its answer
     audit: AuditEntry | None = None  # its row of the audit log, written when it is settled
     price: Price | None = None  # its model's, when the model has one
+    lookup: Lookup | None = None  # what its answer is cached under, for a key with a response cache
 
 
 def estimate_prompt_tokens(texts: list[str], overhead: int) -> int:
@@ -93,6 +95,7 @@ class Forwarder(StreamRelay):
         self.counter: PromptCounter | None = None  # exact prompt counts, when the app has one
         self.guardrails = guardrails or GuardrailBook(settings.guardrails, {}, metrics)
         self.prices = prices if prices is not None else dict(settings.prices)
+        self.cache: ResponseCache | None = None  # the response caches keys opt into, when the app has them
 
     # -- admission ------------------------------------------------------------------
     async def admit(
@@ -190,6 +193,8 @@ class Forwarder(StreamRelay):
                 backend = pool.choose(routing_key, exclude=tried, sticky=admission.sticky)
             except EngineUnavailableError:
                 break
+            if not tried and (cached := await self._from_cache(admission, backend.version, body, stream, started)):
+                return cached
             tried.add(backend.url)
             payload = dict(body, model=backend.upstream_model)
             if admission.max_tokens is not None:
@@ -222,6 +227,24 @@ class Forwarder(StreamRelay):
         await self.settle(admission, 0, 0, 503)
         detail = f" (last error: {type(last_error).__name__})" if last_error else ""
         raise EngineUnavailableError(f"no backend could serve model {admission.model!r}{detail}")
+
+    async def _from_cache(
+        self, admission: Admission, version: str, body: dict[str, Any], stream: bool, started: float
+    ) -> Response | None:
+        """The answer cached for the version the request was routed to, for a key that opted in;
+        on a miss, the admission keeps the lookup its answer is stored under."""
+        key = admission.key
+        if self.cache is None or stream or not key.cache or admission.route not in ("chat", "completions"):
+            return None
+        entry, kind, admission.lookup = await self.cache.lookup(key, admission.model, version, body)
+        if admission.audit is not None:
+            admission.audit.cache_hit, admission.audit.version = entry is not None, version
+        if entry is None:
+            return None
+        counted = self.settings.cache_hits_count_tokens
+        await self.settle(admission, entry.prompt_tokens * counted, entry.completion_tokens * counted, 200)
+        self._observe(admission, 200, started)
+        return JSONResponse(entry.data, headers={"x-lathe-backend-version": version, "x-lathe-cache": kind})
 
     async def _send(self, backend: Backend, path: str, payload: dict[str, Any]) -> aiohttp.ClientResponse:
         # aiohttp rather than httpx upstream: httpx's pool checks every pooled connection
@@ -269,6 +292,8 @@ class Forwarder(StreamRelay):
             if admission.screen is not None:
                 admission.screen.answer(data)
             self._served(admission.model, backend.version, time.monotonic() - attempt, None)
+            if admission.lookup is not None and self.cache is not None:
+                await self.cache.store(admission.lookup, Entry(data, prompt, completion, time.monotonic() - attempt))
             if self.rollouts is not None and admission.route == "chat":
                 self.rollouts.maybe_judge(self.http, admission.model, backend.version, body, data)
         await self.settle(admission, prompt, completion, upstream.status)

@@ -6,7 +6,7 @@ everything else passes through to the backend untouched.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
@@ -123,6 +123,8 @@ class KeyCreate(BaseModel):
     spend_budgets: list[SpendBudget] = Field(default_factory=list, max_length=3)
 
     _periods = field_validator("spend_budgets")(one_per_period)
+    # Response caches it opts into (services/gateway/cache.py).
+    cache: list[Literal["exact", "semantic"]] = Field(default_factory=list, max_length=2)
 
 
 class TeamCreate(BaseModel):

@@ -120,6 +120,13 @@ class GatewayServiceSettings(ProcessSettings, GatewaySettings):
     # How often the spend gauges (lathe_gateway_period_spend_usd, lathe_gateway_budget_usd) are read
     # from the database, where every replica's spend is.
     spend_refresh_s: float = Field(default=15.0, gt=0, le=3600)
+    # Response caches a key opts into (lathe keys create --cache exact|semantic): how long an
+    # answer is kept, how many per store, the cosine similarity a semantic hit needs, and
+    # whether a hit still counts its tokens (and cost) against the key's quotas and budgets.
+    cache_ttl_s: float = Field(default=3600.0, gt=0, le=30 * 86400)
+    cache_max_entries: int = Field(default=10_000, ge=1, le=10_000_000)
+    semantic_cache_threshold: float = Field(default=0.95, ge=0.0, le=1.0)
+    cache_hits_count_tokens: bool = True
     # Days the audit log keeps a request's row (lathe audit).
     audit_retention_days: int = Field(default=90, ge=1, le=36500)
 

@@ -44,6 +44,7 @@ class ApiKey(Base):
     created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
     guarded: Mapped[KeyGuardrails | None] = relationship(lazy="joined", uselist=False)
     spend: Mapped[KeySpend | None] = relationship(lazy="joined", uselist=False)
+    caches: Mapped[KeyCaches | None] = relationship(lazy="joined", uselist=False)
 
 
 class KeyGuardrails(Base):
@@ -53,6 +54,15 @@ class KeyGuardrails(Base):
 
     key_id: Mapped[str] = mapped_column(ForeignKey("api_keys.id"), primary_key=True)
     guardrails: Mapped[list] = mapped_column(JSON, default=list)
+
+
+class KeyCaches(Base):
+    """The response caches a key opted into (services.gateway.cache): ["exact", "semantic"]."""
+
+    __tablename__ = "key_caches"
+
+    key_id: Mapped[str] = mapped_column(ForeignKey("api_keys.id"), primary_key=True)
+    kinds: Mapped[list] = mapped_column(JSON, default=list)
 
 
 class Team(Base):

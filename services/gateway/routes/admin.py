@@ -45,6 +45,7 @@ async def create_key(request: Request, keys: KeyStoreDep, forwarder: ForwarderDe
         guardrails=[g.model_dump() for g in body.guardrails],
         team=body.team,
         spend_budgets=[b.model_dump() for b in body.spend_budgets],
+        cache=sorted(set(body.cache)),
     )
     return {**info.to_dict(), "key": raw}
 
