@@ -70,7 +70,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     from transformers import AutoTokenizer
 
-    from services.gateway.proxy import estimate_prompt_tokens
+    from services.gateway.admission import estimate_prompt_tokens
     from services.gateway.tokens import VersionTokenizer
 
     lathe, reference = VersionTokenizer.load(SMOLLM2), AutoTokenizer.from_pretrained(str(SMOLLM2))

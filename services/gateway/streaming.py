@@ -22,7 +22,7 @@ from services.gateway.guardrails import GuardrailBlockedError
 from services.gateway.screening import StreamWatch
 
 if TYPE_CHECKING:
-    from services.gateway.proxy import Admission
+    from services.gateway.admission import Admission
     from services.gateway.routing import Backend
 
 

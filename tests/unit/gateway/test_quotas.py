@@ -3,7 +3,7 @@ import socket
 
 import pytest
 
-from services.gateway.proxy import estimate_prompt_tokens
+from services.gateway.admission import estimate_prompt_tokens
 from services.gateway.quotas import (
     BudgetExceededError,
     InProcessLimiter,
