@@ -189,7 +189,7 @@ async def check_backends(
 ) -> None:
     """Active health checks: a backend that fails ``/health`` takes no new traffic."""
     while True:
-        backends = router.all_backends()
+        backends = [b for b in router.all_backends() if b.provider == "local"]  # a provider has no /health
 
         async def probe(backend) -> None:
             try:

@@ -36,6 +36,8 @@ class GatewayMetrics:
     guardrail_decisions: Counter
     spend: Counter
     cache_requests: Counter
+    provider_requests: Counter
+    fallbacks: Counter
     cache_saved: Counter
     spend_period: Gauge
     budget: Gauge
@@ -121,6 +123,14 @@ class GatewayMetrics:
             spend=Counter(
                 "lathe_gateway_spend_usd_total", "What answered requests cost at their model's price, in USD",
                 ["team", "key", "model"], registry=r,
+            ),
+            provider_requests=Counter(
+                "lathe_gateway_provider_requests_total", "Backend answers by provider (local: Lathe's own) and status",
+                ["provider", "status"], registry=r,
+            ),
+            fallbacks=Counter(
+                "lathe_gateway_fallbacks_total", "Requests a fallback model took over", ["model", "fallback"],
+                registry=r,
             ),
             cache_requests=Counter(
                 "lathe_gateway_cache_requests_total", "Response cache lookups by cache (exact, semantic) and result",

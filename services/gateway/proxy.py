@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import logging
 import time
+from collections.abc import Iterator
 from typing import Any
 
 import aiohttp
@@ -67,19 +68,13 @@ class Forwarder(Admitter, StreamRelay):
 
     # -- forwarding -----------------------------------------------------------------
     async def forward(self, admission: Admission, path: str, body: dict[str, Any], stream: bool) -> Response:
-        pool = self.router.pool(admission.model)
-        routing_key = _routing_key(body)
-        tried: set[str] = set()
         started = time.monotonic()
         last_error: Exception | None = None
-        for _ in range(self.settings.retries + 1):
-            try:
-                backend = pool.choose(routing_key, exclude=tried, sticky=admission.sticky)
-            except EngineUnavailableError:
-                break
-            if not tried and (cached := await self._from_cache(admission, backend.version, body, stream, started)):
+        first = True
+        for backend in self._candidates(admission, _routing_key(body)):
+            if first and (cached := await self._from_cache(admission, backend.version, body, stream, started)):
                 return cached
-            tried.add(backend.url)
+            first = False
             payload = dict(body, model=backend.upstream_model)
             if admission.max_tokens is not None:
                 payload["max_tokens"] = admission.max_tokens
@@ -94,6 +89,7 @@ class Forwarder(Admitter, StreamRelay):
                 last_error = exc
                 self._failed(backend, type(exc).__name__, model=admission.model)
                 continue  # nothing reached the client: another backend may serve it
+            self.metrics.provider_requests.labels(provider=backend.provider, status=str(upstream.status)).inc()
             if upstream.status >= 500:
                 backend.outstanding -= 1
                 upstream.release()
@@ -103,7 +99,7 @@ class Forwarder(Admitter, StreamRelay):
             self.metrics.by_version.labels(model=admission.model, version=backend.version).inc()
             if admission.audit is not None:
                 admission.audit.version = backend.version
-            if self.rollouts is not None:
+            if self.rollouts is not None and backend.model == admission.model:
                 self.rollouts.note_request(request_id_var.get(), admission.model, backend.version)
             if stream and upstream.status == 200:
                 return self._stream(admission, backend, upstream, started, client_wants_usage, attempt)
@@ -111,6 +107,22 @@ class Forwarder(Admitter, StreamRelay):
         await self.settle(admission, 0, 0, 503)
         detail = f" (last error: {type(last_error).__name__})" if last_error else ""
         raise EngineUnavailableError(f"no backend could serve model {admission.model!r}{detail}")
+
+    def _candidates(self, admission: Admission, routing_key: str) -> Iterator[Backend]:
+        """Backends to try in turn, each once: up to ``retries + 1`` of the model's own, then of each
+        fallback model's. A backend whose breaker is open is skipped at once."""
+        tried: set[str] = set()
+        for pool in self.router.chain(admission.model):
+            for _ in range(self.settings.retries + 1):
+                try:
+                    backend = pool.choose(routing_key, exclude=tried, sticky=admission.sticky)
+                except EngineUnavailableError:
+                    break
+                tried.add(backend.url)
+                if pool.model != admission.model:
+                    self.metrics.fallbacks.labels(model=admission.model, fallback=pool.model).inc()
+                    log.warning("fallback", extra=log_fields(model=admission.model, fallback=pool.model))
+                yield backend
 
     async def _from_cache(
         self, admission: Admission, version: str, body: dict[str, Any], stream: bool, started: float
@@ -135,7 +147,7 @@ class Forwarder(Admitter, StreamRelay):
         # on every request, which costs more than the rest of the gateway together.
         backend.breaker.on_attempt()
         backend.outstanding += 1
-        headers = {"content-type": "application/json"}
+        headers = {"content-type": "application/json", **backend.headers}
         if request_id := request_id_var.get():
             headers[REQUEST_ID_HEADER] = request_id
         try:
@@ -182,8 +194,7 @@ class Forwarder(Admitter, StreamRelay):
                 self.rollouts.maybe_judge(self.http, admission.model, backend.version, body, data)
         await self.settle(admission, prompt, completion, upstream.status)
         self._observe(admission, upstream.status, started)
-        headers = {"x-lathe-backend-version": backend.version}
-        return JSONResponse(data, status_code=upstream.status, headers=headers)
+        return JSONResponse(data, status_code=upstream.status, headers=backend.answer_headers())
 
     # -- accounting -----------------------------------------------------------------
     async def settle(self, admission: Admission, prompt: int, completion: int, status: int) -> None:

@@ -12,6 +12,10 @@ conversation stays on one version while the canary's share only grows:
 - ``PrefixAffinity``: a consistent hash of the prompt's first characters, so the same
   prefix lands on the same vLLM and finds its prefix cache warm.
 
+A model may name fallback models: when none of its backends can serve a request (down, or
+their breakers open), the next model's backends do, e.g. an outside provider (a backend
+with ``provider:`` and the API key from the environment variable it names).
+
 Each backend has a circuit breaker: after ``failures`` consecutive errors it opens
 and takes no traffic until ``reset_s`` has passed; then one trial request (half-open)
 closes it again on success. A backend that breaks off a stream it had begun opens it
@@ -31,7 +35,7 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from lathe.errors import EngineUnavailableError, ModelNotFoundError
-from services.gateway.settings import RoutesConfig
+from services.gateway.settings import GatewayServiceSettings, RoutesConfig
 
 
 class CircuitBreaker:
@@ -88,12 +92,21 @@ class Backend:
     outstanding: int = 0
     healthy: bool = True  # from active health checks
     learns_version: bool = False  # version "auto": taken from the backend's /health
+    provider: str = "local"  # or an outside provider's name: it has no /health, its breaker decides
+    headers: dict[str, str] = field(default_factory=dict, repr=False)  # its credentials: never logged
 
     def __post_init__(self) -> None:
         self.learns_version = self.learns_version or self.version == "auto"
 
     def available(self) -> bool:
         return self.healthy and self.breaker.allows()
+
+    def answer_headers(self) -> dict[str, str]:
+        """What a client learns of who answered: the version, and the provider when it is not ours."""
+        headers = {"x-lathe-backend-version": self.version}
+        if self.provider != "local":
+            headers["x-lathe-provider"] = self.provider
+        return headers
 
 
 class RoutingPolicy(Protocol):
@@ -147,6 +160,8 @@ class ModelPool:
 
     # (version, percent): the version takes that share, the other versions the rest.
     canary: tuple[str, float] | None = None
+    # Models whose backends take over, in order, when none of this one's can serve.
+    fallback: list[str] = field(default_factory=list)
 
     def versions(self) -> dict[str, float]:
         return self._weights(self.backends)
@@ -202,8 +217,9 @@ class Router:
     def from_config(cls, routes: RoutesConfig, breaker_failures: int, breaker_reset_s: float) -> Router:
         pools = {}
         for model, route in routes.models.items():
-            pool = ModelPool(model=model, policy=POLICIES[route.policy]())
+            pool = ModelPool(model=model, policy=POLICIES[route.policy](), fallback=list(route.fallback))
             for backend in route.backends:
+                key = GatewayServiceSettings.provider_key(backend, model)
                 pool.backends.append(
                     Backend(
                         url=backend.url.rstrip("/"),
@@ -212,10 +228,17 @@ class Router:
                         weight=backend.weight,
                         upstream_model=backend.upstream_model or model,
                         breaker=CircuitBreaker(breaker_failures, breaker_reset_s),
+                        provider=backend.provider or "local",
+                        headers={"authorization": f"Bearer {key.get_secret_value()}"} if key else {},
                     )
                 )
             pools[model] = pool
         return cls(pools)
+
+    def chain(self, model: str) -> list[ModelPool]:
+        """The model's pool, then its fallbacks' (unknown names were refused at start-up)."""
+        first = self.pool(model)
+        return [first, *(self.pools[f] for f in first.fallback if f in self.pools)]
 
     def pool(self, model: str) -> ModelPool:
         try:

@@ -10,6 +10,10 @@ there is none, from one route to the local inference service:
           - {url: "http://127.0.0.1:8100", version: "1"}
           - {url: "http://127.0.0.1:8101", version: "2", weight: 10}   # a 10 % canary
           - {url: "http://127.0.0.1:8102", version: auto}   # the version its /health reports
+        fallback: [gpt-4o-mini]            # when none of these can serve, the next model's backends
+      gpt-4o-mini:                         # an outside OpenAI-compatible provider
+        backends:
+          - {url: "https://api.openai.com", provider: openai, api_key_env: OPENAI_API_KEY}
 
 With no routes file the default route has the local inference service and, when
 ``LATHE_GATEWAY_CANDIDATE_BACKEND_URL`` is set, the local candidate service beside it;
@@ -19,13 +23,15 @@ both report the version they serve, which is what a rollout splits traffic by.
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Literal
 
 import yaml
-from pydantic import BaseModel, Field, SecretStr, field_validator
+from pydantic import BaseModel, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import SettingsConfigDict
 
+from lathe.errors import ConfigError
 from lathe.settings import GatewaySettings, MlflowSettings, ProcessSettings
 from services.gateway.guardrails import GuardrailConfig
 from services.gateway.spend import Price
@@ -45,6 +51,17 @@ class BackendConfig(BaseModel):
     weight: float = Field(default=100.0, ge=0.0)
     # Name the backend serves the model under, when it differs from the public name.
     upstream_model: str | None = None
+    # An outside OpenAI-compatible provider, named for the metrics and logs. Its API key is
+    # read at start-up from the environment variable named here (a Kubernetes Secret set as
+    # an env var), never from this file, and is never logged.
+    provider: str | None = Field(default=None, pattern=r"^[a-z0-9][a-z0-9_-]{0,63}$")
+    api_key_env: str | None = Field(default=None, pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+    @model_validator(mode="after")
+    def _credentials(self) -> BackendConfig:
+        if self.provider is not None and self.api_key_env is None:
+            raise ValueError(f"provider {self.provider!r} needs api_key_env: the variable that holds its API key")
+        return self
 
 
 class ModelRoute(BaseModel):
@@ -56,12 +73,23 @@ class ModelRoute(BaseModel):
     guardrails: list[GuardrailConfig] = Field(default_factory=list)
     # USD per 1k prompt and completion tokens: what a request costs its key and team.
     price: Price | None = None
+    # Models whose backends serve this model's requests, in order, when none of its own can
+    # (down, or their breakers open): e.g. the local vLLM, then an outside provider.
+    fallback: list[str] = Field(default_factory=list, max_length=8)
 
 
 class RoutesConfig(BaseModel):
     model_config = {"extra": "forbid"}
 
     models: dict[str, ModelRoute] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _fallbacks_exist(self) -> RoutesConfig:
+        for model, route in self.models.items():
+            for other in route.fallback:
+                if other == model or other not in self.models:
+                    raise ValueError(f"models.{model}.fallback: {other!r} is not another model of this file")
+        return self
 
 
 class GatewayServiceSettings(ProcessSettings, GatewaySettings):
@@ -192,3 +220,17 @@ class GatewayServiceSettings(ProcessSettings, GatewaySettings):
         text = self.routes_file.read_text()
         data = json.loads(text) if self.routes_file.suffix == ".json" else yaml.safe_load(text)
         return RoutesConfig.model_validate(data or {})
+
+    @staticmethod
+    def provider_key(backend: BackendConfig, model: str) -> SecretStr | None:
+        """A provider backend's API key, from the environment variable its route names."""
+        if backend.api_key_env is None:
+            return None
+        value = os.environ.get(backend.api_key_env, "").strip()
+        if not value:
+            raise ConfigError(
+                f"routes: model {model!r}'s {backend.provider} backend needs its API key in "
+                f"{backend.api_key_env}, which is not set",
+                param=f"models.{model}.backends",
+            )
+        return SecretStr(value)

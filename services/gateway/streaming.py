@@ -100,7 +100,7 @@ class StreamRelay:
                 await self.settle(admission, prompt, completion, status)
                 self._observe(admission, status, started)
 
-        headers = {"x-lathe-backend-version": backend.version, "cache-control": "no-cache"}
+        headers = {**backend.answer_headers(), "cache-control": "no-cache"}
         return StreamingResponse(relay(), media_type="text/event-stream", headers=headers)
 
     def _inspect_event(
