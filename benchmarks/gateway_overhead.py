@@ -1,4 +1,4 @@
-"""Gateway overhead: client → backend directly, through Lathe's gateway, through LiteLLM.
+"""Gateway overhead: client → backend directly, through Lathe's gateway (tracing off and on), through LiteLLM.
 
     make bench-gateway          # builds .venv-bench-litellm with litellm[proxy] once
 
@@ -143,11 +143,52 @@ def start(argv: list[str], log: Path, env: dict | None = None, cwd: Path = REPO)
     return subprocess.Popen(argv, cwd=cwd, env={**os.environ, **(env or {})}, stdout=handle, stderr=subprocess.STDOUT)
 
 
+def _lathe(procs: list, work: Path, name: str, port: int, routes: Path, env: dict) -> tuple[str, str]:
+    """A Lathe gateway in front of the stub: its chat URL and a key."""
+    admin = "lk-admin-" + secrets.token_urlsafe(24)
+    gateway = f"http://127.0.0.1:{port}"
+    settings = {
+        "LATHE_HOME": str(work / name), "LATHE_GATEWAY_PORT": str(port), "LATHE_GATEWAY_METRICS_PORT": str(port + 7),
+        "LATHE_GATEWAY_ROUTES_FILE": str(routes), "LATHE_GATEWAY_ADMIN_KEY": admin, "LATHE_LOG_LEVEL": "WARNING",
+    }  # fmt: skip
+    procs.append(start([sys.executable, "-m", "services.gateway"], work / f"{name}.log", {**settings, **env}))
+    wait_http(gateway + "/health")
+    created = httpx.post(gateway + "/admin/keys", json={"name": "bench"}, headers={"Authorization": f"Bearer {admin}"})
+    return gateway + "/v1/chat/completions", created.json()["key"]
+
+
+def _litellm(procs: list, work: Path, python: Path, stub: str, port: int) -> tuple[str, str]:
+    """LiteLLM's proxy with its own single-process defaults in front of the stub: its chat URL and key."""
+    config = work / "litellm.yaml"
+    config.write_text(
+        "model_list:\n"
+        "  - model_name: stub-model\n"
+        "    litellm_params:\n"
+        "      model: openai/stub-model\n"
+        f"      api_base: {stub}/v1\n"
+        "      api_key: none\n"
+        "litellm_settings:\n"
+        "  telemetry: false\n"
+    )
+    master = "sk-bench-" + secrets.token_urlsafe(24)  # LiteLLM refuses to start without one
+    procs.append(
+        start(
+            [str(python.with_name("litellm")), "--config", str(config), "--port", str(port), "--num_workers", "1"],
+            work / "litellm.log",
+            {"LITELLM_LOG": "ERROR", "DISABLE_ADMIN_UI": "True", "LITELLM_MASTER_KEY": master},
+            cwd=work,
+        )
+    )
+    wait_http(f"http://127.0.0.1:{port}/health/liveliness", timeout=180)
+    return f"http://127.0.0.1:{port}/v1/chat/completions", master
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description="Gateway overhead: direct vs Lathe vs LiteLLM")
     parser.add_argument("--rates", default="50,200,500", help="fixed request rates (per second)")
     parser.add_argument("--seconds", type=float, default=10.0, help="duration of each fixed-rate run")
     parser.add_argument("--litellm-python", default=str(REPO / ".venv-bench-litellm" / "bin" / "python"))
+    parser.add_argument("--no-tracing", dest="tracing", action="store_false", help="skip the gateway with tracing on")
     args = parser.parse_args()
     rates = [float(r) for r in args.rates.split(",")]
 
@@ -166,56 +207,14 @@ def main() -> None:
 
         routes = work / "routes.json"
         routes.write_text(json.dumps({"models": {"stub-model": {"backends": [{"url": stub}]}}}))
-        admin = "lk-admin-" + secrets.token_urlsafe(24)
-        gateway = f"http://127.0.0.1:{gateway_port}"
-        procs.append(
-            start(
-                [sys.executable, "-m", "services.gateway"],
-                work / "gateway.log",
-                {
-                    "LATHE_HOME": str(work / "home"),
-                    "LATHE_GATEWAY_PORT": str(gateway_port),
-                    "LATHE_GATEWAY_METRICS_PORT": "28809",
-                    "LATHE_GATEWAY_ROUTES_FILE": str(routes),
-                    "LATHE_GATEWAY_ADMIN_KEY": admin,
-                    "LATHE_LOG_LEVEL": "WARNING",
-                },
-            )
-        )
-        wait_http(gateway + "/health")
-        created = httpx.post(
-            gateway + "/admin/keys", json={"name": "bench"}, headers={"Authorization": f"Bearer {admin}"}
-        )
-        lathe_key = created.json()["key"]
-
-        paths = {
-            "direct": (stub + "/v1/chat/completions", "none"),
-            "lathe": (gateway + "/v1/chat/completions", lathe_key),
-        }
+        paths = {"direct": (stub + "/v1/chat/completions", "none")}
+        paths["lathe"] = _lathe(procs, work, "lathe", gateway_port, routes, {})
+        if args.tracing:
+            # Tracing on, every span exported by OTLP/HTTP (to the stub, which reads and drops them).
+            traced = {"LATHE_TRACING_ENABLED": "true", "LATHE_TRACING_OTLP_ENDPOINT": stub + "/v1/traces"}
+            paths["lathe+tracing"] = _lathe(procs, work, "lathe-traced", gateway_port + 10, routes, traced)
         if Path(args.litellm_python).exists():
-            config = work / "litellm.yaml"
-            config.write_text(
-                "model_list:\n"
-                "  - model_name: stub-model\n"
-                "    litellm_params:\n"
-                "      model: openai/stub-model\n"
-                f"      api_base: {stub}/v1\n"
-                "      api_key: none\n"
-                "litellm_settings:\n"
-                "  telemetry: false\n"
-            )
-            litellm_bin = Path(args.litellm_python).with_name("litellm")
-            master = "sk-bench-" + secrets.token_urlsafe(24)  # LiteLLM refuses to start without one
-            procs.append(
-                start(
-                    [str(litellm_bin), "--config", str(config), "--port", str(litellm_port), "--num_workers", "1"],
-                    work / "litellm.log",
-                    {"LITELLM_LOG": "ERROR", "DISABLE_ADMIN_UI": "True", "LITELLM_MASTER_KEY": master},
-                    cwd=work,
-                )
-            )
-            wait_http(f"http://127.0.0.1:{litellm_port}/health/liveliness", timeout=180)
-            paths["litellm"] = (f"http://127.0.0.1:{litellm_port}/v1/chat/completions", master)
+            paths["litellm"] = _litellm(procs, work, Path(args.litellm_python), stub, litellm_port)
         else:
             print(f"LiteLLM not installed at {args.litellm_python}: `make bench-gateway` builds it; skipping it")
 
@@ -244,7 +243,7 @@ def main() -> None:
 def report(results: dict, rates: list[float]) -> None:
     direct = results["direct"]
     print(f"\ncores: {os.cpu_count()}; latency added over calling the backend directly (ms)")
-    print("rate  | path     | achieved rps | errors | p50    | p99    | added p50 | added p99")
+    print("rate  | path          | achieved rps | errors | p50    | p99    | added p50 | added p99")
     rows = []
     for rate in rates:
         base = direct["fixed"][rate]
@@ -254,13 +253,23 @@ def report(results: dict, rates: list[float]) -> None:
             added99 = None if r["p99_ms"] is None or base["p99_ms"] is None else r["p99_ms"] - base["p99_ms"]
             rows.append({"rate": rate, "path": name, **r, "added_p50_ms": added50, "added_p99_ms": added99})
             print(
-                f"{rate:5.0f} | {name:8} | {r['rps']:12.1f} | {r['errors']:6d} | {_ms(r['p50_ms'])} | "
+                f"{rate:5.0f} | {name:13} | {r['rps']:12.1f} | {r['errors']:6d} | {_ms(r['p50_ms'])} | "
                 f"{_ms(r['p99_ms'])} | {_ms(added50):>9} | {_ms(added99):>9}"
             )
     print("\nmax sustained rps (32 concurrent clients, one process each):")
     for name, data in results.items():
-        print(f"  {name:8} {data['max']['rps']:8.1f} rps  p50 {_ms(data['max']['p50_ms'])} ms")
+        print(f"  {name:13} {data['max']['rps']:8.1f} rps  p50 {_ms(data['max']['p50_ms'])} ms")
     ratios = {}
+    if "lathe+tracing" in results:
+        top = rates[-1]
+        on, off = results["lathe+tracing"]["fixed"][top]["p50_ms"], results["lathe"]["fixed"][top]["p50_ms"]
+        if on is not None and off is not None:
+            ratios["tracing_added_p50_ms"] = on - off
+            print(f"\ntracing on (OTLP export) adds {on - off:.2f} ms at p50 at {top:.0f} rps")
+        ratios["tracing_max_rps_ratio"] = results["lathe+tracing"]["max"]["rps"] / max(
+            results["lathe"]["max"]["rps"], 1e-9
+        )
+        print(f"max rps with tracing on / off: {ratios['tracing_max_rps_ratio']:.2f}x")
     if "litellm" in results:
         ratios["lathe_vs_litellm_max_rps"] = results["lathe"]["max"]["rps"] / max(
             results["litellm"]["max"]["rps"], 1e-9

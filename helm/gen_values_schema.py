@@ -158,6 +158,8 @@ RULES: dict[str, dict[str, Any]] = {
             },
         },
     },
+    "tracing.otlpEndpoint": {"type": "string", "pattern": "^(https?://.*)?$"},
+    "tracing.sampleRatio": {"type": "number", "minimum": 0, "maximum": 1},
     # services/gateway/spend.py's Price, per model name.
     "gateway.prices": {
         "type": "object",

@@ -47,9 +47,22 @@ class _Section(BaseSettings):
     model_config = SettingsConfigDict(extra="ignore", validate_default=True)
 
 
+class TracingSettings(_Section):
+    """OpenTelemetry traces through the services (lathe/tracing.py); off by default."""
+
+    model_config = SettingsConfigDict(env_prefix="LATHE_TRACING_")
+
+    enabled: bool = False
+    # An OTLP/HTTP traces endpoint (an OpenTelemetry Collector: http://otel-collector:4318/v1/traces).
+    # Unset with tracing on: spans are made and propagated, and exported nowhere.
+    otlp_endpoint: str | None = Field(default=None, pattern=r"^https?://")
+    # Share of traces kept where no caller decided (a caller's sampled flag is followed).
+    sample_ratio: float = Field(default=1.0, ge=0.0, le=1.0)
+
+
 class ProcessSettings(_Section):
-    """What every Lathe process reads whatever its section's prefix: ``LATHE_HOME`` and
-    ``LATHE_LOG_LEVEL``. The root and each service's settings build on it.
+    """What every Lathe process reads whatever its section's prefix: ``LATHE_HOME``,
+    ``LATHE_LOG_LEVEL`` and ``LATHE_TRACING_*``. The root and each service's settings build on it.
 
     The fields read those names by alias, so ``LATHE_HOME=`` works as an argument, and
     ``home=`` and ``log_level=`` mean the same.
@@ -57,6 +70,7 @@ class ProcessSettings(_Section):
 
     home: Path = Field(default=Path(".lathe"), validation_alias="LATHE_HOME")
     log_level: LogLevel = Field(default="INFO", validation_alias="LATHE_LOG_LEVEL")
+    tracing: TracingSettings = Field(default_factory=TracingSettings)  # LATHE_TRACING_*
 
     @model_validator(mode="before")
     @classmethod
@@ -243,6 +257,7 @@ class LatheSettings(ProcessSettings):
     gateway: GatewaySettings = Field(default_factory=GatewaySettings)
     prometheus: PrometheusSettings = Field(default_factory=PrometheusSettings)
     rag: RagSettings = Field(default_factory=RagSettings)
+
     agent: AgentSettings = Field(default_factory=AgentSettings)
 
     @field_validator("assets")

@@ -14,8 +14,9 @@ from collections.abc import AsyncIterator, Mapping
 import httpx
 from fastapi import FastAPI
 
+from lathe import tracing
 from lathe.errors import ConfigError
-from lathe.http_service import NO_OTEL, install_error_handlers
+from lathe.http_service import install_error_handlers
 from lathe.telemetry import RequestIdMiddleware
 from services.agent.llm import GatewayChat
 from services.agent.memory import open_memory
@@ -45,6 +46,7 @@ def create_app(
             transport=transport,
             timeout=httpx.Timeout(settings.request_timeout_s, connect=5.0),
             limits=httpx.Limits(max_connections=200, max_keepalive_connections=50),
+            event_hooks=tracing.httpx_hooks(),
         )
         loop = AgentLoop(settings, GatewayChat(http, settings.gateway_url), registry, metrics)
         app.state.settings = settings
@@ -58,7 +60,8 @@ def create_app(
             await http.aclose()
             await memory.close()
 
-    app = FastAPI(title="Lathe agent", version="0.1.0", lifespan=lifespan, telemetry=NO_OTEL)
+    telemetry = tracing.install("agent", settings.tracing)
+    app = FastAPI(title="Lathe agent", version="0.1.0", lifespan=lifespan, telemetry=telemetry)
     app.add_middleware(RequestIdMiddleware)
     app.include_router(health.router)
     app.include_router(runs.router)

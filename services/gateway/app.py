@@ -11,7 +11,8 @@ import aiohttp
 from fastapi import FastAPI
 from prometheus_client import start_http_server
 
-from lathe.http_service import NO_OTEL, install_error_handlers
+from lathe import tracing
+from lathe.http_service import install_error_handlers
 from lathe.registry import ModelRegistry
 from lathe.telemetry import RequestIdMiddleware
 from services.gateway import audit, spend
@@ -150,7 +151,8 @@ def create_app(settings: GatewayServiceSettings, *, serve_metrics: bool = True) 
             keys.engine.dispose()
 
     described = {} if settings.docs else {"docs_url": None, "redoc_url": None, "openapi_url": None}
-    app = FastAPI(title="Lathe gateway", version="0.1.0", lifespan=lifespan, telemetry=NO_OTEL, **described)
+    telemetry = tracing.install("gateway", settings.tracing)
+    app = FastAPI(title="Lathe gateway", version="0.1.0", lifespan=lifespan, telemetry=telemetry, **described)
     app.add_middleware(RequestIdMiddleware)
     app.include_router(health.router)
     app.include_router(openai.router)

@@ -18,6 +18,7 @@ from typing import Any
 import aiohttp
 from fastapi.responses import JSONResponse, Response
 
+from lathe import tracing
 from lathe.errors import (
     EngineUnavailableError,
     UpstreamError,
@@ -151,7 +152,9 @@ class Forwarder(Admitter, StreamRelay):
         if request_id := request_id_var.get():
             headers[REQUEST_ID_HEADER] = request_id
         try:
-            return await self.http.post(backend.url + path, data=json.dumps(payload).encode(), headers=headers)
+            b = backend
+            with tracing.client_span(path, headers, url=b.url, provider=b.provider, version=b.version):
+                return await self.http.post(backend.url + path, data=json.dumps(payload).encode(), headers=headers)
         except BaseException:
             backend.outstanding -= 1
             raise

@@ -10,7 +10,8 @@ from collections.abc import AsyncIterator
 import httpx
 from fastapi import FastAPI
 
-from lathe.http_service import NO_OTEL, install_error_handlers
+from lathe import tracing
+from lathe.http_service import install_error_handlers
 from lathe.registry import ModelRegistry
 from lathe.telemetry import RequestIdMiddleware
 from services.inference.alias_server import AliasServer, EngineFactory
@@ -30,7 +31,9 @@ def create_app(settings: InferenceServiceSettings, engine_factory: EngineFactory
         app.state.settings = settings
         app.state.metrics = metrics
         app.state.server = server
-        app.state.http = httpx.AsyncClient(timeout=httpx.Timeout(settings.request_timeout_s, connect=5.0))
+        app.state.http = httpx.AsyncClient(
+            timeout=httpx.Timeout(settings.request_timeout_s, connect=5.0), event_hooks=tracing.httpx_hooks()
+        )
         loop_task = asyncio.create_task(server.run(), name="alias-server")
         try:
             yield
@@ -41,7 +44,8 @@ def create_app(settings: InferenceServiceSettings, engine_factory: EngineFactory
             await server.shutdown()
             await app.state.http.aclose()
 
-    app = FastAPI(title="Lathe inference", version="0.1.0", lifespan=lifespan, telemetry=NO_OTEL)
+    telemetry = tracing.install("inference", settings.tracing)
+    app = FastAPI(title="Lathe inference", version="0.1.0", lifespan=lifespan, telemetry=telemetry)
     app.add_middleware(RequestIdMiddleware)
     app.include_router(health.router)
     app.include_router(openai.router)

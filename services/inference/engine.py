@@ -67,6 +67,9 @@ def vllm_argv(settings: InferenceServiceSettings, model_dir: Path, port: int) ->
             "--gpu-memory-utilization", str(settings.gpu_memory_utilization),
             "--tensor-parallel-size", str(settings.tensor_parallel_size),
         ]  # fmt: skip
+    if settings.tracing.enabled and settings.tracing.otlp_endpoint:
+        # vLLM continues the traceparent the inference service sends and exports its own spans.
+        argv += ["--otlp-traces-endpoint", settings.tracing.otlp_endpoint]
     argv += shlex.split(settings.extra_engine_args)
     return argv
 

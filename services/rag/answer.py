@@ -18,6 +18,7 @@ from typing import Any
 
 import httpx
 
+from lathe import tracing
 from lathe.errors import AuthenticationError, EngineUnavailableError, LatheError, UpstreamError
 from services.rag.chunking import split_sentences
 from services.rag.encoders import tokenize
@@ -165,7 +166,9 @@ class GatewayChat:
     """Chat completions through the gateway with the caller's own key."""
 
     def __init__(self, base_url: str, timeout_s: float, transport: httpx.AsyncBaseTransport | None = None) -> None:
-        self.http = httpx.AsyncClient(base_url=base_url, timeout=timeout_s, transport=transport)
+        self.http = httpx.AsyncClient(
+            base_url=base_url, timeout=timeout_s, transport=transport, event_hooks=tracing.httpx_hooks()
+        )
 
     async def close(self) -> None:
         await self.http.aclose()

@@ -10,7 +10,8 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from lathe.http_service import NO_OTEL, install_error_handlers
+from lathe import tracing
+from lathe.http_service import install_error_handlers
 from lathe.telemetry import RequestIdMiddleware
 from services.rag.routes import collections, embeddings, query
 from services.rag.settings import RagServiceSettings
@@ -32,7 +33,8 @@ def create_app(settings: RagServiceSettings, *, service=None) -> FastAPI:
             if owned:
                 await app.state.rag.close()
 
-    app = FastAPI(title="Lathe RAG", version="0.1.0", lifespan=lifespan, telemetry=NO_OTEL)
+    telemetry = tracing.install("rag", settings.tracing)
+    app = FastAPI(title="Lathe RAG", version="0.1.0", lifespan=lifespan, telemetry=telemetry)
     app.add_middleware(RequestIdMiddleware)
 
     @app.get("/health", tags=["health"])

@@ -120,6 +120,11 @@ def build_app(
 
         return StreamingResponse(events(), media_type="text/event-stream")
 
+    async def traces(request):
+        # OTLP/HTTP's trace export, read and dropped: a stand-in collector for benchmarks/gateway_overhead.py.
+        await request.body()
+        return Response(status_code=200, media_type="application/x-protobuf")
+
     return Starlette(
         routes=[
             Route("/health", health),
@@ -127,6 +132,7 @@ def build_app(
             Route("/v1/completions", completions, methods=["POST"]),
             Route("/v1/embeddings", embeddings, methods=["POST"]),
             Route("/v1/models", models),
+            Route("/v1/traces", traces, methods=["POST"]),
         ]
     )
 

@@ -41,6 +41,7 @@ spec:
           env:
             - {name: LATHE_PROFILE, value: k8s}
             - {name: LATHE_HOME, value: /var/lib/lathe}
+            {{- include "lathe.tracingEnv" $root | nindent 12 }}
             - {name: LATHE_MLFLOW_TRACKING_URI, value: {{ include "lathe.mlflowUrl" $root | quote }}}
             - {name: LATHE_INFERENCE_URL, value: {{ include "lathe.gatewayUrl" $root | quote }}}
             # Generation goes through the gateway, with the key of the caller.

@@ -165,6 +165,10 @@ spec:
             - --tensor-parallel-size={{ $model.gpus }}
             - --gpu-memory-utilization={{ $model.gpuMemoryUtilization }}
             {{- end }}
+            {{- if and $root.Values.tracing.enabled $root.Values.tracing.otlpEndpoint }}
+            # vLLM continues the gateway's traceparent and exports its own spans.
+            - --otlp-traces-endpoint={{ $root.Values.tracing.otlpEndpoint }}
+            {{- end }}
             {{- range $model.extraArgs }}
             - {{ . | quote }}
             {{- end }}

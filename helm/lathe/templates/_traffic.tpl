@@ -200,3 +200,31 @@ verbatim; call with (dict "root" $ "component" "gateway" "direction" "Ingress").
 {{ toYaml . }}
 {{- end }}
 {{- end -}}
+
+{{/* Tracing's settings as env entries (LATHE_TRACING_*), for every Lathe service's container. */}}
+{{- define "lathe.tracingEnv" -}}
+{{- with .Values.tracing }}
+{{- if .enabled }}
+- {name: LATHE_TRACING_ENABLED, value: "true"}
+- {name: LATHE_TRACING_SAMPLE_RATIO, value: {{ .sampleRatio | quote }}}
+{{- with .otlpEndpoint }}
+- {name: LATHE_TRACING_OTLP_ENDPOINT, value: {{ . | quote }}}
+{{- end }}
+{{- end }}
+{{- end }}
+{{- end -}}
+
+{{/* Egress to the trace collector, when tracing exports somewhere. */}}
+{{- define "lathe.tracingEgress" -}}
+{{- with .Values.tracing }}
+{{- if and .enabled .otlpEndpoint }}
+# Spans to the OpenTelemetry collector (tracing.collector).
+- to:
+    - namespaceSelector:
+        matchLabels:
+          {{- toYaml .collector.namespaceSelector | nindent 10 }}
+  ports:
+    - {protocol: TCP, port: {{ .collector.port }}}
+{{- end }}
+{{- end }}
+{{- end -}}

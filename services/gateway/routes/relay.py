@@ -18,6 +18,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import Response, StreamingResponse
 from yarl import URL
 
+from lathe import tracing
 from lathe.errors import EngineUnavailableError, InvalidRequestError, NotFoundError
 from lathe.telemetry import REQUEST_ID_HEADER, request_id_var
 from services.gateway.deps import CurrentKey, SettingsDep, read_body
@@ -76,6 +77,7 @@ async def _relay(request: Request, key: KeyInfo, base: str | None, route: str, s
     headers["x-lathe-allowed-tools"] = ",".join(key.tools) if key.tools else "*"
     if request_id := request_id_var.get():
         headers[REQUEST_ID_HEADER] = request_id
+    tracing.inject(headers)
     started = time.monotonic()
     try:
         upstream = await forwarder.http.request(request.method, url, data=body or None, headers=headers)

@@ -296,6 +296,33 @@ def test_the_charts_prices_reach_the_gateway_as_a_setting_it_takes(monkeypatch):
         manifests.render({"gateway": {"prices": {"m": {"prompt": 0.1}}}})
 
 
+def test_tracing_reaches_every_service_vllm_and_the_network_policies(monkeypatch):
+    from lathe.settings import TracingSettings
+
+    default = manifests.render()
+    assert all(
+        "LATHE_TRACING_ENABLED" not in _env_of(default, d) for d in ("lathe-gateway", "lathe-rag", "lathe-agent")
+    )
+    endpoint = "http://otel-collector.observability:4318/v1/traces"
+    objects = manifests.render({"tracing": {"enabled": True, "otlpEndpoint": endpoint, "sampleRatio": 0.25}})
+    for deployment in ("lathe-gateway", "lathe-rag", "lathe-agent"):
+        env = _env_of(objects, deployment)
+        for name in ("LATHE_TRACING_ENABLED", "LATHE_TRACING_OTLP_ENDPOINT", "LATHE_TRACING_SAMPLE_RATIO"):
+            monkeypatch.setenv(name, env[name])
+        assert TracingSettings().model_dump() == {"enabled": True, "otlp_endpoint": endpoint, "sample_ratio": 0.25}
+    vllm = [c for o in objects if o["kind"] == "Deployment" for c in o["spec"]["template"]["spec"]["containers"]
+            if c["name"] == "lathe-vllm"]  # fmt: skip
+    assert vllm and all(f"--otlp-traces-endpoint={endpoint}" in c["args"] for c in vllm)
+    policies = {o["metadata"]["name"]: o for o in objects if o["kind"] == "NetworkPolicy"}
+    for component in ("gateway", "rag", "agent", "inference"):
+        egress = policies[f"lathe-{component}"]["spec"]["egress"]
+        assert any(p.get("port") == 4318 for rule in egress for p in rule.get("ports", [])), component
+    assert not any(p.get("port") == 4318 for o in default if o["kind"] == "NetworkPolicy"
+                   for rule in o["spec"].get("egress", []) for p in rule.get("ports", []))  # fmt: skip
+    with pytest.raises(Exception, match="at '/tracing/otlpEndpoint'"):
+        manifests.render({"tracing": {"enabled": True, "otlpEndpoint": "collector:4318"}})
+
+
 def _env_of(objects, deployment: str) -> dict:
     """name -> value (None for valueFrom) of the first container of a Deployment."""
     (obj,) = [o for o in objects if o["kind"] == "Deployment" and o["metadata"]["name"] == deployment]
