@@ -165,8 +165,8 @@ def test_a_rag_query_is_one_trace_through_the_rag_service_and_back_through_the_g
     assert ingested.status_code == 200, ingested.text
 
     def query():
-        answer = httpx.post(gateway + "/v1/rag/query", json={"query": "What does len(s) return for a list?", "collection": "docs"},
-                            headers=key, timeout=60)  # fmt: skip
+        asked = {"query": "What does len(s) return for a list?", "collection": "docs"}
+        answer = httpx.post(gateway + "/v1/rag/query", json=asked, headers=key, timeout=60)
         assert answer.status_code == 200, answer.text
         assert answer.json()["grounded"], answer.text  # it generated, through the gateway
 
