@@ -72,6 +72,22 @@ def _routes(settings: GatewayServiceSettings, metrics: GatewayMetrics) -> tuple[
     return router, GuardrailBook(settings.guardrails, by_model, metrics), prices
 
 
+def _limiter(settings: GatewayServiceSettings, keys: KeyStore, usage: UsageRecorder) -> InProcessLimiter | RedisLimiter:
+    """Quotas and budgets, in process or on Redis; what was spent before comes from the usage rows."""
+
+    async def spent(key_id: str) -> int:
+        await usage.flush()
+        return await asyncio.to_thread(keys.tokens_used, key_id)
+
+    async def money_spent(limit: spend.MoneyLimit) -> int:
+        await usage.flush()
+        return await asyncio.to_thread(spend.spent_micro, keys, limit)
+
+    if settings.redis_url:
+        return RedisLimiter(settings.redis_url, spent, settings.redis_failure_mode, money_spent=money_spent)
+    return InProcessLimiter(spent, money_spent=money_spent)
+
+
 def create_app(settings: GatewayServiceSettings, *, serve_metrics: bool = True) -> FastAPI:
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -82,20 +98,8 @@ def create_app(settings: GatewayServiceSettings, *, serve_metrics: bool = True) 
         metrics = GatewayMetrics.create()
         router, guardrails, prices = _routes(settings, metrics)
 
-        async def spent(key_id: str) -> int:
-            await usage.flush()
-            return await asyncio.to_thread(keys.tokens_used, key_id)
-
-        async def money_spent(limit: spend.MoneyLimit) -> int:
-            await usage.flush()
-            return await asyncio.to_thread(spend.spent_micro, keys, limit)
-
         usage = UsageRecorder(keys, prune=lambda: audit.prune(keys, settings.audit_retention_days))
-        limiter = (
-            RedisLimiter(settings.redis_url, spent, settings.redis_failure_mode, money_spent=money_spent)
-            if settings.redis_url
-            else InProcessLimiter(spent, money_spent=money_spent)
-        )
+        limiter = _limiter(settings, keys, usage)
         http = aiohttp.ClientSession(
             timeout=aiohttp.ClientTimeout(total=settings.request_timeout_s, connect=settings.connect_timeout_s),
             connector=aiohttp.TCPConnector(limit=1000, limit_per_host=0),
@@ -114,9 +118,11 @@ def create_app(settings: GatewayServiceSettings, *, serve_metrics: bool = True) 
         app.state.rollouts = app.state.forwarder.rollouts = controller
         app.state.forwarder.counter = _prompt_counter(settings, controller.registry)
         usage.start()
-        checker = asyncio.create_task(check_backends(router, http, metrics, settings.health_interval_s))
-        tasks = [checker, asyncio.create_task(controller.run())]
-        tasks.append(asyncio.create_task(export_spend(keys, metrics, settings.spend_refresh_s)))
+        tasks = [
+            asyncio.create_task(check_backends(router, http, metrics, settings.health_interval_s)),
+            asyncio.create_task(controller.run()),
+            asyncio.create_task(export_spend(keys, metrics, settings.spend_refresh_s)),
+        ]
         targets = settings.service_targets()
         if targets:
             discovery = EndpointDiscovery(
