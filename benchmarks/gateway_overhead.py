@@ -1,4 +1,5 @@
-"""Gateway overhead: client → backend directly, through Lathe's gateway (tracing off and on), through LiteLLM.
+"""Gateway overhead: client → backend directly, through Lathe's gateway (plain; with quotas and
+money budgets; with tracing), through LiteLLM.
 
     make bench-gateway          # builds .venv-bench-litellm with litellm[proxy] once
 
@@ -143,6 +144,9 @@ def start(argv: list[str], log: Path, env: dict | None = None, cwd: Path = REPO)
     return subprocess.Popen(argv, cwd=cwd, env={**os.environ, **(env or {})}, stdout=handle, stderr=subprocess.STDOUT)
 
 
+_ADMIN: dict[str, str] = {}  # gateway URL -> its admin key
+
+
 def _lathe(procs: list, work: Path, name: str, port: int, routes: Path, env: dict) -> tuple[str, str]:
     """A Lathe gateway in front of the stub: its chat URL and a key."""
     admin = "lk-admin-" + secrets.token_urlsafe(24)
@@ -153,8 +157,20 @@ def _lathe(procs: list, work: Path, name: str, port: int, routes: Path, env: dic
     }  # fmt: skip
     procs.append(start([sys.executable, "-m", "services.gateway"], work / f"{name}.log", {**settings, **env}))
     wait_http(gateway + "/health")
+    _ADMIN[gateway] = admin
     created = httpx.post(gateway + "/admin/keys", json={"name": "bench"}, headers={"Authorization": f"Bearer {admin}"})
     return gateway + "/v1/chat/completions", created.json()["key"]
+
+
+def _spending_key(lathe: tuple[str, str]) -> str:
+    base = lathe[0].removesuffix("/v1/chat/completions")
+    admin = {"Authorization": f"Bearer {_ADMIN[base]}"}
+    budget = [{"usd": 1e6, "period": "day"}]
+    httpx.post(base + "/admin/teams", json={"name": "bench", "budgets": budget}, headers=admin).raise_for_status()
+    body = {"name": "bench-spend", "team": "bench", "tpm": 10**9, "rpm": 10**9, "spend_budgets": budget}
+    created = httpx.post(base + "/admin/keys", json=body, headers=admin)
+    created.raise_for_status()
+    return created.json()["key"]
 
 
 def _litellm(procs: list, work: Path, python: Path, stub: str, port: int) -> tuple[str, str]:
@@ -206,9 +222,12 @@ def main() -> None:
         wait_http(stub + "/health")
 
         routes = work / "routes.json"
-        routes.write_text(json.dumps({"models": {"stub-model": {"backends": [{"url": stub}]}}}))
+        price = {"prompt": 0.1, "completion": 0.3}
+        routes.write_text(json.dumps({"models": {"stub-model": {"backends": [{"url": stub}], "price": price}}}))
         paths = {"direct": (stub + "/v1/chat/completions", "none")}
         paths["lathe"] = _lathe(procs, work, "lathe", gateway_port, routes, {})
+        # The same gateway, with a key that has token quotas and money budgets, its own and its team's.
+        paths["lathe+quotas+spend"] = (paths["lathe"][0], _spending_key(paths["lathe"]))
         if args.tracing:
             # Tracing on, every span exported by OTLP/HTTP (to the stub, which reads and drops them).
             traced = {"LATHE_TRACING_ENABLED": "true", "LATHE_TRACING_OTLP_ENDPOINT": stub + "/v1/traces"}
@@ -243,7 +262,7 @@ def main() -> None:
 def report(results: dict, rates: list[float]) -> None:
     direct = results["direct"]
     print(f"\ncores: {os.cpu_count()}; latency added over calling the backend directly (ms)")
-    print("rate  | path          | achieved rps | errors | p50    | p99    | added p50 | added p99")
+    print("rate  | path               | achieved rps | errors | p50    | p99    | added p50 | added p99")
     rows = []
     for rate in rates:
         base = direct["fixed"][rate]
@@ -253,12 +272,12 @@ def report(results: dict, rates: list[float]) -> None:
             added99 = None if r["p99_ms"] is None or base["p99_ms"] is None else r["p99_ms"] - base["p99_ms"]
             rows.append({"rate": rate, "path": name, **r, "added_p50_ms": added50, "added_p99_ms": added99})
             print(
-                f"{rate:5.0f} | {name:13} | {r['rps']:12.1f} | {r['errors']:6d} | {_ms(r['p50_ms'])} | "
+                f"{rate:5.0f} | {name:18} | {r['rps']:12.1f} | {r['errors']:6d} | {_ms(r['p50_ms'])} | "
                 f"{_ms(r['p99_ms'])} | {_ms(added50):>9} | {_ms(added99):>9}"
             )
     print("\nmax sustained rps (32 concurrent clients, one process each):")
     for name, data in results.items():
-        print(f"  {name:13} {data['max']['rps']:8.1f} rps  p50 {_ms(data['max']['p50_ms'])} ms")
+        print(f"  {name:18} {data['max']['rps']:8.1f} rps  p50 {_ms(data['max']['p50_ms'])} ms")
     ratios = {}
     if "lathe+tracing" in results:
         top = rates[-1]
