@@ -111,17 +111,19 @@ def list_keys(json_output: bool = typer.Option(False, "--json", help="Print as J
         print_json(keys)
         return
     table = Table(title="API keys", title_justify="left")
-    for column in ("name", "prefix", "models", "rpm", "tpm", "budget", "expires", "state"):
+    for column in ("name", "prefix", "team", "models", "rpm", "tpm", "budget", "cache", "expires", "state"):
         table.add_column(column)
     for k in keys:
         state = "active" if k["active"] else ("revoked" if k["revoked_at"] else "expired")
         table.add_row(
             k["name"],
             k["key_prefix"] + "…",
+            k.get("team") or "-",
             ",".join(k["models"]) or "all",
             str(k["rpm"] or "-"),
             str(k["tpm"] or "-"),
             str(k["budget"] or "-"),
+            ",".join(k.get("cache", [])) or "-",
             (k["expires_at"] or "-")[:16],
             state,
         )

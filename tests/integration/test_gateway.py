@@ -279,6 +279,10 @@ def test_forty_concurrent_requests_never_overspend_a_team_budget_across_redis_re
     assert spent == pytest.approx(7 * 0.014) and report["spend_budgets"][0]["left_usd"] == pytest.approx(0.002)
     shown = first.lathe("teams", "usage", "race-team").stdout
     assert "budget $0.1/day: $0.098000 spent, $0.002000 left" in shown, shown
+    listed = {k["name"]: k for k in json.loads(second.lathe("keys", "list", "--json").stdout)}
+    assert listed["race-key"]["team"] == "race-team" and listed["race-key"]["spend_budgets"] == []
+    table = second.lathe("keys", "list")
+    assert table.returncode == 0 and "race-key" in table.stdout, table.stderr
     bad = first.lathe("teams", "create", "bad-team", "--spend-budget", "lots/day")
     assert bad.returncode != 0 and len(bad.stderr.strip().splitlines()) == 1 and "USD/PERIOD" in bad.stderr
 
