@@ -73,6 +73,18 @@ def read_samples(path: Path) -> list[Sample]:
         ]
 
 
+def failure_messages(path: Path, limit: int = 5) -> list[dict[str, Any]]:
+    """The commonest failures but 429s, with Locust's own message (``locust_failures.csv``), so
+    a failed run says what went wrong and not only which kind of failure it was."""
+    if not path.exists():
+        return []
+    with path.open(newline="") as handle:
+        # Locust writes a failure as the repr of its exception: CatchResponseError('rate_limited: HTTP 429').
+        rows = [r for r in csv.DictReader(handle) if "rate_limited:" not in r.get("Error", "")]
+    rows.sort(key=lambda r: -int(r.get("Occurrences") or 0))
+    return [{"name": r["Name"], "error": r["Error"], "occurrences": int(r["Occurrences"])} for r in rows[:limit]]
+
+
 def percentile(values: list[float], q: float) -> float | None:
     """Nearest rank: the smallest value with at least q % of the values at or below it."""
     if not values:

@@ -235,6 +235,7 @@ def main(argv: list[str] | None = None) -> int:
         abort(f"Locust failed (exit {code}); see {csv_dir / 'locust.log'}")
     result = build_report(args, mode, host, gateway, report.read_samples(samples_path), rss_series, limited_rpm)
     result["csv_dir"] = str(csv_dir)
+    result["failures"] = report.failure_messages(csv_dir / "locust_failures.csv")
     name = "soak-report" if args.soak else "summary"
     if args.soak and report.plot(result, csv_dir / "soak-report.png"):
         result["plot"] = str(csv_dir / "soak-report.png")

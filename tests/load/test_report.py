@@ -112,3 +112,19 @@ def test_durations_read_like_locusts():
     assert parse_duration("10m") == 600 and parse_duration("1h30m") == 5400
     with pytest.raises(Exception, match="not a duration"):
         parse_duration("ten minutes")
+
+
+def test_failure_messages_keep_locusts_words_commonest_first_without_429s(tmp_path):
+    path = tmp_path / "locust_failures.csv"
+    path.write_text(
+        "Method,Name,Error,Occurrences\n"
+        "POST,agent,CatchResponseError('bad_response: the run ended without a calculator result'),1\n"
+        "POST,chat low-rpm,CatchResponseError('rate_limited: HTTP 429'),40\n"
+        "POST,rag,CatchResponseError('http_5xx: HTTP 503 engine_unavailable'),3\n"
+    )
+    assert report.failure_messages(path) == [
+        {"name": "rag", "error": "CatchResponseError('http_5xx: HTTP 503 engine_unavailable')", "occurrences": 3},
+        {"name": "agent", "error": "CatchResponseError('bad_response: the run ended without a calculator result')",
+         "occurrences": 1},
+    ]  # fmt: skip
+    assert report.failure_messages(tmp_path / "absent.csv") == []
