@@ -5,68 +5,31 @@ reaches the backend, which receives a W3C ``traceparent`` as vLLM would."""
 
 from __future__ import annotations
 
-import json
-import socket
-import threading
-import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+import contextlib
 from typing import ClassVar
 
 import httpx
 import pytest
-import uvicorn
 import yaml
 
 from lathe import tracing
 from lathe.settings import TracingSettings
+from tests.support.http_backends import JsonHandler, chat_completion, free_port, serve, serve_app
 
 ADMIN_KEY = "admin-" + "t" * 24
 MODEL = "smollm2-135m-instruct"
 
 
-class _Backend(BaseHTTPRequestHandler):
+class _Backend(JsonHandler):
     """The model server: answers every chat in the agent's text protocol, and keeps the traceparent."""
 
     traceparents: ClassVar[list[str]] = []
 
-    def do_GET(self) -> None:  # /health
-        self._send({})
-
     def do_POST(self) -> None:
-        self.rfile.read(int(self.headers["content-length"]))
+        self.read_json()
         type(self).traceparents.append(self.headers.get("traceparent", ""))
-        message = {"role": "assistant", "content": "Thought: I know.\nFinal Answer: len() counts items [1]."}
         usage = {"prompt_tokens": 7, "completion_tokens": 9, "total_tokens": 16}
-        self._send({"id": "c", "object": "chat.completion", "model": MODEL, "usage": usage,
-                    "choices": [{"index": 0, "message": message, "finish_reason": "stop"}]})  # fmt: skip
-
-    def _send(self, body: dict) -> None:
-        raw = json.dumps(body).encode()
-        self.send_response(200)
-        self.send_header("content-type", "application/json")
-        self.send_header("content-length", str(len(raw)))
-        self.end_headers()
-        self.wfile.write(raw)
-
-    def log_message(self, *args) -> None:
-        pass
-
-
-def _port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _serve(app, port: int) -> uvicorn.Server:
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="error"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 120  # the RAG service loads MiniLM at start-up
-    while not server.started:
-        assert thread.is_alive() and time.monotonic() < deadline, "a service did not start"
-        time.sleep(0.05)
-    return server
+        self.send_json(chat_completion("Thought: I know.\nFinal Answer: len() counts items [1].", MODEL, usage))
 
 
 @pytest.fixture(scope="module")
@@ -95,30 +58,25 @@ def platform(tmp_path_factory, spans):
 
     home = tmp_path_factory.mktemp("traced")
     on = TracingSettings(enabled=True)
-    backend = ThreadingHTTPServer(("127.0.0.1", 0), _Backend)
-    threading.Thread(target=backend.serve_forever, daemon=True).start()
-    ports = {name: _port() for name in ("gateway", "rag", "agent")}
+    ports = {name: free_port() for name in ("gateway", "rag", "agent")}
     url = {name: f"http://127.0.0.1:{port}" for name, port in ports.items()}
-    routes = {"models": {MODEL: {"backends": [{"url": f"http://127.0.0.1:{backend.server_port}"}]}}}
-    (home / "routes.yaml").write_text(yaml.safe_dump(routes))
-    servers = [
-        _serve(create_rag(RagServiceSettings(LATHE_HOME=str(home / "rag"), gateway_url=url["gateway"], tracing=on)),
-               ports["rag"]),
-        _serve(create_agent(AgentServiceSettings(LATHE_HOME=str(home / "agent"), gateway_url=url["gateway"],
-                                                 tracing=on)), ports["agent"]),
-        _serve(create_gateway(GatewayServiceSettings(
+    with contextlib.ExitStack() as stack:
+        backend = stack.enter_context(serve(_Backend))
+        routes = {"models": {MODEL: {"backends": [{"url": backend}]}}}
+        (home / "routes.yaml").write_text(yaml.safe_dump(routes))
+        rag = RagServiceSettings(LATHE_HOME=str(home / "rag"), gateway_url=url["gateway"], tracing=on)
+        agent = AgentServiceSettings(LATHE_HOME=str(home / "agent"), gateway_url=url["gateway"], tracing=on)
+        gateway = GatewayServiceSettings(
             LATHE_HOME=str(home / "gw"), admin_key=ADMIN_KEY, routes_file=str(home / "routes.yaml"),
-            rag_url=url["rag"], agent_url=url["agent"], exact_prompt_count=False, health_interval_s=60,
-            tracing=on)), ports["gateway"]),
-    ]  # fmt: skip
-    admin = {"authorization": f"Bearer {ADMIN_KEY}"}
-    created = httpx.post(url["gateway"] + "/admin/keys", json={"name": "traced"}, headers=admin, timeout=30)
-    assert created.status_code == 201, created.text
-    yield url["gateway"], {"authorization": f"Bearer {created.json()['key']}"}
-    for server in servers:
-        server.should_exit = True
-    backend.shutdown()
-    backend.server_close()
+            rag_url=url["rag"], agent_url=url["agent"], exact_prompt_count=False, health_interval_s=60, tracing=on,
+        )  # fmt: skip
+        stack.enter_context(serve_app(create_rag(rag), ports["rag"]))
+        stack.enter_context(serve_app(create_agent(agent), ports["agent"]))
+        stack.enter_context(serve_app(create_gateway(gateway), ports["gateway"]))
+        admin = {"authorization": f"Bearer {ADMIN_KEY}"}
+        created = httpx.post(url["gateway"] + "/admin/keys", json={"name": "traced"}, headers=admin, timeout=30)
+        assert created.status_code == 201, created.text
+        yield url["gateway"], {"authorization": f"Bearer {created.json()['key']}"}
 
 
 def _one_trace(spans, call) -> list:

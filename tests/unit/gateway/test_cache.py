@@ -4,20 +4,16 @@ teams, tokens counted on a hit, and the settings refused out of range."""
 
 from __future__ import annotations
 
-import json
-import socket
-import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import ClassVar
 
 import pytest
-import uvicorn
 import yaml
 from fastapi.testclient import TestClient
 
 from services.gateway.app import create_app
 from services.gateway.settings import GatewayServiceSettings
+from tests.support.http_backends import JsonHandler, chat_completion, serve, serve_app
 from tests.unit.gateway.test_guardrails import ADMIN_KEY, _key
 
 ADMIN = {"authorization": f"Bearer {ADMIN_KEY}"}
@@ -26,40 +22,18 @@ LEN_AGAIN = "In Python, what does the len() function return?"
 OPEN = "How do I read a text file line by line?"
 
 
-class _VersionedBackend(BaseHTTPRequestHandler):
+class _VersionedBackend(JsonHandler):
     """Answers with its version and a running count, so a test sees who answered and how often."""
 
     version: ClassVar[str] = ""
     answered: ClassVar[int] = 0
 
-    def do_GET(self) -> None:  # /health
-        self._send({})
-
     def do_POST(self) -> None:
-        self.rfile.read(int(self.headers["content-length"]))
+        self.read_json()
         cls = type(self)
         cls.answered += 1
-        message = {"role": "assistant", "content": f"v{cls.version} answer #{cls.answered}"}
         usage = {"prompt_tokens": 12, "completion_tokens": 5, "total_tokens": 17}
-        self._send({"id": "c", "object": "chat.completion", "model": "m", "usage": usage,
-                    "choices": [{"index": 0, "message": message, "finish_reason": "stop"}]})  # fmt: skip
-
-    def _send(self, body: dict) -> None:
-        raw = json.dumps(body).encode()
-        self.send_response(200)
-        self.send_header("content-type", "application/json")
-        self.send_header("content-length", str(len(raw)))
-        self.end_headers()
-        self.wfile.write(raw)
-
-    def log_message(self, *args) -> None:
-        pass
-
-
-def _serve(handler: type) -> tuple[ThreadingHTTPServer, str]:
-    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    return server, f"http://127.0.0.1:{server.server_port}"
+        self.send_json(chat_completion(f"v{cls.version} answer #{cls.answered}", "m", usage))
 
 
 @pytest.fixture(scope="module")
@@ -69,31 +43,16 @@ def encoder(tmp_path_factory):
     from services.rag.settings import RagServiceSettings
 
     home = tmp_path_factory.mktemp("rag-home")
-    app = create_rag(RagServiceSettings(LATHE_HOME=str(home), gateway_url="http://127.0.0.1:9"))
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="error"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 120  # MiniLM loads at start-up
-    while not server.started:
-        assert thread.is_alive() and time.monotonic() < deadline, "the RAG service did not start"
-        time.sleep(0.05)
-    yield f"http://127.0.0.1:{port}"
-    server.should_exit = True
-    thread.join(10)
+    with serve_app(create_rag(RagServiceSettings(LATHE_HOME=str(home), gateway_url="http://127.0.0.1:9"))) as url:
+        yield url
 
 
 @pytest.fixture
 def versions():
     """Version 1 serves model m; version 2 is deployed beside it with no traffic yet."""
     made = [type(f"V{v}", (_VersionedBackend,), {"version": v, "answered": 0}) for v in ("1", "2")]
-    servers = [_serve(handler) for handler in made]
-    yield made, [url for _, url in servers]
-    for server, _ in servers:
-        server.shutdown()
-        server.server_close()
+    with serve(made[0]) as first, serve(made[1]) as second:
+        yield made, [first, second]
 
 
 def _gateway(tmp_path, urls: list[str], encoder: str, **settings) -> TestClient:

@@ -8,9 +8,6 @@ from __future__ import annotations
 
 import json
 import logging
-import socket
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import ClassVar
 
@@ -21,84 +18,57 @@ from fastapi.testclient import TestClient
 from lathe.errors import ConfigError
 from services.gateway.app import create_app
 from services.gateway.settings import GatewayServiceSettings
+from tests.support.http_backends import JsonHandler, chat_completion, free_port, serve
 from tests.unit.gateway.test_guardrails import ADMIN_KEY, _key
 
 ADMIN = {"authorization": f"Bearer {ADMIN_KEY}"}
 SECRET = "sk-provider-" + "q" * 32
 
 
-class _Provider(BaseHTTPRequestHandler):
+class _Provider(JsonHandler):
     """OpenAI's chat completions, for requests that carry the right key."""
 
     seen: ClassVar[list[tuple[str, dict]]] = []  # (authorization, body)
 
     def do_POST(self) -> None:
-        body = json.loads(self.rfile.read(int(self.headers["content-length"])))
+        body = self.read_json()
         type(self).seen.append((self.headers.get("authorization", ""), body))
         if self.headers.get("authorization") != f"Bearer {SECRET}":
-            self._send(401, {"error": {"message": "Incorrect API key provided", "type": "invalid_request_error"}})
+            self.send_json({"error": {"message": "Incorrect API key provided", "type": "invalid_request_error"}}, 401)
             return
-        message = {"role": "assistant", "content": f"the provider's {body['model']} answers"}
         usage = {"prompt_tokens": 9, "completion_tokens": 4, "total_tokens": 13}
-        self._send(200, {"id": "chatcmpl-p", "object": "chat.completion", "model": body["model"], "usage": usage,
-                         "choices": [{"index": 0, "message": message, "finish_reason": "stop"}]})  # fmt: skip
-
-    def _send(self, status: int, body: dict) -> None:
-        raw = json.dumps(body).encode()
-        self.send_response(status)
-        self.send_header("content-type", "application/json")
-        self.send_header("content-length", str(len(raw)))
-        self.end_headers()
-        self.wfile.write(raw)
-
-    def log_message(self, *args) -> None:
-        pass
+        self.send_json(chat_completion(f"the provider's {body['model']} answers", body["model"], usage))
 
 
-class _Local(BaseHTTPRequestHandler):
+class _Local(JsonHandler):
     """The local vLLM: healthy on /health; its answers fail with 500 while ``failing``."""
 
     failing: ClassVar[bool] = False
 
-    def do_GET(self) -> None:
-        _Provider._send(self, 200, {})
-
     def do_POST(self) -> None:
-        self.rfile.read(int(self.headers["content-length"]))
+        self.read_json()
         if type(self).failing:
-            _Provider._send(self, 500, {"error": {"message": "engine dead", "type": "server_error"}})
+            self.send_json({"error": {"message": "engine dead", "type": "server_error"}}, 500)
             return
-        choice = {"index": 0, "message": {"role": "assistant", "content": "the local model answers"}}
-        _Provider._send(self, 200, {"id": "c", "object": "chat.completion", "model": "m", "choices": [choice]})
-
-    def log_message(self, *args) -> None:
-        pass
+        self.send_json(chat_completion("the local model answers", "m"))
 
 
 @pytest.fixture
 def local():
     _Local.failing = False
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _Local)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{server.server_port}"
-    server.shutdown()
-    server.server_close()
+    with serve(_Local) as url:
+        yield url
 
 
 @pytest.fixture
 def provider():
     _Provider.seen = []
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _Provider)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{server.server_port}"
-    server.shutdown()
-    server.server_close()
+    with serve(_Provider) as url:
+        yield url
 
 
 def _dead_url() -> str:
-    with socket.socket() as s:  # a port nothing listens on: the local vLLM is gone
-        s.bind(("127.0.0.1", 0))
-        return f"http://127.0.0.1:{s.getsockname()[1]}"
+    return f"http://127.0.0.1:{free_port()}"  # nothing listens there: the local vLLM is gone
 
 
 def _routes(tmp_path, local: str, provider: str, **provider_backend) -> str:
