@@ -2,6 +2,7 @@
 
     lathe rag ingest docs/ https://example.org/page.html --collection docs
     lathe rag ask "How do I join two paths?" --collection docs
+    lathe rag ask "Does it work on Windows?" --session mine   # follow-ups see earlier turns
     lathe rag retrieve "os.path.join" --top-k 5 --json
     lathe rag eval --questions .lathe/data/rag/questions.jsonl --collection docs
     lathe rag collections | documents COLLECTION | delete COLLECTION DOC_ID
@@ -20,7 +21,8 @@ from typing import Any
 import typer
 
 from lathe.cli.gateway_client import GatewayClient, GatewayUnreachableError, error_from_wire
-from lathe.cli.output import console, err_console, print_json
+from lathe.cli.output import console, err_console, print_json, settings
+from lathe.cli.rag_session import load_turns, new_turns, save_turns, session_path
 from lathe.errors import InvalidRequestError, LatheError
 
 app = typer.Typer(help="Retrieval-augmented generation: ingest, ask, evaluate.", no_args_is_help=True)
@@ -138,23 +140,44 @@ def ask(
     top_k: int = typer.Option(4, "--top-k", min=1, max=50, help="Chunks to answer from."),
     stream: bool = typer.Option(True, "--stream/--no-stream", help="Print the answer as it is generated."),
     json_output: bool = typer.Option(False, "--json", help="Print the answer, citations and sources as JSON."),
+    session: str | None = typer.Option(
+        None, "--session", "-s", help="Keep the conversation under this name: follow-ups see earlier turns."
+    ),
+    forget: bool = typer.Option(False, "--forget", help="Start the --session over."),
     url: str | None = URL_OPT,
     api_key: str | None = KEY_OPT,
 ) -> None:
     """Answer a question from a collection, with numbered citations."""
     if not question.strip():
         raise InvalidRequestError("the question is empty", param="question")
+    if forget and session is None:
+        raise InvalidRequestError("--forget needs --session", param="forget")
+    path = session_path(settings().home, session) if session else None
+    turns = [] if path is None or forget else load_turns(path)
     client = GatewayClient(url, api_key)
-    body = {"query": question, "collection": collection, "top_k": top_k}
+    body = {"query": question, "collection": collection, "top_k": top_k, **({"messages": turns} if turns else {})}
     if json_output or not stream:
         result = client.call("POST", "/v1/rag/query", json=body)
-        if json_output:
-            print_json(result)
-            return
-        console.print(result["answer"], highlight=False, markup=False)
+        if not json_output:
+            _print_rewrite(result)
+            console.print(result["answer"], highlight=False, markup=False)
     else:
         result = _stream_answer(client, body)
+    if path is not None and result.get("answer"):
+        save_turns(path, [*turns, *new_turns(question, result["answer"])])
+    if json_output:
+        print_json(result)
+        return
     _print_citations(result)
+
+
+def _print_rewrite(data: dict[str, Any]) -> None:
+    """The standalone question a follow-up was searched as, and the turns left out."""
+    conversation = data.get("conversation") or {}
+    if conversation.get("method") in ("model", "history"):
+        err_console.print(f"[dim]searched as: {conversation['rewritten_query']}[/]", highlight=False)
+    if conversation.get("dropped_turns"):
+        err_console.print(f"[dim]left out the {len(conversation['dropped_turns'])} oldest turn(s)[/]")
 
 
 def _stream_answer(client: GatewayClient, body: dict[str, Any]) -> dict[str, Any]:
@@ -166,7 +189,9 @@ def _stream_answer(client: GatewayClient, body: dict[str, Any]) -> dict[str, Any
                 event = line[6:].strip()
             elif line.startswith("data:") and line.strip() != "data: [DONE]":
                 data = json.loads(line[5:])
-                if event == "delta":
+                if event == "sources":
+                    _print_rewrite(data)
+                elif event == "delta":
                     console.print(data["content"], end="", highlight=False, markup=False)
                 elif event == "answer":
                     result = data

@@ -19,6 +19,7 @@ class RagMetrics:
     retrieval: Histogram
     hits: Histogram
     queries: Counter
+    rewrites: Counter
 
     @classmethod
     def create(cls) -> RagMetrics:
@@ -52,6 +53,12 @@ class RagMetrics:
                 "lathe_rag_queries_total",
                 "Questions answered, by outcome (answered, unknown, failed)",
                 ["collection", "outcome"],
+                registry=r,
+            ),
+            rewrites=Counter(
+                "lathe_rag_rewrites_total",
+                "Follow-up questions condensed before retrieval, by method (model, history, none)",
+                ["method"],
                 registry=r,
             ),
         )

@@ -75,11 +75,22 @@ class RetrieveRequest(_Body):
         return value
 
 
+class ChatTurn(_Body):
+    """One earlier turn of a conversation: the user's question or the answer given."""
+
+    role: Literal["user", "assistant"]
+    content: str = Field(min_length=1, max_length=20_000)
+
+
 class QueryRequest(RetrieveRequest):
     model: str | None = Field(default=None, min_length=1, max_length=256)
     stream: bool = False
     max_tokens: int | None = Field(default=None, ge=1, le=4096)
     temperature: float | None = Field(default=None, ge=0.0, le=2.0)
+    # Earlier turns, oldest first; ``query`` is the new question.
+    messages: list[ChatTurn] = Field(default_factory=list, max_length=200)
+    # Condense a follow-up into a standalone question before retrieval.
+    rewrite: bool = True
 
 
 # OpenAI's own limit on inputs per embeddings request.

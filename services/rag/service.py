@@ -25,6 +25,15 @@ from services.rag.answer import (
     fit_context,
 )
 from services.rag.chunking import make_chunker
+from services.rag.conversation import (
+    Condensed,
+    accept_rewrite,
+    clean_rewrite,
+    condense_messages,
+    fit_history,
+    has_user_turn,
+    history_query,
+)
 from services.rag.encoders import DenseEncoder
 from services.rag.ingest import IncomingDocument, Ingestor
 from services.rag.metrics import RagMetrics
@@ -141,7 +150,39 @@ class RagService:
             "temperature": self.settings.temperature if body.temperature is None else body.temperature,
         }
 
-    def _answer(self, body: QueryRequest, answer: str, hits: list[Hit], grounded: bool, info, usage=None):
+    # -- conversations ----------------------------------------------------------------
+    async def condense(self, body: QueryRequest, authorization: str | None) -> Condensed:
+        """The standalone question for a follow-up; the question itself without earlier turns."""
+        if not body.messages:
+            return Condensed(body.query, "none")
+        kept, dropped = fit_history([t.model_dump() for t in body.messages], self.settings.history_chars)
+        if not body.rewrite or not has_user_turn(kept):
+            condensed = Condensed(body.query, "none", turns_used=len(kept), dropped_turns=dropped)
+        else:
+            request = {
+                "model": body.model or self.settings.model,
+                "messages": condense_messages(kept, body.query),
+                "max_tokens": self.settings.rewrite_max_tokens,
+                "temperature": 0.0,
+            }
+            reply = await self.chat.complete(authorization, request)
+            content = ((reply.get("choices") or [{}])[0].get("message") or {}).get("content") or ""
+            rewrite = clean_rewrite(content)
+            if accept_rewrite(rewrite, body.query, kept):
+                condensed = Condensed(rewrite, "model", rewrite, len(kept), dropped)
+            else:
+                condensed = Condensed(history_query(body.query, kept), "history", rewrite, len(kept), dropped)
+        self.metrics.rewrites.labels(method=condensed.method).inc()
+        return condensed
+
+    async def _standalone(self, body: QueryRequest, authorization: str | None):
+        """The request with its standalone question, and the ``Condensed`` (None without turns)."""
+        if not body.messages:
+            return body, None
+        condensed = await self.condense(body, authorization)
+        return body.model_copy(update={"query": condensed.query}), condensed
+
+    def _answer(self, body: QueryRequest, answer: str, hits, grounded: bool, info, usage=None, turns=None):
         citations = cite(answer, hits) if grounded else []
         return {
             "object": "rag.answer",
@@ -155,13 +196,16 @@ class RagService:
             "sources": [{"index": n, **h.to_dict()} for n, h in enumerate(hits, start=1)],
             "usage": usage,
             "info": info,
+            # With earlier turns: the standalone question used, how it was made, turns left out.
+            **({"conversation": turns.to_dict()} if turns is not None else {}),
         }
 
     async def query(self, body: QueryRequest, authorization: str | None) -> dict[str, Any]:
+        body, turns = await self._standalone(body, authorization)
         hits, info = await self.retrieve(body, authorization)
         if not self._relevant(hits, info):
             self.metrics.queries.labels(collection=body.collection, outcome="unknown").inc()
-            return self._answer(body, NO_ANSWER.format(collection=body.collection), [], False, info)
+            return self._answer(body, NO_ANSWER.format(collection=body.collection), [], False, info, turns=turns)
         hits = fit_context(hits, self.settings.context_chars)
         try:
             reply = await self.chat.complete(authorization, self._generation(body, hits))
@@ -171,21 +215,23 @@ class RagService:
         answer = ((reply.get("choices") or [{}])[0].get("message") or {}).get("content") or ""
         answer = cut_repetition(answer)
         self.metrics.queries.labels(collection=body.collection, outcome="answered").inc()
-        return self._answer(body, answer.strip(), hits, True, info, reply.get("usage"))
+        return self._answer(body, answer.strip(), hits, True, info, reply.get("usage"), turns)
 
     async def query_stream(self, body: QueryRequest, authorization: str | None) -> AsyncIterator[bytes]:
         """SSE: ``sources``, then ``delta`` events, then the whole ``answer``; ``error`` on failure."""
         try:
+            body, turns = await self._standalone(body, authorization)
             hits, info = await self.retrieve(body, authorization)
             relevant = self._relevant(hits, info)
             hits = fit_context(hits, self.settings.context_chars)
             shown = hits if relevant else []
-            yield _event("sources", {"sources": [{"index": n, **h.to_dict()} for n, h in enumerate(shown, 1)]})
+            sources = {"sources": [{"index": n, **h.to_dict()} for n, h in enumerate(shown, 1)]}
+            yield _event("sources", {**sources, **({"conversation": turns.to_dict()} if turns else {})})
             if not relevant:
                 answer = NO_ANSWER.format(collection=body.collection)
                 yield _event("delta", {"content": answer})
                 self.metrics.queries.labels(collection=body.collection, outcome="unknown").inc()
-                yield _event("answer", self._answer(body, answer, [], False, info))
+                yield _event("answer", self._answer(body, answer, [], False, info, turns=turns))
             else:
                 parts: list[str] = []
                 async for delta in self.chat.stream(authorization, self._generation(body, hits)):
@@ -195,7 +241,7 @@ class RagService:
                         break  # the model started saying it again: stop generating
                 self.metrics.queries.labels(collection=body.collection, outcome="answered").inc()
                 answer = cut_repetition("".join(parts).strip())
-                yield _event("answer", self._answer(body, answer, hits, True, info))
+                yield _event("answer", self._answer(body, answer, hits, True, info, turns=turns))
         except LatheError as exc:
             self.metrics.queries.labels(collection=body.collection, outcome="failed").inc()
             yield _event("error", exc.to_openai())

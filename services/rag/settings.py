@@ -67,6 +67,11 @@ class RagServiceSettings(ProcessSettings, RagSettings):
     repetition_penalty: float | None = Field(default=None, ge=1.0, le=2.0)
     request_timeout_s: float = Field(default=120.0, gt=0)
 
+    # -- conversations --------------------------------------------------------------------
+    # Characters of earlier turns kept for condensing a follow-up; the oldest go first.
+    history_chars: int = Field(default=3000, ge=0)
+    rewrite_max_tokens: int = Field(default=48, ge=8, le=512)
+
     @model_validator(mode="after")
     def _resolve_paths(self) -> RagServiceSettings:
         if self.qdrant_path is not None:

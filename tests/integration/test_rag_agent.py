@@ -183,6 +183,27 @@ def test_streamed_answer_sends_sources_deltas_then_the_answer(gateway, ingested)
     assert final["answer"] == cut_repetition(streamed.strip())
 
 
+def test_a_cli_session_condenses_a_follow_up_with_the_served_model(platform, ingested):
+    session = platform.home / "rag" / "sessions" / "s1.json"
+    session.parent.mkdir(parents=True, exist_ok=True)
+    first = [
+        {"role": "user", "content": "What does a priority queue return first?"},
+        {"role": "assistant", "content": "The lowest valued entry [1]."},
+    ]
+    session.write_text(json.dumps({"turns": first}))  # as an earlier `lathe rag ask --session s1` left it
+    follow = platform.lathe("rag", "ask", "Which module implements them?", "--session", "s1", "--json")
+    assert follow.returncode == 0, follow.stderr
+    result = json.loads(follow.stdout)
+    conversation = result["conversation"]
+    # SmolLM2-135M's rewrite is used when it resolves "them"; otherwise the previous question leads the query.
+    assert conversation["method"] in ("model", "history") and conversation["turns_used"] == 2
+    assert "queue" in conversation["rewritten_query"].lower()
+    assert result["sources"][0]["source"].endswith("queue.rst")
+    turns = json.loads(session.read_text())["turns"]
+    assert turns[:2] == first and [t["role"] for t in turns[2:]] == ["user", "assistant"]
+    assert turns[2]["content"] == "Which module implements them?" and turns[3]["content"] == result["answer"]
+
+
 def test_rag_refuses_bad_input_and_bad_keys_through_the_gateway(platform, gateway, ingested):
     assert gateway.post("/v1/rag/retrieve", json={"query": "", "collection": "docs"}).status_code == 400
     missing = gateway.post("/v1/rag/retrieve", json={"query": "x", "collection": "nope"})
