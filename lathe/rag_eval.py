@@ -67,8 +67,10 @@ def evaluate_questions(
     hits_at_k = 0
     reciprocal = 0.0
     misses = []
+    kinds: dict[str, list[float]] = {}  # kind -> reciprocal ranks (0 for a miss)
     for item in items:
         rank = first_relevant_rank(retrieve(item["question"])[:k], item)
+        kinds.setdefault(str(item.get("kind") or "all"), []).append(1.0 / rank if rank else 0.0)
         if rank is not None:
             hits_at_k += 1
             reciprocal += 1.0 / rank
@@ -93,4 +95,15 @@ def evaluate_questions(
         "unknown": unknown,
         "faithfulness": round(sum(scores) / len(scores), 4) if scores else None,
         "misses": misses,
+        # Per ``kind`` of question when the file names kinds (the demo set: api, user).
+        "by_kind": {
+            kind: {
+                "questions": len(ranks),
+                "hit_at_k": sum(r > 0 for r in ranks) / len(ranks),
+                "mrr": sum(ranks) / len(ranks),
+            }
+            for kind, ranks in sorted(kinds.items())
+        }
+        if len(kinds) > 1 or "all" not in kinds
+        else {},
     }

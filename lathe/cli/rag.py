@@ -307,5 +307,8 @@ def evaluate(
         f"[bold]{collection}[/] ({mode}, {report['questions']} questions): hit@{k} {report['hit_at_k']:.3f} · "
         f"MRR {report['mrr']:.3f} · faithfulness {report['faithfulness']} over {report['answered']} answers"
     )
+    for kind, part in report["by_kind"].items():
+        figures = f"hit@{k} {part['hit_at_k']:.3f} · MRR {part['mrr']:.3f}"
+        console.print(f"  {kind}: {figures} ({part['questions']} questions)")
     for miss in report["misses"][:10]:
         console.print(f"  [yellow]miss[/] {miss['question']}  (expected {miss['expected']})", highlight=False)

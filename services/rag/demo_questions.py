@@ -14,8 +14,16 @@ The procedure, so anyone can rebuild or audit the set:
    answer is the directive's own description, so it is in the corpus by construction;
    the question names the API the way a user would, not the words of the answer.
 
-It writes ``OUT/questions.jsonl`` (``question``, ``expected_source``) for
-``lathe rag eval`` and ``benchmarks/rag.py``.
+3. User questions: ``user_questions.jsonl`` beside this module holds questions about
+   the default 40 pages phrased as users ask them ("How can I hash a big file without
+   reading it all into memory?"), each with ``expected_text``: words of the sentence
+   where its answer begins, as the parser reads the page. Only the chunk holding that
+   sentence counts as a hit, so these measure whether the answer's own chunk is found,
+   not just its page. Those whose page is in the corpus are added with ``kind: user``.
+
+It writes ``OUT/questions.jsonl`` (``question``, ``expected_source`` or
+``expected_text``, ``kind``: ``api`` or ``user``) for ``lathe rag eval`` (which reports
+each kind apart) and ``benchmarks/rag.py``.
 """
 
 from __future__ import annotations
@@ -49,6 +57,11 @@ def api_names(text: str) -> list[str]:
     return names
 
 
+def user_questions() -> list[dict]:
+    path = Path(__file__).with_name("user_questions.jsonl")
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
 def build(source: Path, out: Path, pages: int = 40, per_page: int = 2) -> dict:
     if not source.is_dir():
         raise SystemExit(f"{source} not found: install Debian's python3.11-doc package (make install-system)")
@@ -62,7 +75,11 @@ def build(source: Path, out: Path, pages: int = 40, per_page: int = 2) -> dict:
             continue
         chosen.append(page)
         for name in sorted(names, key=_order)[:per_page]:
-            questions.append({"question": f"What does {name} do?", "expected_source": f"docs/{page.name}"})
+            questions.append(
+                {"question": f"What does {name} do?", "expected_source": f"docs/{page.name}", "kind": "api"}
+            )
+    names = {page.name for page in chosen}
+    questions += [{**q, "kind": "user"} for q in user_questions() if q["page"] in names]
     docs = out / "docs"
     if docs.exists():
         shutil.rmtree(docs)

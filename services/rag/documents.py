@@ -13,9 +13,10 @@ from dataclasses import dataclass, field
 from pathlib import PurePosixPath
 
 from lathe.errors import InvalidRequestError
+from services.rag.markup import clean_markdown, clean_markdown_inline, clean_rst
 
 # Part of every document's hash: raising it re-ingests documents whose parsing changed.
-PARSER_VERSION = 2
+PARSER_VERSION = 3
 
 
 class DocumentError(InvalidRequestError):
@@ -111,13 +112,13 @@ def _parse_markdown(data: bytes) -> ParsedDocument:
             in_fence = not in_fence
         match = None if in_fence else _MD_HEADING.match(line)
         if match:
-            sections.append(Section(" > ".join(path), "\n".join(buffer)))
+            sections.append(Section(" > ".join(path), clean_markdown("\n".join(buffer))))
             buffer = []
             level = len(match.group(1))
-            path = [*path[: level - 1], match.group(2).strip()]
+            path = [*path[: level - 1], clean_markdown_inline(match.group(2)).strip()]
         else:
             buffer.append(line)
-    sections.append(Section(" > ".join(path), "\n".join(buffer)))
+    sections.append(Section(" > ".join(path), clean_markdown("\n".join(buffer))))
     return ParsedDocument(_first_heading(sections), "markdown", sections)
 
 
@@ -153,22 +154,40 @@ def _parse_rst(data: bytes) -> ParsedDocument:
             if adornment not in levels:
                 levels.append(adornment)
             level = levels.index(adornment) + 1
-            sections.append(Section(" > ".join(path), "\n".join(buffer)))
+            sections.append(Section(" > ".join(path), clean_rst("\n".join(buffer))))
             buffer = []
             path = [*path[: level - 1], _rst_heading(line)]
             i += 2
             continue
         buffer.append(line)
         i += 1
-    sections.append(Section(" > ".join(path), "\n".join(buffer)))
+    sections.append(Section(" > ".join(path), clean_rst("\n".join(buffer))))
     return ParsedDocument(_first_heading(sections), "rst", sections)
+
+
+# Page furniture, not content: menus, banners, forms, permalinks (Sphinx's "¶").
+_HTML_BOILERPLATE = [
+    "script",
+    "style",
+    "nav",
+    "header",
+    "footer",
+    "noscript",
+    "aside",
+    "form",
+    "button",
+    "svg",
+    "iframe",
+]
 
 
 def _parse_html(data: bytes) -> ParsedDocument:
     from bs4 import BeautifulSoup
 
     soup = BeautifulSoup(data, "html.parser")
-    for tag in soup(["script", "style", "nav", "header", "footer", "noscript"]):
+    for tag in soup(_HTML_BOILERPLATE):
+        tag.decompose()
+    for tag in soup.select('[role="navigation"], [role="banner"], [role="contentinfo"], a.headerlink'):
         tag.decompose()
     title = soup.title.get_text(strip=True) if soup.title else ""
     body = soup.body or soup

@@ -13,9 +13,10 @@ import hashlib
 import logging
 import time
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
-from lathe.errors import LatheError
+from lathe.errors import InvalidRequestError, LatheError
 from lathe.telemetry import log_fields
 from services.rag.chunking import Chunker
 from services.rag.documents import PARSER_VERSION, parse_document
@@ -98,6 +99,7 @@ class Ingestor:
                         "page": chunk.page,
                         "chunk": chunk.index,
                         "format": parsed.format,
+                        "date": document_date(document.metadata),
                     }
                     for chunk in chunks
                 ]
@@ -137,3 +139,20 @@ class Ingestor:
 def _embed_text(record: dict[str, Any]) -> str:
     head = " — ".join(p for p in (record.get("title"), record.get("section")) if p)
     return f"{head}\n{record['text']}" if head else record["text"]
+
+
+def document_date(metadata: dict[str, Any]) -> str | None:
+    """A document's ``date`` metadata as an ISO 8601 UTC timestamp, for date filters."""
+    value = metadata.get("date")
+    if value is None:
+        return None
+    try:
+        moment = datetime.fromisoformat(str(value))
+    except ValueError:
+        raise InvalidRequestError(
+            f"metadata.date {value!r} is not an ISO 8601 date (2024-05-01 or 2024-05-01T12:00:00Z)",
+            param="metadata.date",
+        ) from None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return moment.astimezone(UTC).isoformat()

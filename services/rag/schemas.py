@@ -4,12 +4,39 @@ from __future__ import annotations
 
 import base64
 import binascii
+from datetime import UTC, datetime
 from typing import Any, Literal
 
 from pydantic import BaseModel, Field, field_validator, model_validator
 
 COLLECTION = r"^[A-Za-z0-9][A-Za-z0-9_\-]{0,63}$"
-FilterValue = str | int | float | bool | list[str] | list[int]
+
+
+class _Strict(BaseModel):
+    model_config = {"extra": "forbid"}
+
+
+class DateRange(_Strict):
+    """A range on a document's ``date`` (ISO 8601; a date alone is midnight UTC)."""
+
+    gte: datetime | None = None
+    gt: datetime | None = None
+    lte: datetime | None = None
+    lt: datetime | None = None
+
+    @model_validator(mode="after")
+    def _bounded(self) -> DateRange:
+        if all(v is None for v in (self.gte, self.gt, self.lte, self.lt)):
+            raise ValueError("a date range needs one of 'gte', 'gt', 'lte', 'lt'")
+        for name in ("gte", "gt", "lte", "lt"):
+            value = getattr(self, name)
+            if value is not None and value.tzinfo is None:
+                setattr(self, name, value.replace(tzinfo=UTC))
+        return self
+
+
+FilterValue = DateRange | str | int | float | bool | list[str] | list[int]
+FILTER_FIELDS = ("doc_id", "source", "title", "section", "page", "format", "date")
 
 
 class _Body(BaseModel):
@@ -68,10 +95,13 @@ class RetrieveRequest(_Body):
     @field_validator("filters")
     @classmethod
     def _known_fields(cls, value: dict[str, Any]) -> dict[str, Any]:
-        allowed = {"doc_id", "source", "title", "section", "page", "format"}
-        unknown = set(value) - allowed
+        unknown = set(value) - set(FILTER_FIELDS)
         if unknown:
-            raise ValueError(f"unknown filter field(s) {sorted(unknown)}; filter on {sorted(allowed)}")
+            raise ValueError(f"unknown filter field(s) {sorted(unknown)}; filter on {sorted(FILTER_FIELDS)}")
+        for key, condition in value.items():
+            if (key == "date") != isinstance(condition, DateRange):
+                wanted = 'a range such as {"gte": "2024-01-01"}' if key == "date" else "a value or a list of values"
+                raise ValueError(f"filter {key!r} takes {wanted}")
         return value
 
 

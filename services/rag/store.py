@@ -39,7 +39,7 @@ log = logging.getLogger(__name__)
 DENSE = "text-dense"
 SPARSE = "text-sparse"
 _POINT_NAMESPACE = uuid.UUID("5a8f3e0c-94c2-4d6e-9b1a-2f7d0c6b8e11")
-_PAYLOAD_KEYS = ("doc_id", "doc_hash", "source", "title", "section", "page", "chunk", "format")
+_PAYLOAD_KEYS = ("doc_id", "doc_hash", "source", "title", "section", "page", "chunk", "format", "date")
 # What recovery reads of every point: whose version it is, how many chunks that version has, and when it was written.
 _VERSION_KEYS = ["doc_id", "doc_hash", "chunk_count", "written_at"]
 
@@ -391,12 +391,15 @@ def _all_versions(client: Any, collection: str) -> dict[str, DocumentVersions]:
 
 
 def _match(filters: dict[str, Any]):
-    """Equality filters; a list value matches any of its items."""
+    """Equality filters; a list value matches any of its items; a range (``date``) its bounds."""
     from qdrant_client import models
 
     must = []
     for key, value in filters.items():
-        if isinstance(value, list):
+        if hasattr(value, "gte"):  # schemas.DateRange
+            bounds = {name: getattr(value, name) for name in ("gte", "gt", "lte", "lt")}
+            must.append(models.FieldCondition(key=key, range=models.DatetimeRange(**bounds)))
+        elif isinstance(value, list):
             must.append(models.FieldCondition(key=key, match=models.MatchAny(any=value)))
         else:
             must.append(models.FieldCondition(key=key, match=models.MatchValue(value=value)))

@@ -85,6 +85,46 @@ def test_retrieve_ranks_the_relevant_chunk_first_in_every_mode_and_filters(clien
     assert [d["source"] for d in filtered] == ["fruit.txt"]
 
 
+def test_date_filters_keep_documents_inside_the_range(client):
+    notes = [
+        {"source": f"release-{day}.md", "text": f"# Release\n\nThe release of May {day} fixes the path joining bug.",
+         "metadata": {"date": f"2024-05-{day:02d}"}}
+        for day in (1, 15, 30)
+    ]  # fmt: skip
+    notes.append({"source": "undated.md", "text": "The path joining bug is fixed.", "metadata": {}})
+    assert _ingest(client, "dated", *notes).json()["failed"] == 0
+
+    def sources(date_filter):
+        body = {"query": "path joining bug", "collection": "dated", "top_k": 10, "filters": {"date": date_filter}}
+        response = client.post("/v1/rag/retrieve", json=body)
+        assert response.status_code == 200, response.text
+        return sorted(hit["source"] for hit in response.json()["data"])
+
+    assert sources({"gte": "2024-05-10"}) == ["release-15.md", "release-30.md"]  # undated ones never match a range
+    assert sources({"gt": "2024-05-01", "lt": "2024-05-30T00:00:00Z"}) == ["release-15.md"]
+    assert sources({"lte": "2024-05-01T02:00:00+02:00"}) == ["release-1.md"]  # 00:00 UTC: the same moment
+
+    bad = _ingest(client, "dated", {"source": "x.md", "text": "Some text.", "metadata": {"date": "last Tuesday"}})
+    # The only document failed: the whole request is the 400, naming the field.
+    assert bad.status_code == 400 and "metadata.date 'last Tuesday'" in bad.json()["error"]["message"]
+
+
+@pytest.mark.parametrize(
+    "filters, message",
+    [
+        ({"date": "2024-05-01"}, "filter 'date' takes a range"),
+        ({"source": {"gte": "2024-05-01"}}, "filter 'source' takes a value"),
+        ({"date": {}}, "needs one of 'gte'"),
+        ({"date": {"after": "2024-05-01"}}, "Extra inputs"),
+        ({"colour": "red"}, "unknown filter field(s) ['colour']"),
+    ],
+)
+def test_bad_filters_are_refused_naming_the_filter(client, filters, message):
+    response = client.post("/v1/rag/retrieve", json={"query": "x", "collection": "dated", "filters": filters})
+    assert response.status_code == 400 and response.json()["error"]["param"].startswith("filters")
+    assert message in response.json()["error"]["message"]
+
+
 def test_irrelevant_questions_get_i_dont_know_without_generation(client):
     _ingest(client, "unknown", {"source": "fruit.txt", "text": FRUIT_TXT})
     # The gateway URL points nowhere: an answer here proves no generation was attempted.
