@@ -1,4 +1,4 @@
-"""Score retrieval and answers on a question set: hit@k, MRR and faithfulness.
+"""Score retrieval and answers on a question set: hit@k, MRR, faithfulness and relevance.
 
 A question set is JSON Lines, one object per question:
 
@@ -7,6 +7,10 @@ A question set is JSON Lines, one object per question:
 ``expected_source`` matches a chunk whose source ends with it (paths differ between
 machines); ``expected_doc_id`` matches a document id exactly; ``expected_text``
 matches a chunk containing that text. A question may give several; any one counts.
+
+Answers are scored by the RAG service's own checks (``faithfulness``: answer sentences
+found in a cited chunk; ``citation_support``: claims that a source they cite contains)
+and, with a judge (``lathe.rag_judge``), by a model: faithfulness and answer relevance.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from lathe.errors import InvalidRequestError
+from lathe.rag_judge import RagJudge, citation_support
 
 _EXPECT = ("expected_source", "expected_doc_id", "expected_text")
 
@@ -63,6 +68,7 @@ def evaluate_questions(
     *,
     k: int = 5,
     answers: int = 0,
+    judge: RagJudge | None = None,
 ) -> dict[str, Any]:
     hits_at_k = 0
     reciprocal = 0.0
@@ -77,23 +83,14 @@ def evaluate_questions(
         else:
             expected = next(item[key] for key in _EXPECT if item.get(key))
             misses.append({"question": item["question"], "expected": expected})
-    scores = []
-    unknown = 0
-    for item in items[: answers if answer else 0]:
-        result = answer(item["question"])
-        if result.get("grounded"):
-            scores.append(float(result.get("faithfulness") or 0.0))
-        else:
-            unknown += 1
+    graded = _grade_answers(items[: answers if answer else 0], answer, judge)
     n = len(items)
     return {
+        **graded,
         "questions": n,
         "k": k,
         "hit_at_k": hits_at_k / n,
         "mrr": reciprocal / n,
-        "answered": len(scores),
-        "unknown": unknown,
-        "faithfulness": round(sum(scores) / len(scores), 4) if scores else None,
         "misses": misses,
         # Per ``kind`` of question when the file names kinds (the demo set: api, user).
         "by_kind": {
@@ -107,3 +104,65 @@ def evaluate_questions(
         if len(kinds) > 1 or "all" not in kinds
         else {},
     }
+
+
+def _mean(values: list[float]) -> float | None:
+    return round(sum(values) / len(values), 4) if values else None
+
+
+def _grade_answers(items: list[dict[str, Any]], answer, judge: RagJudge | None) -> dict[str, Any]:
+    lexical, support, judged, relevance, unsupported = [], [], [], [], []
+    unknown = 0
+    for item in items:
+        result = answer(item["question"])
+        if not result.get("grounded"):
+            unknown += 1
+            continue
+        lexical.append(float(result.get("faithfulness") or 0.0))
+        share = citation_support(result)
+        if share is not None:
+            support.append(share)
+        if judge is not None:
+            grades = judge.grade(item["question"], result)
+            judged.append(grades["faithfulness"])
+            relevance.append(grades["answer_relevance"])
+            unsupported += [{"question": item["question"], "claim": c} for c in grades["unsupported"]]
+    return {
+        "answered": len(lexical),
+        "unknown": unknown,
+        "faithfulness": _mean(lexical),
+        "citation_support": _mean(support),
+        "judge": None
+        if judge is None
+        else {"faithfulness": _mean(judged), "answer_relevance": _mean(relevance), "unsupported": unsupported},
+    }
+
+
+EXPERIMENT = "lathe-rag-eval"
+
+
+def log_report(report: dict[str, Any], client: Any, params: dict[str, Any]) -> str:
+    """One MLflow run in ``lathe-rag-eval`` (``client``: an ``MlflowClient``): the figures as
+    metrics, the whole report as JSON; returns the run's id."""
+    import time
+
+    from mlflow.entities import Metric, Param
+
+    experiment = client.get_experiment_by_name(EXPERIMENT)
+    experiment_id = experiment.experiment_id if experiment else client.create_experiment(EXPERIMENT)
+    run = client.create_run(
+        experiment_id, run_name=f"rag-eval-{params.get('collection')}", tags={"lathe.stage": "rag-eval"}
+    )
+    figures = {"hit_at_k": report["hit_at_k"], "mrr": report["mrr"], "faithfulness": report["faithfulness"],
+               "citation_support": report["citation_support"]}  # fmt: skip
+    for kind, part in report["by_kind"].items():
+        figures[f"{kind}.hit_at_k"], figures[f"{kind}.mrr"] = part["hit_at_k"], part["mrr"]
+    for name, value in (report.get("judge") or {}).items():
+        if name != "unsupported":
+            figures[f"judge.{name}"] = value
+    now = int(time.time() * 1000)
+    metrics = [Metric(key, float(value), now, 0) for key, value in figures.items() if value is not None]
+    client.log_batch(run.info.run_id, metrics=metrics, params=[Param(k, str(v)) for k, v in params.items()])
+    client.log_dict(run.info.run_id, report, "rag_eval.json")
+    client.set_terminated(run.info.run_id, status="FINISHED")
+    return run.info.run_id

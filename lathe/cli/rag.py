@@ -281,15 +281,26 @@ def evaluate(
     k: int = typer.Option(5, "--k", min=1, max=50, help="hit@k cut-off."),
     mode: str = typer.Option("hybrid", "--mode", help="dense, sparse or hybrid."),
     answers: int = typer.Option(10, "--answers", min=0, help="Questions also answered (for faithfulness)."),
+    judge: str | None = typer.Option(
+        None, "--judge", help="A served model that grades the answers: faithfulness and relevance."
+    ),
+    log: bool = typer.Option(True, "--log/--no-log", help="Log the figures to MLflow (lathe-rag-eval)."),
     json_output: bool = typer.Option(False, "--json"),
     url: str | None = URL_OPT,
     api_key: str | None = KEY_OPT,
 ) -> None:
-    """hit@k and MRR of retrieval, and the faithfulness of answers, on a question set."""
+    """hit@k and MRR of retrieval, and the faithfulness and relevance of answers, on a question set."""
     from lathe.rag_eval import evaluate_questions, load_questions
+    from lathe.rag_judge import RagJudge
 
     items = load_questions(questions)
     client = GatewayClient(url, api_key)
+
+    def ask_judge(messages: list[dict[str, str]], choices: list[str]) -> str:
+        body = {"model": judge, "messages": messages, "max_tokens": 4, "temperature": 0.0,
+                "structured_outputs": {"choice": choices}}  # fmt: skip
+        reply = client.call("POST", "/v1/chat/completions", json=body)
+        return ((reply.get("choices") or [{}])[0].get("message") or {}).get("content") or ""
 
     def retrieve_fn(question: str) -> list[dict[str, Any]]:
         body = {"query": question, "collection": collection, "top_k": k, "mode": mode}
@@ -298,17 +309,44 @@ def evaluate(
     def answer_fn(question: str) -> dict[str, Any]:
         return client.call("POST", "/v1/rag/query", json={"query": question, "collection": collection})
 
-    report = evaluate_questions(items, retrieve_fn, answer_fn, k=k, answers=answers)
+    grader = RagJudge(ask_judge) if judge else None
+    report = evaluate_questions(items, retrieve_fn, answer_fn, k=k, answers=answers, judge=grader)
     report.update(collection=collection, mode=mode)
+    if log:
+        report["mlflow_run_id"] = _log_eval(report, questions, judge)
     if json_output:
         print_json(report)
         return
     console.print(
         f"[bold]{collection}[/] ({mode}, {report['questions']} questions): hit@{k} {report['hit_at_k']:.3f} · "
-        f"MRR {report['mrr']:.3f} · faithfulness {report['faithfulness']} over {report['answered']} answers"
+        f"MRR {report['mrr']:.3f} · faithfulness {report['faithfulness']} · citations supported "
+        f"{report['citation_support']} over {report['answered']} answers"
     )
+    if report["judge"]:
+        graded = report["judge"]
+        console.print(
+            f"  judge {judge}: faithfulness {graded['faithfulness']} · answer relevance {graded['answer_relevance']}"
+        )
+        for item in graded["unsupported"][:5]:
+            console.print(f"  [yellow]unsupported[/] {item['claim']}  ({item['question']})", highlight=False)
     for kind, part in report["by_kind"].items():
         figures = f"hit@{k} {part['hit_at_k']:.3f} · MRR {part['mrr']:.3f}"
         console.print(f"  {kind}: {figures} ({part['questions']} questions)")
     for miss in report["misses"][:10]:
         console.print(f"  [yellow]miss[/] {miss['question']}  (expected {miss['expected']})", highlight=False)
+
+
+def _log_eval(report: dict[str, Any], questions: Path, judge: str | None) -> str | None:
+    """The report as an MLflow run; a tracking server that cannot be reached is a warning, not a lost report."""
+    from lathe.rag_eval import log_report
+    from lathe.registry import ModelRegistry
+
+    params = {"collection": report["collection"], "mode": report["mode"], "k": report["k"],
+              "questions": questions.name, "judge": judge or "none"}  # fmt: skip
+    target = ModelRegistry(settings().mlflow.uri, timeout_s=settings().mlflow.request_timeout_s)
+    try:
+        target.ping()
+        return log_report(report, target.client, params)
+    except Exception as exc:  # the figures are printed all the same
+        err_console.print(f"[yellow]not logged to MLflow: {exc}[/]", highlight=False)
+        return None

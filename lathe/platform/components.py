@@ -249,7 +249,7 @@ class InferenceComponent(_ServerComponent):
 
 
 class RagComponent(_ServerComponent):
-    """RAG over Qdrant's local mode; it owns ``$LATHE_HOME/rag/qdrant`` while it runs."""
+    """RAG over Qdrant Edge in process; it owns ``$LATHE_HOME/rag/qdrant`` while it runs."""
 
     name = "rag"
     description = "RAG service (LlamaIndex + Qdrant, MiniLM embeddings)"

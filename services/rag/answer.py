@@ -162,6 +162,29 @@ def faithfulness(answer: str, cited_texts: list[str], min_support: float = 0.5) 
     return supported / len(sentences)
 
 
+def claims(answer: str, hits: list[Hit], min_support: float = 0.5) -> list[dict[str, Any]]:
+    """Each answer sentence, the sources it cites, and whether one of them contains it.
+
+    A sentence cites the sources its ``[n]`` marks name; without marks, the source whose
+    sentence shares most of its content words (as ``cite`` infers). ``supported``: a
+    cited chunk holds at least ``min_support`` of the sentence's content words, so a
+    citation that points at a chunk without the claim is caught.
+    """
+    out = []
+    for sentence in split_sentences(answer):
+        tokens = set(tokenize(_CITE.sub("", sentence)))
+        if not tokens:
+            continue
+        numbers = sorted({int(m.group(1)) for m in _CITE.finditer(sentence) if 1 <= int(m.group(1)) <= len(hits)})
+        if not numbers and hits:
+            support, number = max((best_quote(sentence, hit)[1], n) for n, hit in enumerate(hits, start=1))
+            numbers = [number] if support >= min_support else []
+        supported = any(_support(tokens, hits[n - 1].text) >= min_support for n in numbers)
+        text = re.sub(r"\s+([.,;:!?])", r"\1", _CITE.sub("", sentence)).strip()
+        out.append({"sentence": text, "sources": numbers, "supported": supported})
+    return out
+
+
 class GatewayChat:
     """Chat completions through the gateway with the caller's own key."""
 

@@ -123,6 +123,8 @@ class Ingestor:
     def ingest(self, collection: str, documents: list[IncomingDocument]) -> dict[str, Any]:
         started = time.perf_counter()
         outcomes = [self.ingest_one(collection, document) for document in documents]
+        if any(o.chunks for o in outcomes):
+            self.store.optimize(collection)
         seconds = time.perf_counter() - started
         written = sum(o.chunks for o in outcomes)
         return {

@@ -142,7 +142,7 @@ class Retriever:
         started = time.perf_counter()
         limit = max(self.candidates, top_k)
         # The sparse search needs no embedding: it runs while the query is embedded
-        # (torch releases the GIL), which hides most of its cost in Qdrant's local mode.
+        # (torch releases the GIL), which hides its cost, a server's round trip included.
         pending = (
             self._pool.submit(self.store.search, collection, "sparse", query, None, limit, filters)
             if mode != "dense"

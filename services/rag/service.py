@@ -20,6 +20,7 @@ from services.rag.answer import (
     LlmJudgeReranker,
     build_messages,
     cite,
+    claims,
     cut_repetition,
     faithfulness,
     fit_context,
@@ -62,7 +63,10 @@ class RagService:
 
     @classmethod
     def build(cls, settings: RagServiceSettings, transport=None) -> RagService:
-        encoder = DenseEncoder(settings.embed_model(), settings.embed_batch_size, settings.embed_threads)
+        encoder = DenseEncoder(
+            settings.embed_model(), settings.embed_batch_size, settings.embed_threads,
+            backend=settings.encoder, cache=settings.encoder_cache_path,
+        )  # fmt: skip
         if settings.qdrant_url is None:
             settings.store_path.mkdir(parents=True, exist_ok=True)
         store = VectorStore.open(
@@ -193,6 +197,8 @@ class RagService:
             "citations": citations,
             # Share of answer sentences supported by a cited chunk (0 when nothing is cited).
             "faithfulness": round(faithfulness(answer, [c["text"] for c in citations]), 4) if grounded else None,
+            # Each answer sentence with the sources it cites and whether one of them holds it.
+            "claims": claims(answer, hits) if grounded else [],
             "sources": [{"index": n, **h.to_dict()} for n, h in enumerate(hits, start=1)],
             "usage": usage,
             "info": info,

@@ -1,8 +1,8 @@
 """Settings of the RAG service (``LATHE_RAG_*``).
 
-Locally the vector store is Qdrant's local mode in ``$LATHE_HOME/rag/qdrant`` (the
-service owns the folder: local mode locks it to one process); in the cluster set
-``LATHE_RAG_QDRANT_URL`` and the same code talks to a Qdrant server.
+Locally the vector store is Qdrant Edge, Qdrant's engine in process, in
+``$LATHE_HOME/rag/qdrant`` (the service owns the folder and locks it to one process);
+in the cluster set ``LATHE_RAG_QDRANT_URL`` and the same store talks to a Qdrant server.
 """
 
 from __future__ import annotations
@@ -25,21 +25,30 @@ class RagServiceSettings(ProcessSettings, RagSettings):
     # -- the vector store ---------------------------------------------------------------
     qdrant_url: str | None = Field(default=None, pattern=r"^https?://")
     qdrant_api_key: SecretStr | None = None
-    qdrant_path: Path | None = None  # local mode folder; default $LATHE_HOME/rag/qdrant
+    qdrant_path: Path | None = None  # the local store's folder; default $LATHE_HOME/rag/qdrant
 
     # -- embeddings -----------------------------------------------------------------------
     # A sentence-transformers folder; default: all-MiniLM-L6-v2 from its PyPI wheel.
     embed_model_path: Path | None = None
+    # onnx: ONNX Runtime (exported once into $LATHE_HOME/rag/encoders), the same vectors
+    # as torch and ~3x faster per query; onnx-int8: quantized, faster batches, vectors
+    # that differ; torch: sentence-transformers itself.
+    encoder: Literal["onnx", "onnx-int8", "torch"] = "onnx"
+    encoder_cache: Path | None = None  # where exported models are kept; default $LATHE_HOME/rag/encoders
     embed_batch_size: int = Field(default=64, ge=1, le=1024)
     # torch threads for embedding (unset: torch's default, one per core). Measured on 2
     # cores: two threads ingest ~1.8x faster than one for batches of 64 chunks.
     embed_threads: int | None = Field(default=None, ge=1, le=256)
 
     # -- chunking -------------------------------------------------------------------------
-    chunking: Chunking = "sentence"
-    # Words per chunk: ~1.3 word pieces per word keeps a chunk inside MiniLM's 256.
-    chunk_words: int = Field(default=160, ge=16, le=2000)
-    overlap_words: int = Field(default=30, ge=0, le=1000)
+    # Heading-aware windows: a chunk never crosses a heading. On the demo question set,
+    # 200-word windows with a 40-word overlap ranked the answer of user-phrased questions
+    # best (hit@5 0.93 against 0.83 for 160-word sentence windows across headings). At
+    # ~1.3 word pieces per word a full window's last words can pass MiniLM's 256; the
+    # overlap puts them at the start of the next chunk, and BM25 reads all of them.
+    chunking: Chunking = "heading"
+    chunk_words: int = Field(default=200, ge=16, le=2000)
+    overlap_words: int = Field(default=40, ge=0, le=1000)
     max_document_bytes: int = Field(default=50_000_000, ge=1024)
 
     # -- retrieval ------------------------------------------------------------------------
@@ -49,7 +58,9 @@ class RagServiceSettings(ProcessSettings, RagSettings):
     candidates: int = Field(default=20, ge=1, le=500)
     rrf_k: int = Field(default=60, ge=1)
     reranker: Reranker = "mmr"
-    mmr_lambda: float = Field(default=0.7, ge=0.0, le=1.0)
+    # Relevance against diversity: 0.9 keeps an answer's best chunk first (0.7 pushed it
+    # below near-duplicates from other pages on user questions).
+    mmr_lambda: float = Field(default=0.9, ge=0.0, le=1.0)
     # Cosine similarity of the best dense hit below which the answer is "I don't know".
     relevance_threshold: float = Field(default=0.3, ge=-1.0, le=1.0)
 
@@ -83,6 +94,10 @@ class RagServiceSettings(ProcessSettings, RagSettings):
     @property
     def store_path(self) -> Path:
         return self.qdrant_path or self.home / "rag" / "qdrant"
+
+    @property
+    def encoder_cache_path(self) -> Path:
+        return self.encoder_cache or self.home / "rag" / "encoders"
 
     def embed_model(self) -> Path:
         if self.embed_model_path is not None:

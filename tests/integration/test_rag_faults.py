@@ -1,8 +1,8 @@
 """Faults in the RAG store: a folder held by another process, an ingest killed mid-write.
 
-Qdrant's local mode locks its folder to one process and commits every point on its
-own, so both faults are real here: the service runs in process (its real MiniLM and
-Qdrant on a temporary folder), the other process is a real one, and the ingest that
+The store's folder is one process's (a lock file) and Qdrant Edge writes every update
+to its write-ahead log, so both faults are real here: the service runs in process (its
+real MiniLM and Qdrant Edge on a temporary folder), the other process is a real one, and the ingest that
 dies is a real process killed with SIGKILL once a chosen number of chunks is on disk
 (tests/support/interrupted_ingest.py). No platform is needed.
 """
@@ -70,7 +70,7 @@ def child_env(home: Path) -> dict[str, str]:
     return env
 
 
-_CHUNKER = make_chunker("sentence", CHUNK_WORDS, OVERLAP_WORDS)
+_CHUNKER = make_chunker(RagServiceSettings.model_fields["chunking"].default, CHUNK_WORDS, OVERLAP_WORDS)
 _HASHER = Ingestor(None, None, _CHUNKER, None, 0)
 
 
@@ -101,21 +101,22 @@ def retrieve(client: TestClient, query: str, mode: str, top_k: int = 50) -> list
 
 def raw_versions(folder: Path) -> dict[str, dict[str, int]]:
     """Chunks per document and hash, read straight from the folder: no service, no repair."""
-    from qdrant_client import QdrantClient
+    import qdrant_edge as qe
 
-    client = QdrantClient(path=str(folder))
+    shard = qe.EdgeShard.load(str(folder / "edge" / COLLECTION))
     try:
         found: dict[str, dict[str, int]] = {}
         offset = None
         while True:
-            points, offset = client.scroll(COLLECTION, limit=256, offset=offset, with_payload=["doc_id", "doc_hash"])
+            request = qe.ScrollRequest(offset=offset, limit=256, with_payload=["doc_id", "doc_hash"])
+            points, offset = shard.scroll(request)
             for p in points:
                 per_hash = found.setdefault(p.payload["doc_id"], {})
                 per_hash[p.payload["doc_hash"]] = per_hash.get(p.payload["doc_hash"], 0) + 1
             if offset is None:
                 return found
     finally:
-        client.close()
+        shard.close()
 
 
 def assert_only_whole_versions_are_searchable(client: TestClient, topics: list[str]) -> None:
@@ -152,9 +153,10 @@ def test_a_store_held_by_another_process_is_a_clear_503_and_loses_nothing(tmp_pa
         before = listing(client)
 
     holder = subprocess.Popen(
-        [sys.executable, "-c", "import sys, time\nfrom qdrant_client import QdrantClient\n"
-         "client = QdrantClient(path=sys.argv[1])\nprint('HOLDING', flush=True)\ntime.sleep(600)\n",
-         str(settings.store_path)],
+        [sys.executable, "-c", "import sys, time\nfrom services.rag.store import VectorStore\n"
+         "store = VectorStore.open(url=None, path=sys.argv[1], api_key=None, dimension=384)\n"
+         "print('HOLDING', flush=True)\ntime.sleep(600)\n", str(settings.store_path)],
+        cwd=REPO,
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )  # fmt: skip
     try:
@@ -260,15 +262,15 @@ def test_an_ingest_killed_mid_write_leaves_whole_documents_and_a_rerun_finishes(
         assert_only_whole_versions_are_searchable(client, TOPICS)
 
         # A crash between writing a new version and deleting the old one leaves both whole.
-        store = client.app.state.rag.store
-        cleanup = store._delete
+        backend = client.app.state.rag.store.backend
+        cleanup = backend.delete
 
-        def crash_before_cleanup(collection, doc_id, keep_hash=None):
+        def crash_before_cleanup(collection, filters, keep_hash=None):
             if keep_hash is not None:
                 raise RuntimeError("crashed between writing the new chunks and deleting the old")
-            return cleanup(collection, doc_id, keep_hash)
+            return cleanup(collection, filters, keep_hash)
 
-        monkeypatch.setattr(store, "_delete", crash_before_cleanup)
+        monkeypatch.setattr(backend, "delete", crash_before_cleanup)
         zeppelin = document(z, 2)
         assert "crashed between" in ingest(client, [zeppelin]).json()["error"]["message"]
         monkeypatch.undo()

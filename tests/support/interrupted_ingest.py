@@ -2,8 +2,9 @@
 
 tests/integration/test_rag_faults.py runs this as its own process and SIGKILLs it when
 it prints ``PAUSED``: the store then holds exactly what a crash at that moment leaves.
-Qdrant's local mode commits every point on its own, so counting the points it
-persists is counting the chunks that exist.
+Each chunk is written to the store (Qdrant Edge) as its own upsert, written through
+the engine's write-ahead log and flushed, so counting the upserts is counting the
+chunks that exist.
 
     python -m tests.support.interrupted_ingest COLLECTION DOCUMENTS.json --pause-after-chunks N
 
@@ -27,24 +28,24 @@ def main() -> None:
     parser.add_argument("--pause-after-chunks", type=int, required=True)
     args = parser.parse_args()
 
-    from qdrant_client.local.persistence import CollectionPersistence
-
     from services.rag.ingest import IncomingDocument
     from services.rag.service import RagService
     from services.rag.settings import RagServiceSettings
+    from services.rag.store_edge import EdgeCollections
 
     persisted = 0
-    persist = CollectionPersistence.persist
+    upsert = EdgeCollections.upsert
 
-    def counting_persist(self, point) -> None:
+    def one_chunk_at_a_time(self, collection, ids, records, vectors) -> None:
         nonlocal persisted
-        persist(self, point)
-        persisted += 1
-        if persisted == args.pause_after_chunks:
-            print(f"PAUSED after {persisted} chunks", flush=True)
-            time.sleep(3600)  # until the test kills us
+        for one in zip(ids, records, vectors, strict=True):
+            upsert(self, collection, *([item] for item in one))
+            persisted += 1
+            if persisted == args.pause_after_chunks:
+                print(f"PAUSED after {persisted} chunks", flush=True)
+                time.sleep(3600)  # until the test kills us
 
-    CollectionPersistence.persist = counting_persist
+    EdgeCollections.upsert = one_chunk_at_a_time
     service = RagService.build(RagServiceSettings())
     print("READY", flush=True)
     for item in json.loads(args.documents.read_text()):
