@@ -19,6 +19,7 @@ import hashlib
 import logging
 import os
 import threading
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -90,7 +91,8 @@ def _export_fp32(model: Any, target: Path) -> None:
     sample = model.tokenizer(["an example", "a second, longer example"], padding=True, return_tensors="pt")
     axes = {name: {0: "batch", 1: "tokens"} for name in _INPUTS}
     partial = target.with_suffix(f".{os.getpid()}.tmp")
-    with torch.no_grad():
+    with torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the tracer's notes on the attention mask's Python branches
         torch.onnx.export(
             Pooled(), tuple(sample[name] for name in _INPUTS), str(partial), input_names=list(_INPUTS),
             output_names=["embedding"], dynamic_axes={**axes, "embedding": {0: "batch"}}, opset_version=17,
