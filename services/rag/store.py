@@ -256,8 +256,12 @@ class VectorStore:
     def search(
         self, collection: str, mode: str, query: str, vector: list[float] | None, limit: int, filters: dict
     ) -> list[StoredChunk]:
-        """``mode``: ``dense`` (cosine) or ``sparse`` (BM25 with Qdrant's IDF)."""
-        self.require(collection)
+        """``mode``: ``dense`` (cosine) or ``sparse`` (BM25 with Qdrant's IDF).
+
+        The caller has checked that the collection exists (``require``, once per
+        retrieval); only the vector size is checked here, from a cache after the first call.
+        """
+        self._check_dimension(collection)
         return self.backend.search(collection, mode, query, vector, limit, filters)
 
     def optimize(self, collection: str) -> None:
