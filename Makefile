@@ -12,7 +12,7 @@ DEMO_QUESTION ?= In one sentence, what is a language model?
 RAG_QUESTION ?= What does sys.setswitchinterval do?
 AGENT_QUESTION ?= What is 17 * 23?
 
-.PHONY: help install install-system demo up down status test test-unit test-integration lint bench-serving bench-gateway bench-prompt-tokens bench-guardrails bench-dedup bench-training bench-rag demo-data demo-train demo-rag dashboards clean policy fuzz faults load soak test-load test-e2e k8s-smoke
+.PHONY: help install install-system demo up down status test test-unit test-integration lint bench-serving bench-gateway bench-prompt-tokens bench-guardrails bench-dedup bench-scale bench-training bench-rag demo-data demo-train demo-rag dashboards clean policy fuzz faults load soak test-load test-e2e k8s-smoke
 
 help: ## Show this help
 	@awk 'BEGIN {FS = ":.*##"; printf "Lathe — make verbs\n\n"} /^[a-zA-Z_-]+:.*##/ { printf "  \033[1m%-18s\033[0m %s\n", $$1, $$2 }' $(MAKEFILE_LIST)
@@ -183,6 +183,9 @@ bench-guardrails: $(VENV)/.installed ## What the gateway's pii and injection gua
 
 bench-dedup: $(VENV)/.installed .venv-bench-datatrove/.installed ## Near-dup dedup: Lathe vs datatrove, 50k documents
 	@$(BIN)/python benchmarks/dedup.py
+
+bench-scale: $(VENV)/.installed ## Curation at 50k, 200k and 1M documents: driver vs distributed decisions, time, RSS, growth exponent
+	@$(BIN)/python benchmarks/scale.py $(if $(SIZES),--sizes $(SIZES),)
 
 clean: down ## Remove environments and local state (.venv, .venv-vllm, .lathe)
 	rm -rf $(VENV) $(ENGINE_VENV) .venv-bench-litellm .venv-bench-datatrove .lathe

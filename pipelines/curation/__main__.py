@@ -23,7 +23,7 @@ class CurationWork:
 
 
 def prepare(config, context) -> tuple[CurationWork, str]:
-    from pipelines.curation.job import preflight
+    from pipelines.curation.reading import preflight
 
     tracking_uri = context.tracking_uri(config)
     preflight(config)

@@ -128,6 +128,12 @@ class CurationConfig(_Strict):
     stages: StagesConfig = Field(default_factory=StagesConfig)
     batch_size: int = Field(default=256, ge=1, le=100_000)
     shards: int = Field(default=4, ge=1, le=10_000)
+    # Where duplicates and contamination are decided: "driver" brings each document's hash
+    # and signature to the driver (fastest while they fit its memory); "distributed" decides
+    # with shuffles on the Ray workers, and the driver's memory stays flat as the corpus grows.
+    decisions: Literal["driver", "distributed"] = "driver"
+    # Rows per shuffle partition in distributed decisions (more rows, fewer partitions).
+    partition_rows: int = Field(default=500_000, ge=1, le=100_000_000)
     mlflow: MlflowConfig = Field(default_factory=MlflowConfig)
 
 

@@ -25,9 +25,9 @@ def summary(result: CurationResult, pii_scores: dict) -> dict:
         "drop_reasons": result.reasons(),
         "pii_redacted": result.pii_counts(),
         "pii_precision_recall": pii_scores,
-        "near_duplicate_clusters": len(result.cluster_sizes),
-        "largest_cluster": max(result.cluster_sizes, default=0),
-        "flagged_contaminated": int(result.meta.get("contaminated", []).sum()) if len(result.meta) else 0,
+        "near_duplicate_clusters": sum(result.cluster_histogram.values()),
+        "largest_cluster": max(result.cluster_histogram, default=0),
+        "flagged_contaminated": result.tally.flagged,
         "near_dedup_memory_estimate_mib": round(result.memory_estimate_bytes / 2**20, 1),
         "timings": [
             {
@@ -80,8 +80,8 @@ def write_report(result: CurationResult, pii_scores: dict, path: Path) -> dict:
         ax.set_xlabel("documents")
 
     def clusters(ax):
-        sizes = result.cluster_sizes or [0]
-        ax.hist(sizes, bins=range(2, max(sizes) + 2) if max(sizes) >= 2 else 1)
+        histogram = result.cluster_histogram or {0: 0}
+        ax.bar(list(histogram), list(histogram.values()), width=0.8)
         ax.set_xlabel("near-duplicate cluster size")
         ax.set_ylabel("clusters")
 

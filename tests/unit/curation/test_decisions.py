@@ -6,6 +6,7 @@ index reached the workers)."""
 from __future__ import annotations
 
 import json
+from collections import Counter
 from pathlib import Path
 
 import pandas as pd
@@ -15,7 +16,7 @@ from pipelines.curation.config import CurationConfig
 from pipelines.curation.decisions import contaminated, exact_duplicates, mark, near_duplicates
 from pipelines.curation.decontaminate import build_index
 from pipelines.curation.dedup import MinHashParams
-from pipelines.curation.job import META_COLUMNS, _read_eval_sets
+from pipelines.curation.job import META_COLUMNS, read_eval_sets
 from pipelines.curation.sources import jsonl_record
 from pipelines.curation.stages import clean_batch, contamination_batch, signature_batch
 from tests.unit.curation import small_corpus
@@ -63,7 +64,7 @@ def decide_without_ray(config: CurationConfig) -> tuple[pd.DataFrame, list[int]]
     if contamination.enabled:
         remaining = meta[alive & ~meta["key"].isin(decisions)]
         rows = cleaned[cleaned["key"].isin(set(remaining["key"]))]
-        index = build_index(_read_eval_sets(contamination.eval_sets), contamination.ngram)
+        index = build_index(read_eval_sets(contamination.eval_sets), contamination.ngram)
         hits = contamination_batch(rows, index, contamination.ngram)
         dropped, flagged = contaminated(hits, contamination.ngram, contamination.mode)
         decisions.update(dropped)
@@ -147,3 +148,38 @@ def test_the_job_on_ray_keeps_the_same_survivors(one_cpu_ray, tmp_path, mode):
     )
     kept = pd.concat(pd.read_parquet(f) for f in result.data_files)
     assert sorted(kept["id"]) == EXPECTED[mode]["kept"]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("mode", "blocks", "partition_rows"), [("drop", 16, 500_000), ("flag", 4, 3)])
+def test_distributed_decisions_keep_the_same_survivors(one_cpu_ray, tmp_path, mode, blocks, partition_rows):
+    """Decided on the workers, with the corpus in 16 or 4 blocks and the shuffles in one partition
+    (components in one task) or many (3 rows each: star rounds), the survivors, reasons, clusters
+    and output order are the single-process ones. ``test_partitions`` splits each step 1, 4 and 16 ways."""
+    from pipelines.curation.job import run_curation
+
+    config = config_for(tmp_path, mode)
+    total = EXPECTED[mode]["total"]
+    config = config.model_copy(
+        update={"decisions": "distributed", "partition_rows": partition_rows, "batch_size": -(-total // blocks)}
+    )
+    result = run_curation(config)
+    assert survivors(result.meta) == expected(mode)
+    assert (result.total, result.kept, result.cluster_sizes) == tuple(
+        EXPECTED[mode][k] for k in ("total", "kept_count", "clusters")
+    )
+    assert result.counts_by_stage() == dict(Counter(stage for _, stage, _ in EXPECTED[mode]["dropped"]))
+    kept = pd.concat(pd.read_parquet(f) for f in sorted(result.data_files))
+    assert list(kept["id"]) == in_input_order(config.input.path, EXPECTED[mode]["kept"])
+
+
+def in_input_order(path: str, ids: list[str]) -> list[str]:
+    """``ids`` (a multiset) in the order the corpus file lists them."""
+    left = Counter(ids)
+    order = []
+    for line in Path(path).read_text().splitlines():
+        doc = json.loads(line)["id"] if line.strip() else None
+        if doc is not None and left[doc] > 0:
+            order.append(doc)
+            left[doc] -= 1
+    return order
