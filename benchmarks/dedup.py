@@ -60,7 +60,7 @@ def build_corpus(path: Path, n_docs: int, n_dups: int, seed: int = 5) -> set[str
 
 
 LATHE_SIDE = """
-import json, resource, sys, time
+import json, sys, time
 import numpy as np
 repo, ngram, bands, rows_per_band, threshold = sys.argv[3].split(",")
 sys.path.insert(0, repo)
@@ -71,7 +71,7 @@ params = MinHashParams(ngram=int(ngram), bands=int(bands), rows=int(rows_per_ban
 result = find_near_duplicates(signatures_for([r["text"] for r in rows], params), params)
 seconds = time.perf_counter() - started
 removed = [rows[i]["id"] for i in np.flatnonzero(~result.keep)]
-peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+peak = next(int(l.split()[1]) for l in open("/proc/self/status") if l.startswith("VmHWM:"))
 json.dump({"seconds": seconds, "removed": removed, "peak_kib": peak}, open(sys.argv[2], "w"))
 """
 
@@ -100,7 +100,8 @@ for path in glob.glob(f"{work}/removed/*"):
     opener = gzip.open if path.endswith(".gz") else open
     with opener(path, "rt") as handle:
         removed += [json.loads(line)["id"] for line in handle if line.strip()]
-peak = max(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)
+own = next(int(l.split()[1]) for l in open("/proc/self/status") if l.startswith("VmHWM:"))
+peak = max(own, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)
 json.dump({"seconds": seconds, "removed": removed, "peak_kib": peak}, open(out_json, "w"))
 """
 
