@@ -12,6 +12,7 @@ from typing import Literal
 from pydantic import Field, model_validator
 
 from lathe.pii import KINDS
+from pipelines.curation.dedup import MinHashParams
 from pipelines.curation.normalise import DEFAULT_BOILERPLATE
 from pipelines.stagekit.recipes import Strict as _Strict
 from pipelines.stagekit.recipes import read_yaml, validate
@@ -91,6 +92,11 @@ class NearDedupConfig(_Strict):
     seed: int = 42
     # Refuse to start when the pre-flight estimate is above this many GiB.
     max_memory_gb: float = Field(default=8.0, gt=0)
+
+    def params(self) -> MinHashParams:
+        return MinHashParams(
+            ngram=self.ngram, bands=self.bands, rows=self.rows, threshold=self.threshold, unit=self.unit, seed=self.seed
+        )
 
 
 class DecontaminateConfig(_Strict):

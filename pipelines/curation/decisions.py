@@ -12,6 +12,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from pipelines.curation.decontaminate import contamination_reason
 from pipelines.curation.dedup import MinHashParams, NearDupResult, find_near_duplicates
 
 Decisions = dict[str, tuple[str, str]]
@@ -55,7 +56,7 @@ def contaminated(hits: pd.DataFrame, ngram: int, mode: str) -> tuple[Decisions, 
     if mode != "drop":
         return {}, set(found["key"])
     return {
-        key: ("decontaminate", f"shares {count} {ngram}-grams with an evaluation set")
+        key: ("decontaminate", contamination_reason(count, ngram))
         for key, count in zip(found["key"], found["contaminated_ngrams"], strict=True)
     }, set()
 

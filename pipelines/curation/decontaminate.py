@@ -27,6 +27,10 @@ def build_index(texts: list[str], n: int) -> frozenset[int]:
     return frozenset(index)
 
 
+def contamination_reason(count: int, n: int) -> str:
+    return f"shares {count} {n}-grams with an evaluation set"
+
+
 def contamination(text: str, index: frozenset[int], n: int) -> int:
     """How many of the document's n-grams appear in the evaluation sets."""
     if not index:

@@ -24,7 +24,7 @@ one Python call per document. Where a join would bring two datasets together, bo
 mapped to one schema and shuffled together (``partitions.py``'s carriers): Ray Data's
 joins run on a hash shuffle whose aggregator actors cost seconds per operation here and
 could not be scheduled on a one-CPU Ray. The number of partitions follows the rows to shuffle
-(``near_dedup.partition_rows`` per partition), so each worker's share stays bounded too.
+(``partition_rows`` per partition), so each worker's share stays bounded too.
 """
 
 from __future__ import annotations
@@ -36,9 +36,10 @@ import numpy as np
 import pandas as pd
 
 from pipelines.curation import partitions as parts
-from pipelines.curation.dedup import MinHashParams, minhash_signature
+from pipelines.curation.decontaminate import contamination_reason
+from pipelines.curation.dedup import MinHashParams
+from pipelines.curation.stages import contamination_batch, signature_batch
 
-DECISION_COLUMNS = ["ordinal", "stage", "reason", "flagged"]
 MAX_PARTITIONS = 512
 MAX_ROUNDS = 64
 
@@ -100,8 +101,7 @@ def exact_decisions(alive, per_partition: int, rows: int):
 
 
 def _signatures(batch: pd.DataFrame, params: MinHashParams) -> pd.DataFrame:
-    a, b = params.coefficients()
-    signatures = [minhash_signature(t, params, a, b).tobytes() for t in batch["text"]]
+    signatures = signature_batch(batch, params)["signature"].to_numpy()
     return pd.DataFrame({"ordinal": batch["ordinal"].to_numpy(np.int64), "id": batch["id"], "signature": signatures})
 
 
@@ -111,7 +111,7 @@ def _dedupe(frame: pd.DataFrame) -> pd.DataFrame:
 
 def near_decisions(alive, skipped, params: MinHashParams, per_partition: int, rows: int):
     """(ordinal, stage, reason) of near duplicates among ``alive`` less ``skipped`` (decisions of an
-    earlier stage), and the components' (node, root, root_id).
+    earlier stage), and the components' (node, root).
 
     Signatures are computed for every alive document; a document an earlier stage decided on
     is never a bucket's first (its original, earlier, shares all its bands), so leaving out
@@ -188,17 +188,16 @@ def _sizes(batch: pd.DataFrame) -> pd.DataFrame:
 
 def contamination_decisions(remaining, index: frozenset[int], n: int, mode: str):
     """(ordinal, stage, reason, flagged) of documents sharing an n-gram with the (broadcast) evaluation index."""
-    from pipelines.curation.decontaminate import contamination
 
     def hits(batch: pd.DataFrame) -> pd.DataFrame:
-        counts = np.asarray([contamination(t, index, n) for t in batch["text"]], dtype=np.int64)
+        counts = contamination_batch(batch, index, n)["contaminated_ngrams"].to_numpy(np.int64)
         found = counts > 0
         drop = mode == "drop"
         return pd.DataFrame(
             {
                 "ordinal": batch["ordinal"].to_numpy(np.int64)[found],
                 "stage": "decontaminate" if drop else None,
-                "reason": [f"shares {c} {n}-grams with an evaluation set" if drop else None for c in counts[found]],
+                "reason": [contamination_reason(c, n) if drop else None for c in counts[found]],
                 "flagged": not drop,
             }
         )

@@ -21,7 +21,6 @@ from lathe.errors import ConfigError
 from pipelines.curation.config import CurationConfig
 from pipelines.curation.decisions import Decisions, contaminated, exact_duplicates, mark, near_duplicates
 from pipelines.curation.decontaminate import build_index
-from pipelines.curation.dedup import MinHashParams
 from pipelines.curation.reading import preflight, read_dataset, read_eval_sets
 from pipelines.curation.stages import (
     PII_COLUMNS,
@@ -182,9 +181,7 @@ def _exact_dedup(candidates: pd.DataFrame, timings: list[StageTiming]) -> Decisi
 def _near_dedup(cleaned, remaining: pd.DataFrame, stages, timings: list[StageTiming]):
     """MinHash signatures on the workers, LSH and clusters here: (decisions, cluster sizes, memory estimate)."""
     near = stages.near_dedup
-    params = MinHashParams(
-        ngram=near.ngram, bands=near.bands, rows=near.rows, threshold=near.threshold, unit=near.unit, seed=near.seed
-    )
+    params = near.params()
     estimate = params.memory_estimate_bytes(len(remaining))
     print(
         f"[curation] near dedup pre-flight: {len(remaining)} documents x {params.num_perm} permutations "

@@ -19,7 +19,6 @@ import pandas as pd
 from pipelines.curation import distributed as dist
 from pipelines.curation.config import CurationConfig
 from pipelines.curation.decontaminate import build_index
-from pipelines.curation.dedup import MinHashParams
 from pipelines.curation.job import META_COLUMNS, CurationResult, StageTiming, Tally, clean_dataset, write_output
 from pipelines.curation.reading import read_eval_sets
 from pipelines.curation.stages import PII_COLUMNS, is_missing
@@ -48,10 +47,7 @@ def run_distributed(config: CurationConfig, fmt: str, timings: list[StageTiming]
     if stages.exact_dedup.enabled:
         decided.append(_stage("exact dedup", lambda: dist.exact_decisions(alive, per, total), timings, total))
     if stages.near_dedup.enabled:
-        near = stages.near_dedup
-        params = MinHashParams(
-            ngram=near.ngram, bands=near.bands, rows=near.rows, threshold=near.threshold, unit=near.unit, seed=near.seed
-        )
+        params = stages.near_dedup.params()
 
         def near_stage():
             skipped = _union(decided) if decided else None

@@ -221,8 +221,8 @@ def directed(edges: pd.DataFrame) -> pd.DataFrame:
 def components(edges: pd.DataFrame, max_rounds: int = 64) -> pd.DataFrame:
     """Connected components on one frame: (node, root) with root the component's smallest node.
 
-    The distributed job runs the same steps with a shuffle between them; this is the
-    single-partition reference the tests compare it with.
+    The distributed job resolves edges that fit one partition with this, in one task; more
+    edges run the same steps with a shuffle between them.
     """
     current = edges[EDGE_COLUMNS].drop_duplicates(ignore_index=True)
     for _ in range(max_rounds):
@@ -247,7 +247,5 @@ def fingerprint(edges: pd.DataFrame) -> int:
     if edges.empty:
         return 0
     with np.errstate(over="ignore"):
-        mixed = (edges["u"].to_numpy(np.uint64) * _MIX) ^ (
-            edges["v"].to_numpy(np.uint64) * np.uint64(0xC2B2AE3D27D4EB4F)
-        )
+        mixed = (edges["u"].to_numpy(np.uint64) * _MIX) ^ (edges["v"].to_numpy(np.uint64) * _MIX2)
         return int(mixed.sum(dtype=np.uint64))

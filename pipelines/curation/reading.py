@@ -110,10 +110,7 @@ def read_dataset(config: CurationConfig, fmt: str):
     inp = config.input
     if fmt == "files":
         root = str(Path(inp.path).resolve())
-        files = text_files(config)
-        if not files:
-            raise ConfigError(f"input.path: no text, Markdown, reST or HTML files under {root}")
-        ds = ray.data.read_binary_files(files, include_paths=True)
+        ds = ray.data.read_binary_files(text_files(config), include_paths=True)  # the pre-flight saw some
         return ds.map(lambda row: file_record(row["path"], row["bytes"], root))
     if fmt == "jsonl":
         ds = ray.data.read_binary_files(jsonl_files(config), include_paths=True)

@@ -54,7 +54,7 @@ def decide_without_ray(config: CurationConfig) -> tuple[pd.DataFrame, list[int]]
     alive = meta["stage"].isna()
     decisions = exact_duplicates(meta[alive])
     near = config.stages.near_dedup
-    params = MinHashParams(ngram=near.ngram, bands=near.bands, rows=near.rows, threshold=near.threshold, seed=near.seed)
+    params = near.params()
     remaining = meta[alive & ~meta["key"].isin(decisions)]
     rows = cleaned[cleaned["key"].isin(set(remaining["key"]))]
     found, result = near_duplicates(remaining, signature_batch(rows, params), params)
