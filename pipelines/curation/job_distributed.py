@@ -130,8 +130,8 @@ def _as_rows(batch: pd.DataFrame, decision: bool):
     n = len(batch)
     columns = {}
     for name in STRINGS:
-        values = batch[name] if name in batch else pd.Series([""] * n, index=batch.index)
-        columns[name] = pa.array([None if is_missing(v) else str(v) for v in values], type=pa.string())
+        values = batch[name].astype(object) if name in batch else pd.Series([""] * n, dtype=object)
+        columns[name] = pa.array(values, type=pa.string(), from_pandas=True)  # None and NaN become nulls
     for name in INTEGERS:
         values = batch[name].to_numpy(np.int64) if name in batch else np.zeros(n, np.int64)
         columns[name] = pa.array(values, type=pa.int64())
