@@ -17,7 +17,12 @@ log = logging.getLogger(__name__)
 class UsageRecorder:
     """Writes usage, and the audit log's rows, in batches off the request path: a commit per
     request would cost more than the gateway's whole latency budget. Every ``prune_every_s``
-    it also runs ``prune`` (the audit log's retention)."""
+    it also runs ``prune`` (the audit log's retention).
+
+    ``flush`` returns once everything added before the call is in the database, even when
+    another flush is already writing: a usage report or a budget seed that flushes first
+    never misses a batch in flight. Another replica's rows reach the database within its
+    own ``flush_every_s``."""
 
     def __init__(
         self,
@@ -33,6 +38,7 @@ class UsageRecorder:
         self._pending: list[tuple] = []  # KeyStore.record_usage's rows
         self._audit: list[Any] = []  # AuditEntry (services.gateway.audit)
         self._task: asyncio.Task | None = None
+        self._writing = asyncio.Lock()
 
     def add(
         self,
@@ -53,6 +59,10 @@ class UsageRecorder:
             self._audit.append(audit)
 
     async def flush(self) -> None:
+        async with self._writing:
+            await self._write()
+
+    async def _write(self) -> None:
         batch, self._pending = self._pending, []
         audit, self._audit = self._audit, []
         if batch or audit:

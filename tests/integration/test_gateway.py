@@ -245,6 +245,17 @@ async def _burst(gw: Gateway, key: str, n: int) -> Counter:
     return outcomes
 
 
+def _team_report(gw: Gateway, team: str, answered: int) -> dict:
+    """``lathe teams usage --json`` once it counts ``answered`` requests: the replica asked
+    writes its own rows first, the other replica's arrive within its flush interval."""
+    deadline = time.monotonic() + 10
+    while True:
+        report = json.loads(gw.lathe("teams", "usage", team, "--json").stdout)
+        if report["requests"] >= answered or time.monotonic() > deadline:
+            return report
+        time.sleep(0.2)
+
+
 def _spent(gw: Gateway, name: str) -> int:
     return gw.admin("GET", f"/admin/keys/{name}/usage").json()["total_tokens"]
 
@@ -271,7 +282,7 @@ def test_forty_concurrent_requests_never_overspend_a_team_budget_across_redis_re
     created = second.lathe("keys", "create", "race-key", "--team", "race-team", "--models", "stub-model", "--json")
     assert created.returncode == 0, created.stderr
     outcomes = asyncio.run(_burst(redis_gateways, json.loads(created.stdout)["key"], 40))
-    report = json.loads(first.lathe("teams", "usage", "race-team", "--json").stdout)
+    report = _team_report(first, "race-team", outcomes["ok"])
     spent = report["spend_usd"]["day"]
     # "hi" reserves 10 prompt tokens (2 bytes + 4 + 4 of template) at $1/1k and 2 at $2/1k: $0.014,
     # and costs the stub's 10 + 2 tokens: the same. Seven fit in $0.10, whatever the interleaving.

@@ -100,7 +100,7 @@ _KIND_PREFIX = {"hpa": "horizontalpodautoscaler", "pdb": "poddisruptionbudget", 
 def _docs_of(template: str) -> list[dict]:
     values = {"ray": {"enabled": True, "jobs": {"enabled": True}}, "helmTest": {"apiKey": {"existingSecret": "k"}}}
     text = manifests.render_files(values).get(f"lathe/templates/{template}", "")
-    return [d for d in yaml.safe_load_all(text) if d]
+    return [d for d in manifests.load_all(text) if d]
 
 
 # Maps whose keys are data (label names, resource names), not chart settings.
