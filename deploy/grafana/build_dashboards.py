@@ -108,6 +108,18 @@ SERVING: list[Panel] = [
     ("KV cache usage", "timeseries", "percentunit", [q(
         'max by (model_name) (vllm:kv_cache_usage_perc{model_name=~"$model"}'
         ' or vllm:gpu_cache_usage_perc{model_name=~"$model"})', "{{model_name}}")]),
+    ("Prefix-cache hit rate (prompt tokens found cached)", "timeseries", "percentunit", [q(
+        'sum by (model_name) (rate(vllm:prefix_cache_hits_total{model_name=~"$model"}[$__rate_interval]))'
+        ' / sum by (model_name) (rate(vllm:prefix_cache_queries_total{model_name=~"$model"}[$__rate_interval]))',
+        "{{model_name}}")]),
+    ("Preemptions per second (KV cache full: a sequence is evicted and recomputed)", "timeseries", "short", [
+        q('sum by (model_name) (rate(vllm:num_preemptions_total{model_name=~"$model"}[$__rate_interval]))',
+          "{{model_name}}")]),
+    ("Speculative decoding: accepted share of proposed tokens", "timeseries", "percentunit", [q(
+        'sum by (model_name) (rate(vllm:spec_decode_num_accepted_tokens_total{model_name=~"$model"}'
+        "[$__rate_interval]))"
+        ' / sum by (model_name) (rate(vllm:spec_decode_num_draft_tokens_total{model_name=~"$model"}'
+        "[$__rate_interval]))", "{{model_name}}")]),
     ("Prompt / generation tokens per second", "timeseries", "short", [
         q('sum by (model_name) (rate(vllm:prompt_tokens_total{model_name=~"$model"}[$__rate_interval]))',
           "prompt {{model_name}}"),

@@ -8,13 +8,15 @@ runtime can stand in.
 
 from __future__ import annotations
 
+import asyncio
+import json
 import shlex
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
-from lathe.errors import EngineUnavailableError, MissingDependencyError
+from lathe.errors import ConfigError, EngineUnavailableError, MissingDependencyError
 from lathe.supervisor import HealthWait, StartErrors, Supervised, spawn
 from services.inference.settings import InferenceServiceSettings
 
@@ -67,11 +69,62 @@ def vllm_argv(settings: InferenceServiceSettings, model_dir: Path, port: int) ->
             "--gpu-memory-utilization", str(settings.gpu_memory_utilization),
             "--tensor-parallel-size", str(settings.tensor_parallel_size),
         ]  # fmt: skip
+    argv += serving_knob_args(settings)
     if settings.tracing.enabled and settings.tracing.otlp_endpoint:
         # vLLM continues the traceparent the inference service sends and exports its own spans.
         argv += ["--otlp-traces-endpoint", settings.tracing.otlp_endpoint]
     argv += shlex.split(settings.extra_engine_args)
     return argv
+
+
+def serving_knob_args(settings: InferenceServiceSettings) -> list[str]:
+    """The scheduler, KV-cache and speculation settings as vLLM flags; the chart renders the same."""
+    argv = [
+        "--enable-prefix-caching" if settings.prefix_caching else "--no-enable-prefix-caching",
+        "--enable-chunked-prefill" if settings.chunked_prefill else "--no-enable-chunked-prefill",
+        "--kv-cache-dtype", settings.kv_cache_dtype,
+    ]  # fmt: skip
+    if settings.max_num_batched_tokens is not None:
+        argv += ["--max-num-batched-tokens", str(settings.max_num_batched_tokens)]
+    if settings.device == "cpu" and settings.tensor_parallel_size > 1:
+        argv += ["--tensor-parallel-size", str(settings.tensor_parallel_size)]
+    speculative = speculative_config(settings)
+    if speculative is not None:
+        argv += ["--speculative-config", json.dumps(speculative, sort_keys=True, separators=(",", ":"))]
+    return argv
+
+
+def speculative_config(settings: InferenceServiceSettings) -> dict | None:
+    """vLLM's ``--speculative-config`` for the settings; None when speculation is off."""
+    if settings.speculative_method == "ngram":
+        return {
+            "method": "ngram",
+            "num_speculative_tokens": settings.speculative_tokens,
+            "prompt_lookup_max": settings.speculative_ngram_max,
+            "prompt_lookup_min": settings.speculative_ngram_min,
+        }
+    if settings.speculative_method == "draft":
+        return {
+            "method": "draft_model",
+            "model": str(settings.speculative_draft_model),
+            "num_speculative_tokens": settings.speculative_tokens,
+        }
+    return None
+
+
+def check_draft_tokenizer(model_dir: Path, draft_dir: Path) -> None:
+    """A draft model proposes token ids, so it must share the served model's vocabulary:
+    refused before vLLM starts, in one line, rather than serving garbage or failing deep inside it."""
+    from transformers import AutoTokenizer
+
+    served = AutoTokenizer.from_pretrained(model_dir).get_vocab()
+    draft = AutoTokenizer.from_pretrained(draft_dir).get_vocab()
+    if served != draft:
+        differ = sum(1 for token, i in served.items() if draft.get(token) != i)
+        raise ConfigError(
+            f"speculative_draft_model: {draft_dir} has another tokenizer than the served model "
+            f"({len(draft)} tokens against {len(served)}, {differ} of the served model's ids differ)"
+        )
 
 
 def vllm_env(settings: InferenceServiceSettings) -> dict[str, str]:
@@ -101,6 +154,8 @@ class VllmEngine:
             raise MissingDependencyError(
                 f"vLLM environment not found at {self.settings.engine_python}", hint="run `make install`"
             )
+        if self.settings.speculative_method == "draft" and self.settings.speculative_draft_model is not None:
+            await asyncio.to_thread(check_draft_tokenizer, self.model_dir, self.settings.speculative_draft_model)
         argv = vllm_argv(self.settings, self.model_dir, self.port)
         subject = f"vLLM for version {self.handle.version}"
         # Same process group as the service: stopping the service stops its engines.

@@ -14,6 +14,10 @@ from pydantic_settings import SettingsConfigDict
 
 from lathe.settings import InferenceSettings, MlflowSettings, ProcessSettings
 
+# What vLLM's CPU attention backend can store its KV cache as (vllm/v1/attention/backends/cpu_attn.py).
+CPU_KV_CACHE_DTYPES = ("auto", "fp8", "fp8_e4m3", "fp8_e5m2")
+KvCacheDtype = Literal["auto", "bfloat16", "float16", "fp8", "fp8_e4m3", "fp8_e5m2"]
+
 
 class InferenceServiceSettings(ProcessSettings, InferenceSettings):
     model_config = SettingsConfigDict(env_prefix="LATHE_INFERENCE_")
@@ -31,6 +35,18 @@ class InferenceServiceSettings(ProcessSettings, InferenceSettings):
     cpu_kv_cache_gb: int = Field(default=1, ge=1, le=512)
     gpu_memory_utilization: float = Field(default=0.9, gt=0.0, le=1.0)
     tensor_parallel_size: int = Field(default=1, ge=1)
+    # The scheduler and the KV cache (vLLM's own flags; README "Serving knobs" says when to turn each).
+    prefix_caching: bool = True
+    chunked_prefill: bool = True
+    max_num_batched_tokens: int | None = Field(default=None, ge=1)  # None: vLLM sizes it for the device
+    kv_cache_dtype: KvCacheDtype = "auto"
+    # Speculative decoding: "ngram" proposes tokens by looking the last ones up in the prompt;
+    # "draft" runs a small model (same tokenizer) ahead of the served one. Greedy answers do not change.
+    speculative_method: Literal["off", "ngram", "draft"] = "off"
+    speculative_tokens: int = Field(default=3, ge=1, le=16)
+    speculative_ngram_max: int = Field(default=4, ge=1, le=32)
+    speculative_ngram_min: int = Field(default=1, ge=1, le=32)
+    speculative_draft_model: Path | None = None
     extra_engine_args: str = ""
 
     engine_start_timeout_s: float = Field(default=600.0, gt=0)
@@ -54,7 +70,35 @@ class InferenceServiceSettings(ProcessSettings, InferenceSettings):
             # capital), and elsewhere bf16 is emulated and slower. LATHE_INFERENCE_DTYPE=bfloat16
             # opts in.
             self.dtype = "float32"
+        self._check_scheduler()
+        self._check_speculation()
         return self
+
+    def _check_scheduler(self) -> None:
+        if self.device == "cpu" and self.kv_cache_dtype not in CPU_KV_CACHE_DTYPES:
+            raise ValueError(
+                f"kv_cache_dtype: vLLM on CPUs stores the KV cache as {', '.join(CPU_KV_CACHE_DTYPES)}, "
+                f"not {self.kv_cache_dtype}"
+            )
+        tokens = self.max_num_batched_tokens
+        if tokens is not None and tokens < self.max_num_seqs:
+            raise ValueError(f"max_num_batched_tokens: {tokens} is below max_num_seqs ({self.max_num_seqs})")
+        if tokens is not None and not self.chunked_prefill and tokens < self.max_model_len:
+            raise ValueError(
+                f"max_num_batched_tokens: {tokens} is below max_model_len ({self.max_model_len}); "
+                "without chunked prefill a whole prompt must fit in one step"
+            )
+
+    def _check_speculation(self) -> None:
+        if self.speculative_ngram_min > self.speculative_ngram_max:
+            raise ValueError(
+                f"speculative_ngram_min: {self.speculative_ngram_min} is above "
+                f"speculative_ngram_max ({self.speculative_ngram_max})"
+            )
+        if self.speculative_method == "draft" and self.speculative_draft_model is None:
+            raise ValueError("speculative_draft_model: a folder is needed when speculative_method is draft")
+        if self.speculative_method == "draft" and not (self.speculative_draft_model / "config.json").is_file():
+            raise ValueError(f"speculative_draft_model: no model at {self.speculative_draft_model} (no config.json)")
 
     @property
     def model_cache_dir(self) -> Path:

@@ -169,6 +169,7 @@ spec:
             # vLLM continues the gateway's traceparent and exports its own spans.
             - --otlp-traces-endpoint={{ $root.Values.tracing.otlpEndpoint }}
             {{- end }}
+            {{- include "lathe.vllmKnobArgs" (dict "model" $model) | nindent 12 }}
             {{- range $model.extraArgs }}
             - {{ . | quote }}
             {{- end }}
@@ -299,5 +300,51 @@ one, and the canary when models[].canary.version is set; call with (dict "root" 
 - {{- include "lathe.inferenceTrack" (dict "root" .root "model" .model "canary" false) | nindent 2 }}
 {{- if include "lathe.inferenceCanaryVersion" .model }}
 - {{- include "lathe.inferenceTrack" (dict "root" .root "model" .model "canary" true) | nindent 2 }}
+{{- end }}
+{{- end -}}
+
+{{/*
+lathe.vllmKnobArgs: a model's scheduler, KV-cache and speculation settings as vLLM flags, one
+`- --flag=value` line each; the same flags services/inference/engine.py (serving_knob_args) gives
+vLLM outside Kubernetes. A key left out of a models[] entry takes the default values.yaml states.
+Checks what vLLM would refuse later, naming the key. Call with (dict "model" $model).
+*/}}
+{{- define "lathe.vllmKnobArgs" -}}
+{{- $m := .model }}
+{{- $prefix := ternary $m.prefixCaching true (hasKey $m "prefixCaching") }}
+{{- $chunked := ternary $m.chunkedPrefill true (hasKey $m "chunkedPrefill") }}
+{{- $kv := $m.kvCacheDtype | default "auto" }}
+{{- $seqs := int ($m.maxNumSeqs | default 0) }}
+{{- $batched := int ($m.maxNumBatchedTokens | default 0) }}
+{{- $spec := $m.speculative | default dict }}
+{{- $method := $spec.method | default "off" }}
+{{- $cpuKv := list "auto" "fp8" "fp8_e4m3" "fp8_e5m2" }}
+{{- if and (eq (int $m.gpus) 0) (not (has $kv $cpuKv)) }}
+{{- fail (printf "inference model %s: kvCacheDtype %s is not served on CPUs (gpus: 0); vLLM's CPU backend stores the KV cache as auto, fp8, fp8_e4m3 or fp8_e5m2" $m.id $kv) }}
+{{- end }}
+{{- if and $batched $seqs (lt $batched $seqs) }}
+{{- fail (printf "inference model %s: maxNumBatchedTokens (%d) is below maxNumSeqs (%d)" $m.id $batched $seqs) }}
+{{- end }}
+{{- if and $batched (not $chunked) (lt $batched (int $m.maxModelLen)) }}
+{{- fail (printf "inference model %s: maxNumBatchedTokens (%d) is below maxModelLen (%d); without chunkedPrefill a whole prompt must fit in one step" $m.id $batched (int $m.maxModelLen)) }}
+{{- end }}
+{{- if and (eq $method "draft") (not $spec.draftModel) }}
+{{- fail (printf "inference model %s: speculative.method draft needs speculative.draftModel (a folder in the pod with the draft model, sharing the served model's tokenizer)" $m.id) }}
+{{- end }}
+- {{ ternary "--enable-prefix-caching" "--no-enable-prefix-caching" $prefix }}
+- {{ ternary "--enable-chunked-prefill" "--no-enable-chunked-prefill" $chunked }}
+- --kv-cache-dtype={{ $kv }}
+{{- if $seqs }}
+- --max-num-seqs={{ $seqs }}
+{{- end }}
+{{- if $batched }}
+- --max-num-batched-tokens={{ $batched }}
+{{- end }}
+{{- if eq $method "ngram" }}
+{{- $config := dict "method" "ngram" "num_speculative_tokens" (int ($spec.tokens | default 3)) "prompt_lookup_max" (int ($spec.ngramMax | default 4)) "prompt_lookup_min" (int ($spec.ngramMin | default 1)) }}
+- {{ printf "--speculative-config=%s" (toJson $config) | quote }}
+{{- else if eq $method "draft" }}
+{{- $config := dict "method" "draft_model" "model" $spec.draftModel "num_speculative_tokens" (int ($spec.tokens | default 3)) }}
+- {{ printf "--speculative-config=%s" (toJson $config) | quote }}
 {{- end }}
 {{- end -}}

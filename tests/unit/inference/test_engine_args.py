@@ -1,3 +1,4 @@
+import json
 from pathlib import Path
 
 import pytest
@@ -48,3 +49,94 @@ def test_bad_engine_setting_is_refused(monkeypatch):
 def test_an_explicit_dtype_wins(monkeypatch):
     monkeypatch.setenv("LATHE_INFERENCE_DTYPE", "bfloat16")
     assert InferenceServiceSettings().dtype == "bfloat16"
+
+
+def test_serving_knobs_default_to_what_suits_most_models(monkeypatch):
+    argv = vllm_argv(InferenceServiceSettings(), Path("/m"), 8200)
+    assert "--enable-prefix-caching" in argv and "--enable-chunked-prefill" in argv
+    assert argv[argv.index("--kv-cache-dtype") + 1] == "auto"
+    assert "--max-num-batched-tokens" not in argv and "--speculative-config" not in argv
+
+
+def test_serving_knobs_reach_the_command_line(monkeypatch):
+    for name, value in {"PREFIX_CACHING": "false", "CHUNKED_PREFILL": "false", "MAX_NUM_BATCHED_TOKENS": "4096",
+                        "KV_CACHE_DTYPE": "fp8_e5m2", "MAX_NUM_SEQS": "64"}.items():  # fmt: skip
+        monkeypatch.setenv(f"LATHE_INFERENCE_{name}", value)
+    argv = vllm_argv(InferenceServiceSettings(), Path("/m"), 8200)
+    assert "--no-enable-prefix-caching" in argv and "--no-enable-chunked-prefill" in argv
+    assert argv[argv.index("--max-num-batched-tokens") + 1] == "4096"
+    assert argv[argv.index("--kv-cache-dtype") + 1] == "fp8_e5m2"
+    assert argv[argv.index("--max-num-seqs") + 1] == "64"
+
+
+def test_ngram_speculation_becomes_vllms_speculative_config(monkeypatch):
+    monkeypatch.setenv("LATHE_INFERENCE_SPECULATIVE_METHOD", "ngram")
+    monkeypatch.setenv("LATHE_INFERENCE_SPECULATIVE_TOKENS", "5")
+    monkeypatch.setenv("LATHE_INFERENCE_SPECULATIVE_NGRAM_MAX", "3")
+    argv = vllm_argv(InferenceServiceSettings(), Path("/m"), 8200)
+    config = json.loads(argv[argv.index("--speculative-config") + 1])
+    assert config == {"method": "ngram", "num_speculative_tokens": 5, "prompt_lookup_max": 3, "prompt_lookup_min": 1}
+
+
+def test_a_draft_model_is_passed_by_its_folder(monkeypatch, tmp_path):
+    (tmp_path / "config.json").write_text("{}")
+    monkeypatch.setenv("LATHE_INFERENCE_SPECULATIVE_METHOD", "draft")
+    monkeypatch.setenv("LATHE_INFERENCE_SPECULATIVE_DRAFT_MODEL", str(tmp_path))
+    argv = vllm_argv(InferenceServiceSettings(), Path("/m"), 8200)
+    config = json.loads(argv[argv.index("--speculative-config") + 1])
+    assert config == {"method": "draft_model", "model": str(tmp_path), "num_speculative_tokens": 3}
+
+
+@pytest.mark.parametrize(
+    ("env", "line"),
+    [
+        ({"KV_CACHE_DTYPE": "float16"}, "LATHE_INFERENCE_KV_CACHE_DTYPE: vLLM on CPUs stores the KV cache as auto"),
+        ({"KV_CACHE_DTYPE": "int3"}, "LATHE_INFERENCE_KV_CACHE_DTYPE: Input should be"),
+        ({"MAX_NUM_BATCHED_TOKENS": "16"}, "LATHE_INFERENCE_MAX_NUM_BATCHED_TOKENS: 16 is below max_num_seqs (32)"),
+        ({"MAX_NUM_BATCHED_TOKENS": "1024", "CHUNKED_PREFILL": "false"},
+         "LATHE_INFERENCE_MAX_NUM_BATCHED_TOKENS: 1024 is below max_model_len (2048); without chunked prefill"),
+        ({"SPECULATIVE_METHOD": "draft"}, "LATHE_INFERENCE_SPECULATIVE_DRAFT_MODEL: a folder is needed"),
+        ({"SPECULATIVE_METHOD": "draft", "SPECULATIVE_DRAFT_MODEL": "/nowhere"},
+         "LATHE_INFERENCE_SPECULATIVE_DRAFT_MODEL: no model at /nowhere"),
+        ({"SPECULATIVE_METHOD": "ngram", "SPECULATIVE_NGRAM_MIN": "5"},
+         "LATHE_INFERENCE_SPECULATIVE_NGRAM_MIN: 5 is above speculative_ngram_max (4)"),
+        ({"SPECULATIVE_METHOD": "eagle"}, "LATHE_INFERENCE_SPECULATIVE_METHOD: Input should be 'off', 'ngram'"),
+    ],
+)  # fmt: skip
+def test_a_bad_serving_knob_is_one_line_naming_it(monkeypatch, env, line):
+    from pydantic import ValidationError
+
+    from lathe.settings import describe_validation_error
+
+    for name, value in env.items():
+        monkeypatch.setenv(f"LATHE_INFERENCE_{name}", value)
+    with pytest.raises(ValidationError) as info:
+        InferenceServiceSettings()
+    described = describe_validation_error(info.value, "LATHE_INFERENCE_")
+    assert described.startswith(line) and "\n" not in described, described
+
+
+def test_gpus_take_any_kv_cache_dtype_vllm_knows(monkeypatch):
+    monkeypatch.setenv("LATHE_INFERENCE_DEVICE", "cuda")
+    monkeypatch.setenv("LATHE_INFERENCE_KV_CACHE_DTYPE", "float16")
+    assert InferenceServiceSettings().kv_cache_dtype == "float16"
+
+
+def test_a_draft_model_with_another_tokenizer_is_refused_before_vllm_starts(tmp_path):
+    from tokenizers import Tokenizer, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    from lathe.errors import ConfigError
+    from services.inference.engine import check_draft_tokenizer
+
+    def save(folder: Path, words: list[str]) -> Path:
+        raw = Tokenizer(models.WordLevel({w: i for i, w in enumerate(words)}, unk_token="<unk>"))
+        raw.pre_tokenizer = pre_tokenizers.Whitespace()
+        PreTrainedTokenizerFast(tokenizer_object=raw, unk_token="<unk>").save_pretrained(folder)
+        return folder
+
+    served = save(tmp_path / "served", ["<unk>", "a", "b", "c"])
+    check_draft_tokenizer(served, save(tmp_path / "same", ["<unk>", "a", "b", "c"]))  # the same vocabulary passes
+    other = save(tmp_path / "other", ["<unk>", "b", "a"])
+    with pytest.raises(ConfigError, match=r"speculative_draft_model: .* has another tokenizer .*\(3 tokens against 4"):
+        check_draft_tokenizer(served, other)
