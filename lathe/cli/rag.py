@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import typer
+from rich.markup import escape
 
 from lathe.cli.gateway_client import GatewayClient, GatewayUnreachableError, error_from_wire
 from lathe.cli.output import console, err_console, print_json, settings
@@ -144,6 +145,9 @@ def ask(
         None, "--session", "-s", help="Keep the conversation under this name: follow-ups see earlier turns."
     ),
     forget: bool = typer.Option(False, "--forget", help="Start the --session over."),
+    expand: int | None = typer.Option(
+        None, "--expand", min=0, max=4, help="Also search N rephrasings of the question by the model, fused."
+    ),
     url: str | None = URL_OPT,
     api_key: str | None = KEY_OPT,
 ) -> None:
@@ -156,6 +160,8 @@ def ask(
     turns = [] if path is None or forget else load_turns(path)
     client = GatewayClient(url, api_key)
     body = {"query": question, "collection": collection, "top_k": top_k, **({"messages": turns} if turns else {})}
+    if expand is not None:
+        body["expand"] = expand
     if json_output or not stream:
         result = client.call("POST", "/v1/rag/query", json=body)
         if not json_output:
@@ -175,9 +181,12 @@ def _print_rewrite(data: dict[str, Any]) -> None:
     """The standalone question a follow-up was searched as, and the turns left out."""
     conversation = data.get("conversation") or {}
     if conversation.get("method") in ("model", "history"):
-        err_console.print(f"[dim]searched as: {conversation['rewritten_query']}[/]", highlight=False)
+        err_console.print(f"[dim]searched as: {escape(conversation['rewritten_query'])}[/]", highlight=False)
     if conversation.get("dropped_turns"):
         err_console.print(f"[dim]left out the {len(conversation['dropped_turns'])} oldest turn(s)[/]")
+    expansions = data.get("expansions") or (data.get("info") or {}).get("expansions")
+    if expansions:
+        err_console.print(f"[dim]also searched as: {escape(' | '.join(expansions))}[/]", highlight=False)
 
 
 def _stream_answer(client: GatewayClient, body: dict[str, Any]) -> dict[str, Any]:

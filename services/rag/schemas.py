@@ -121,6 +121,8 @@ class QueryRequest(RetrieveRequest):
     messages: list[ChatTurn] = Field(default_factory=list, max_length=200)
     # Condense a follow-up into a standalone question before retrieval.
     rewrite: bool = True
+    # Also retrieve this many rephrasings of the question by the model, fused (None: the service's default).
+    expand: int | None = Field(default=None, ge=0, le=4)
 
 
 # OpenAI's own limit on inputs per embeddings request.

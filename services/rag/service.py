@@ -36,6 +36,7 @@ from services.rag.conversation import (
     history_query,
 )
 from services.rag.encoders import DenseEncoder
+from services.rag.expansion import expansion_messages, fuse_hits, fuse_info, parse_variants
 from services.rag.ingest import IncomingDocument, Ingestor
 from services.rag.metrics import RagMetrics
 from services.rag.retrieval import Hit, KeepOrder, MmrReranker, Retriever
@@ -206,9 +207,31 @@ class RagService:
             **({"conversation": turns.to_dict()} if turns is not None else {}),
         }
 
+    async def _retrieve_expanded(self, body: QueryRequest, authorization: str | None):
+        """``retrieve``, or with ``expand`` the question and the model's rephrasings of it, fused."""
+        n = self.settings.expand if body.expand is None else body.expand
+        if not n:
+            return await self.retrieve(body, authorization)
+        request = {
+            "model": body.model or self.settings.model,
+            "messages": expansion_messages(body.query, n),
+            "max_tokens": self.settings.expand_max_tokens,
+            "temperature": 0.0,
+        }
+        reply = await self.chat.complete(authorization, request)
+        content = ((reply.get("choices") or [{}])[0].get("message") or {}).get("content") or ""
+        variants = parse_variants(content, body.query, n)
+        results = [await self.retrieve(body, authorization)]
+        if not variants:  # nothing new to search: the question's own results, as they are
+            return results[0][0], {**results[0][1], "expansions": []}
+        for variant in variants:
+            results.append(await self.retrieve(body.model_copy(update={"query": variant}), authorization))
+        hits = fuse_hits([h for h, _ in results], results[0][1]["top_k"])
+        return hits, fuse_info([i for _, i in results], variants)
+
     async def query(self, body: QueryRequest, authorization: str | None) -> dict[str, Any]:
         body, turns = await self._standalone(body, authorization)
-        hits, info = await self.retrieve(body, authorization)
+        hits, info = await self._retrieve_expanded(body, authorization)
         if not self._relevant(hits, info):
             self.metrics.queries.labels(collection=body.collection, outcome="unknown").inc()
             return self._answer(body, NO_ANSWER.format(collection=body.collection), [], False, info, turns=turns)
@@ -227,12 +250,13 @@ class RagService:
         """SSE: ``sources``, then ``delta`` events, then the whole ``answer``; ``error`` on failure."""
         try:
             body, turns = await self._standalone(body, authorization)
-            hits, info = await self.retrieve(body, authorization)
+            hits, info = await self._retrieve_expanded(body, authorization)
             relevant = self._relevant(hits, info)
             hits = fit_context(hits, self.settings.context_chars)
             shown = hits if relevant else []
             sources = {"sources": [{"index": n, **h.to_dict()} for n, h in enumerate(shown, 1)]}
-            yield _event("sources", {**sources, **({"conversation": turns.to_dict()} if turns else {})})
+            expansions = {"expansions": info["expansions"]} if "expansions" in info else {}
+            yield _event("sources", {**sources, **expansions, **({"conversation": turns.to_dict()} if turns else {})})
             if not relevant:
                 answer = NO_ANSWER.format(collection=body.collection)
                 yield _event("delta", {"content": answer})

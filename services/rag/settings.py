@@ -82,6 +82,9 @@ class RagServiceSettings(ProcessSettings, RagSettings):
     # Characters of earlier turns kept for condensing a follow-up; the oldest go first.
     history_chars: int = Field(default=3000, ge=0)
     rewrite_max_tokens: int = Field(default=48, ge=8, le=512)
+    # Multi-query expansion: rephrasings retrieved beside each question (0: off; a request's `expand` wins).
+    expand: int = Field(default=0, ge=0, le=4)
+    expand_max_tokens: int = Field(default=64, ge=8, le=512)
 
     @model_validator(mode="after")
     def _resolve_paths(self) -> RagServiceSettings:

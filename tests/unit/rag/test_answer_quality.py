@@ -11,13 +11,10 @@ from __future__ import annotations
 
 import httpx
 import pytest
-from fastapi.testclient import TestClient
 
 from lathe.rag_eval import evaluate_questions, log_report
 from lathe.rag_judge import JudgeError, RagJudge
-from services.rag.app import create_app
-from services.rag.service import RagService
-from services.rag.settings import RagServiceSettings
+from tests.unit.rag.scripted import chat_reply, scripted_service
 
 PATHS = "# Paths\n\nUse os.path.join to join path components. It inserts the separator between them.\n"
 FRUIT = "# Fruit\n\nPears ripen in late summer. Apples keep for months in a cool cellar.\n"
@@ -29,8 +26,7 @@ class ScriptedModel:
         self.answer = ""
 
     def __call__(self, request: httpx.Request) -> httpx.Response:
-        choice = {"index": 0, "message": {"role": "assistant", "content": self.answer}, "finish_reason": "stop"}
-        return httpx.Response(200, json={"choices": [choice], "usage": {"prompt_tokens": 9, "completion_tokens": 9}})
+        return chat_reply(self.answer)
 
 
 @pytest.fixture(scope="module")
@@ -40,11 +36,8 @@ def model():
 
 @pytest.fixture(scope="module")
 def client(tmp_path_factory, model):
-    settings = RagServiceSettings(LATHE_HOME=str(tmp_path_factory.mktemp("rag-home")))
-    service = RagService.build(settings, transport=httpx.MockTransport(model))
-    with TestClient(create_app(settings, service=service)) as c:
-        documents = [{"source": "paths.md", "text": PATHS}, {"source": "fruit.md", "text": FRUIT}]
-        assert c.post("/v1/rag/collections/q/documents", json={"documents": documents}).json()["failed"] == 0
+    documents = [{"source": "paths.md", "text": PATHS}, {"source": "fruit.md", "text": FRUIT}]
+    with scripted_service(tmp_path_factory.mktemp("rag-home"), model, "q", documents) as c:
         yield c
 
 

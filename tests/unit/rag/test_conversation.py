@@ -12,12 +12,9 @@ import json
 
 import httpx
 import pytest
-from fastapi.testclient import TestClient
 
-from services.rag.app import create_app
 from services.rag.conversation import SYSTEM, accept_rewrite, clean_rewrite, fit_history, history_query
-from services.rag.service import RagService
-from services.rag.settings import RagServiceSettings
+from tests.unit.rag.scripted import chat_reply, scripted_service
 
 HASHLIB = (
     "# hashlib\n\nThe hashlib module implements secure hashes and message digests such as SHA-256 and MD5. "
@@ -47,9 +44,7 @@ class FakeModel:
     def __call__(self, request: httpx.Request) -> httpx.Response:
         messages = json.loads(request.content)["messages"]
         self.prompts.append(messages)
-        content = self.rewrite if messages[0]["content"] == SYSTEM else self.answer
-        choice = {"index": 0, "message": {"role": "assistant", "content": content}, "finish_reason": "stop"}
-        return httpx.Response(200, json={"choices": [choice], "usage": {"prompt_tokens": 9, "completion_tokens": 9}})
+        return chat_reply(self.rewrite if messages[0]["content"] == SYSTEM else self.answer)
 
 
 @pytest.fixture(scope="module")
@@ -59,13 +54,9 @@ def model():
 
 @pytest.fixture(scope="module")
 def client(tmp_path_factory, model):
-    settings = RagServiceSettings(LATHE_HOME=str(tmp_path_factory.mktemp("rag-home")), history_chars=400)
-    service = RagService.build(settings, transport=httpx.MockTransport(model))
-    with TestClient(create_app(settings, service=service)) as c:
-        documents = [{"source": name, "filename": name, "text": text} for name, text in FILES.items()]
-        documents.append({"source": "hashlib.md", "filename": "hashlib.md", "text": HASHLIB})
-        response = c.post("/v1/rag/collections/chat/documents", json={"documents": documents})
-        assert response.status_code == 200 and response.json()["failed"] == 0
+    documents = [{"source": name, "filename": name, "text": text} for name, text in FILES.items()]
+    documents.append({"source": "hashlib.md", "filename": "hashlib.md", "text": HASHLIB})
+    with scripted_service(tmp_path_factory.mktemp("rag-home"), model, "chat", documents, history_chars=400) as c:
         yield c
 
 
