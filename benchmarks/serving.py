@@ -74,7 +74,7 @@ def bench_vllm(model_dir: Path, streams: list[int], new_tokens: int, rounds: int
     from services.inference.settings import InferenceServiceSettings
 
     settings = InferenceServiceSettings(model_name="bench", max_num_seqs=max(streams))
-    print(f"vLLM dtype: {settings.dtype} (the service's default on this CPU)")
+    print(f"vLLM dtype: {settings.dtype} (LATHE_INFERENCE_DTYPE, or the service's default on this CPU)")
     engine = VllmEngine(settings, model_dir, "bench", port=int(os.environ.get("BENCH_VLLM_PORT", "8390")))
     print(f"starting vLLM (log: {engine.log_file}) …", flush=True)
 
