@@ -52,6 +52,12 @@ spec:
             {{- with $v.extraEnv }}
             {{- toYaml . | nindent 12 }}
             {{- end }}
+          # Liveness waits until the service has started once: building its models (RAG exports its
+          # encoder to ONNX on a fresh pod) may take longer than liveness would allow.
+          startupProbe:
+            httpGet: {path: /health, port: http}
+            periodSeconds: 5
+            failureThreshold: 36
           livenessProbe:
             httpGet: {path: /health, port: http}
             periodSeconds: 10
