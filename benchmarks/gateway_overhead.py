@@ -147,7 +147,7 @@ def start(argv: list[str], log: Path, env: dict | None = None, cwd: Path = REPO)
 _ADMIN: dict[str, str] = {}  # gateway URL -> its admin key
 
 
-def _lathe(procs: list, work: Path, name: str, port: int, routes: Path, env: dict) -> tuple[str, str]:
+def lathe_gateway(procs: list, work: Path, name: str, port: int, routes: Path, env: dict) -> tuple[str, str]:
     """A Lathe gateway in front of the stub: its chat URL and a key."""
     admin = "lk-admin-" + secrets.token_urlsafe(24)
     gateway = f"http://127.0.0.1:{port}"
@@ -225,13 +225,13 @@ def main() -> None:
         price = {"prompt": 0.1, "completion": 0.3}
         routes.write_text(json.dumps({"models": {"stub-model": {"backends": [{"url": stub}], "price": price}}}))
         paths = {"direct": (stub + "/v1/chat/completions", "none")}
-        paths["lathe"] = _lathe(procs, work, "lathe", gateway_port, routes, {})
+        paths["lathe"] = lathe_gateway(procs, work, "lathe", gateway_port, routes, {})
         # The same gateway, with a key that has token quotas and money budgets, its own and its team's.
         paths["lathe+quotas+spend"] = (paths["lathe"][0], _spending_key(paths["lathe"]))
         if args.tracing:
             # Tracing on, every span exported by OTLP/HTTP (to the stub, which reads and drops them).
             traced = {"LATHE_TRACING_ENABLED": "true", "LATHE_TRACING_OTLP_ENDPOINT": stub + "/v1/traces"}
-            paths["lathe+tracing"] = _lathe(procs, work, "lathe-traced", gateway_port + 10, routes, traced)
+            paths["lathe+tracing"] = lathe_gateway(procs, work, "lathe-traced", gateway_port + 10, routes, traced)
         if Path(args.litellm_python).exists():
             paths["litellm"] = _litellm(procs, work, Path(args.litellm_python), stub, litellm_port)
         else:

