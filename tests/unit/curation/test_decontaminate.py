@@ -47,3 +47,22 @@ def test_clean_batch_marks_each_drop_with_stage_and_reason():
     assert "<EMAIL>" in out["text"].iloc[0] and out["pii_email"].iloc[0] == 1
     decided = apply_decisions(out, {out["key"].iloc[0]: ("near_dedup", "near duplicate of x")})
     assert decided["stage"].iloc[0] == "near_dedup" and decided["reason"].iloc[0] == "near duplicate of x"
+
+
+def test_decisions_mark_only_rows_no_cleaning_stage_dropped():
+    batch = pd.DataFrame(
+        {
+            "key": ["a", "b", "c", "d"],
+            "stage": [None, "quality", None, None],
+            "reason": [None, "gopher_min_words", None, None],
+        }
+    )
+    decisions = {"a": ("exact_dedup", "copy of z"), "b": ("near_dedup", "near y"), "zz": ("x", "y")}
+    decided = apply_decisions(batch, decisions)
+    assert list(decided["stage"].iloc[:2]) == ["exact_dedup", "quality"] and decided["stage"].iloc[2:].isna().all()
+    assert (
+        list(decided["reason"].iloc[:2]) == ["copy of z", "gopher_min_words"]
+        and decided["reason"].iloc[2:].isna().all()
+    )
+    assert pd.isna(batch["stage"].iloc[0])  # the input batch is left as it was
+    assert apply_decisions(batch, {})["stage"].isna().tolist() == [True, False, True, True]
