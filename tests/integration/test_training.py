@@ -138,8 +138,21 @@ def has_checkpoint(storage: str, step: int) -> bool:
     return any(f"checkpoint-{step:08d}" in store.children(store.join(trial)) for trial in store.children(store.root))
 
 
-def kill_a_worker_after_checkpoint(platform, job_id: str, storage: str, step: int) -> int:
-    """SIGKILL one of the run's Ray Train workers as soon as its checkpoint at ``step`` is in storage.
+def has_registered_checkpoint(storage: str) -> bool:
+    """Whether Ray Train has registered a checkpoint of a trial under ``storage``: it writes its
+    checkpoint manager's snapshot then, and a restarted worker group resumes only from what the
+    snapshot lists (files in storage that it has not registered yet are not resumed from)."""
+    from pipelines.flow.storage import Storage
+
+    store = Storage(storage)
+    return any(
+        "checkpoint_manager_snapshot.json" in store.children(store.join(trial)) for trial in store.children(store.root)
+    )
+
+
+def kill_a_worker_after_checkpoint(platform, job_id: str, storage: str, step: int, registered: bool = False) -> int:
+    """SIGKILL one of the run's Ray Train workers as soon as its checkpoint at ``step`` is in storage
+    (and, with ``registered``, once Ray Train has registered a checkpoint to resume from).
 
     The worker is found first (Ray Train names the worker group's processes in the job log:
     "- (ip=…, pid=27021) world_rank=0, …"), so the kill follows the checkpoint closely and
@@ -157,8 +170,8 @@ def kill_a_worker_after_checkpoint(platform, job_id: str, storage: str, step: in
         time.sleep(0.5)
     worker = psutil.Process(pids[-1])
     assert "RayTrainWorker" in " ".join(worker.cmdline()), worker.cmdline()
-    while not has_checkpoint(storage, step):
-        assert time.monotonic() < deadline, f"no checkpoint at step {step}"
+    while not has_checkpoint(storage, step) or (registered and not has_registered_checkpoint(storage)):
+        assert time.monotonic() < deadline, f"no checkpoint at step {step}" + (" registered" if registered else "")
         time.sleep(0.2)
     worker.send_signal(signal.SIGKILL)
     return worker.pid
@@ -184,9 +197,9 @@ def test_a_killed_worker_resumes_from_the_s3_checkpoint_and_finishes_the_same_st
     assert queued.returncode == 0, queued.stderr
     job_id = json.loads(queued.stdout)["job_id"]
 
-    # Files at step 20 mean Ray Train has registered step 10's (a checkpoint whose upload it
-    # has not yet registered is not one a restart resumes from).
-    kill_a_worker_after_checkpoint(platform, job_id, storage, 20)
+    # A checkpoint whose files are in storage but which Ray Train has not registered yet is not
+    # one a restart resumes from: the kill waits for a registered one too.
+    kill_a_worker_after_checkpoint(platform, job_id, storage, 20, registered=True)
 
     deadline = time.monotonic() + 600
     while True:
