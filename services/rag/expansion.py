@@ -5,8 +5,8 @@ that one of the phrasings matches ("shutil.copyfile copies a file").
 
 The model's reply is taken line by line: numbering and quotes are stripped, and a line that
 repeats the question or an earlier line, or is empty, is dropped. A small model that answers
-instead of rephrasing costs a wasted lookup and nothing else: the original question is always
-retrieved first and ranks highest on ties.
+instead of rephrasing costs a wasted lookup and nothing else, and a reply with no new
+phrasing leaves the question's own results as they are.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from services.rag.retrieval import Hit
+from services.rag.retrieval import Hit, reciprocal_rank_fusion
 
 SYSTEM = "You rephrase a question for a documentation search. Reply with one rephrasing per line and nothing else."
 EXAMPLE = (
@@ -22,7 +22,6 @@ EXAMPLE = (
     ["Which function copies a file?", "copy a file to another path"],
 )
 _NUMBERING = re.compile(r"^\s*(?:[-*•]|\d+[.)]|rephrasing\s*\d*\s*:)\s*", re.IGNORECASE)
-RRF_K = 60
 
 
 def expansion_messages(question: str, n: int) -> list[dict[str, str]]:
@@ -52,19 +51,16 @@ def parse_variants(reply: str, question: str, n: int) -> list[str]:
 
 
 def fuse_hits(lists: list[list[Hit]], top_k: int) -> list[Hit]:
-    """Reciprocal rank fusion of several retrievals: each chunk once, scored by its ranks."""
-    scores: dict[str, float] = {}
+    """Reciprocal rank fusion of several retrievals (the hybrid search's own): each chunk once."""
     first: dict[str, Hit] = {}
     for ranked in lists:
-        for rank, hit in enumerate(ranked, start=1):
-            scores[hit.id] = scores.get(hit.id, 0.0) + 1.0 / (RRF_K + rank)
+        for hit in ranked:
             first.setdefault(hit.id, hit)
-    order = sorted(scores, key=lambda chunk: -scores[chunk])  # stable: the original question's order wins ties
-    fused = []
-    for chunk in order[:top_k]:
-        hit = first[chunk]
-        fused.append(Hit(hit.id, hit.text, hit.metadata, scores[chunk], hit.dense_score, hit.sparse_score, hit.flags))
-    return fused
+    return [
+        Hit(hit.id, hit.text, hit.metadata, score, hit.dense_score, hit.sparse_score, hit.flags)
+        for chunk, score in reciprocal_rank_fusion(lists)[:top_k]
+        for hit in (first[chunk],)
+    ]
 
 
 def fuse_info(infos: list[dict[str, Any]], variants: list[str]) -> dict[str, Any]:

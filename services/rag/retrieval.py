@@ -50,7 +50,8 @@ class Hit:
         }
 
 
-def reciprocal_rank_fusion(lists: list[list[StoredChunk]], k: int = 60) -> list[tuple[str, float]]:
+def reciprocal_rank_fusion(lists: list[list[StoredChunk]] | list[list[Hit]], k: int = 60) -> list[tuple[str, float]]:
+    """Each id once, scored by the sum of 1 / (k + rank) over the lists; ties by id."""
     scores: dict[str, float] = {}
     for ranked in lists:
         for rank, chunk in enumerate(ranked, start=1):

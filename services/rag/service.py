@@ -171,8 +171,7 @@ class RagService:
                 "temperature": 0.0,
             }
             reply = await self.chat.complete(authorization, request)
-            content = ((reply.get("choices") or [{}])[0].get("message") or {}).get("content") or ""
-            rewrite = clean_rewrite(content)
+            rewrite = clean_rewrite(_reply_text(reply))
             if accept_rewrite(rewrite, body.query, kept):
                 condensed = Condensed(rewrite, "model", rewrite, len(kept), dropped)
             else:
@@ -219,8 +218,7 @@ class RagService:
             "temperature": 0.0,
         }
         reply = await self.chat.complete(authorization, request)
-        content = ((reply.get("choices") or [{}])[0].get("message") or {}).get("content") or ""
-        variants = parse_variants(content, body.query, n)
+        variants = parse_variants(_reply_text(reply), body.query, n)
         results = [await self.retrieve(body, authorization)]
         if not variants:  # nothing new to search: the question's own results, as they are
             return results[0][0], {**results[0][1], "expansions": []}
@@ -241,7 +239,7 @@ class RagService:
         except LatheError:
             self.metrics.queries.labels(collection=body.collection, outcome="failed").inc()
             raise
-        answer = ((reply.get("choices") or [{}])[0].get("message") or {}).get("content") or ""
+        answer = _reply_text(reply)
         answer = cut_repetition(answer)
         self.metrics.queries.labels(collection=body.collection, outcome="answered").inc()
         return self._answer(body, answer.strip(), hits, True, info, reply.get("usage"), turns)
@@ -276,6 +274,11 @@ class RagService:
             self.metrics.queries.labels(collection=body.collection, outcome="failed").inc()
             yield _event("error", exc.to_openai())
         yield b"data: [DONE]\n\n"
+
+
+def _reply_text(reply: dict[str, Any]) -> str:
+    """A chat completion's first answer, empty when it has none."""
+    return ((reply.get("choices") or [{}])[0].get("message") or {}).get("content") or ""
 
 
 def _run(coroutine):

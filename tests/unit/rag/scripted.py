@@ -16,6 +16,11 @@ from services.rag.service import RagService
 from services.rag.settings import RagServiceSettings
 
 
+def as_documents(files: dict[str, str]) -> list[dict]:
+    """``name -> text`` as the ingest API's documents, each named by its file."""
+    return [{"source": name, "filename": name, "text": text} for name, text in files.items()]
+
+
 def chat_reply(content: str) -> httpx.Response:
     """An OpenAI chat completion answering ``content``."""
     choice = {"index": 0, "message": {"role": "assistant", "content": content}, "finish_reason": "stop"}

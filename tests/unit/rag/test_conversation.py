@@ -14,7 +14,7 @@ import httpx
 import pytest
 
 from services.rag.conversation import SYSTEM, accept_rewrite, clean_rewrite, fit_history, history_query
-from tests.unit.rag.scripted import chat_reply, scripted_service
+from tests.unit.rag.scripted import as_documents, chat_reply, scripted_service
 
 HASHLIB = (
     "# hashlib\n\nThe hashlib module implements secure hashes and message digests such as SHA-256 and MD5. "
@@ -54,7 +54,7 @@ def model():
 
 @pytest.fixture(scope="module")
 def client(tmp_path_factory, model):
-    documents = [{"source": name, "filename": name, "text": text} for name, text in FILES.items()]
+    documents = as_documents(FILES)
     documents.append({"source": "hashlib.md", "filename": "hashlib.md", "text": HASHLIB})
     with scripted_service(tmp_path_factory.mktemp("rag-home"), model, "chat", documents, history_chars=400) as c:
         yield c

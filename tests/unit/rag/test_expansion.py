@@ -17,7 +17,7 @@ from services.rag.app import create_app
 from services.rag.expansion import SYSTEM, fuse_hits, parse_variants
 from services.rag.retrieval import Hit
 from services.rag.settings import RagServiceSettings
-from tests.unit.rag.scripted import chat_reply, scripted_service
+from tests.unit.rag.scripted import as_documents, chat_reply, scripted_service
 
 FILES = {
     "zipfile.md": "# zipfile\n\nzipfile.ZipFile reads and writes ZIP archives; extractall() unpacks every member.\n",
@@ -49,7 +49,7 @@ def model():
 
 @pytest.fixture(scope="module")
 def client(tmp_path_factory, model):
-    documents = [{"source": name, "filename": name, "text": text} for name, text in FILES.items()]
+    documents = as_documents(FILES)
     home = tmp_path_factory.mktemp("rag-home")
     with scripted_service(home, model, "exp", documents, relevance_threshold=-1.0) as c:
         yield c
