@@ -32,6 +32,9 @@ DIGEST = {"type": "string", "pattern": "^(sha256:[a-f0-9]{64})?$"}
 SECRET_NAME = {"type": "string", "pattern": "^([a-z0-9]([-a-z0-9.]*[a-z0-9])?)?$"}
 CIDRS = {"type": "array", "items": {"type": "string", "pattern": r"^[0-9a-fA-F:.]+/[0-9]{1,3}$"}}
 HOSTNAME = {"type": "string", "pattern": r"^(\*\.)?[a-z0-9]([-a-z0-9.]*[a-z0-9])?$"}
+# A registered model's name and an alias, as lathe/registry.py parses them (`name@alias`, `name/version`).
+MODEL_NAME = {"type": "string", "pattern": r"^[A-Za-z0-9][\w.-]*$"}
+ALIAS = {"type": "string", "pattern": r"^[A-Za-z][\w-]*$"}
 # networkPolicy.extraIngress / extraEgress: component -> NetworkPolicy rules, appended verbatim.
 NETPOL_EXTRA = {
     "type": "object",
@@ -189,6 +192,24 @@ RULES: dict[str, dict[str, Any]] = {
     "inference.models[].id": DNS_LABEL,
     "inference.models[].version": {"type": "string", "pattern": "^([0-9]+)?$"},
     "inference.models[].extraArgs": STRINGS,
+    "inference.models[].name": MODEL_NAME,
+    # A registered LoRA adapter: alias defaults to the model's, version to "" (resolve the alias at pod start).
+    "inference.models[].adapters": {
+        "type": "array",
+        "items": {
+            "type": "object",
+            "additionalProperties": False,
+            "properties": {
+                "name": MODEL_NAME,
+                "alias": ALIAS,
+                "version": {"type": ["string", "integer"], "pattern": "^([0-9]+)?$", "minimum": 1},
+            },
+        },
+    },
+    "inference.models[].lora.maxLoras": {"type": "integer", "minimum": 1},
+    # The ranks vLLM serves are checked by the chart (lathe.vllmLoraArgs), which names them.
+    "inference.models[].lora.maxLoraRank": {"type": "integer", "minimum": 1, "maximum": 512},
+    "inference.models[].lora.maxCpuLoras": {"type": "integer", "minimum": 0},
     # `--set` gives a number, a values file often a string: both name a registered version.
     "inference.models[].canary": {
         "type": "object",

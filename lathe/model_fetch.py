@@ -11,6 +11,10 @@ pod of a rollout serves exactly that version; without it the alias is resolved w
 The folder ends up at ``DEST/<name>/<version>`` and ``--link`` (default ``DEST/served``)
 points at it, so vLLM is started with ``--model LINK`` whatever the version.
 
+A LoRA adapter is fetched the same way, with ``--adapter-of LINK`` naming the served model's
+link: an adapter trained on another version than the one behind it is refused in one line
+(exit 2) rather than served on weights it does not fit.
+
 ``DEST`` is a cache shared by the pods of a model (the chart's model cache claim): a version
 lands there once, under a per-model lock, and a pinned version found there is served without
 asking MLflow at all. In alias mode an unreachable MLflow falls back to the version the alias
@@ -135,6 +139,14 @@ def _retry(args: argparse.Namespace) -> int:
         except LatheError as exc:
             _log(exc.one_line())
             return 2
+        if args.adapter_of is not None:
+            from lathe.lora import check_adapter, served_label
+
+            try:
+                check_adapter(args.name, link, served_label(args.adapter_of))
+            except LatheError as exc:
+                _log(exc.one_line())
+                return 2
         print(f"model_fetch: {ref} -> {link.resolve()}", flush=True)
         return 0
 
@@ -153,6 +165,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--source", default="", help="register from here when the alias is missing (see model_bootstrap)"
     )
+    parser.add_argument("--adapter-of", type=Path, default=None, help="an adapter: the served model link it must fit")
     parser.add_argument("--wait-for-alias", action="store_true", help="wait for a missing alias instead of failing")
     parser.add_argument("--tracking-uri", default="", help="MLflow (default: LATHE_MLFLOW_TRACKING_URI)")
     parser.add_argument("--wait-s", type=float, default=300.0, help="how long to retry before giving up")

@@ -29,6 +29,9 @@ from lathe.errors import AliasNotFoundError, InvalidRequestError, ModelNotFoundE
 
 MODEL_ARTIFACT_PATH = "model"
 FORMAT_TAG = "lathe.format"
+# A version's format: a Hugging Face model folder, or a PEFT LoRA adapter served on its base.
+MODEL_FORMAT = "hf"
+ADAPTER_FORMAT = "lora"
 # Written by the training jobs on every version they register; read back by `lathe models show`.
 STAGE_TAG = "lathe.stage"
 BASE_MODEL_TAG = "lathe.base_model"
@@ -91,6 +94,13 @@ class ModelVersionInfo:
     aliases: tuple[str, ...] = ()
     tags: dict[str, str] = field(default_factory=dict)
     created_at: float = 0.0
+
+    @property
+    def adapter_of(self) -> str | None:
+        """``NAME/VERSION`` of the base a LoRA adapter version was trained on; None for a model."""
+        if self.tags.get(FORMAT_TAG) != ADAPTER_FORMAT:
+            return None
+        return self.tags.get(BASE_MODEL_TAG, "")
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -177,11 +187,11 @@ class ModelRegistry:
         """Upload a Hugging Face folder as run artifacts and register it as a new version.
 
         With ``run_id`` the folder is attached to an existing run (a training run);
-        otherwise a short run named ``register-<name>`` is created for it.
+        otherwise a short run named ``register-<name>`` is created for it. A PEFT adapter
+        folder (``adapter_config.json``) is tagged ``lathe.format: lora``.
         """
         folder = Path(folder)
-        if not (folder / "config.json").is_file():
-            raise InvalidRequestError(f"{folder} is not a model folder (no config.json)", param="path")
+        fmt = folder_format(folder)
         self.ping()
         import mlflow
 
@@ -202,7 +212,7 @@ class ModelRegistry:
                 if not _is_not_found(exc):
                     raise
                 client.create_registered_model(name, description=description or None)
-            all_tags = {FORMAT_TAG: "hf", **(tags or {})}
+            all_tags = {FORMAT_TAG: fmt, **(tags or {})}
             mv = client.create_model_version(
                 name, source=f"{artifact_uri}/{MODEL_ARTIFACT_PATH}", run_id=run_id, tags=all_tags
             )
@@ -338,8 +348,12 @@ class ModelRegistry:
                 artifact_uri=info.source, dst_path=str(staging), tracking_uri=self.tracking_uri
             )
             local_path = Path(local)
-            if not (local_path / "config.json").is_file():
-                raise InvalidRequestError(f"{name} version {info.version} is not a Hugging Face model folder")
+            try:
+                folder_format(local_path)
+            except InvalidRequestError:
+                raise InvalidRequestError(
+                    f"{name} version {info.version} is not a Hugging Face model folder nor an adapter"
+                ) from None
             shutil.rmtree(target, ignore_errors=True)
             local_path.rename(target)
             marker.write_text(info.source + "\n")
@@ -469,6 +483,15 @@ class ModelRegistry:
             "base_ref": base_ref,
             "base": base,
         }
+
+
+def folder_format(folder: Path) -> str:
+    """``hf`` for a model folder, ``lora`` for a PEFT adapter folder; anything else is refused."""
+    if (folder / "config.json").is_file():
+        return MODEL_FORMAT
+    if (folder / "adapter_config.json").is_file():
+        return ADAPTER_FORMAT
+    raise InvalidRequestError(f"{folder} is not a model folder (no config.json) nor an adapter folder", param="path")
 
 
 def cached_download(dest_root: Path, name: str, version: str) -> Path | None:

@@ -25,15 +25,10 @@ class LoraSection(Strict):
     alpha: int = Field(default=32, ge=1)
     dropout: float = Field(default=0.05, ge=0, lt=1)
     target_modules: list[str] = Field(default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj"])
-    # Merge the adapters into the weights, so vLLM serves a plain model. (Serving unmerged
-    # adapters through vLLM's LoRA support is not available yet.)
+    # true: merge the adapters into the weights and register a full model (a new version of
+    # mlflow.register_as). false: register the adapter itself (a few MB, ``lathe.format: lora``)
+    # under a name of its own, served by vLLM beside its base model (README "LoRA adapters").
     merge: bool = True
-
-    @model_validator(mode="after")
-    def _merged(self) -> LoraSection:
-        if self.enabled and not self.merge:
-            raise ValueError("merge: false (adapters served by vLLM's LoRA support) is not available yet; set true")
-        return self
 
 
 class DpoSection(Strict):
@@ -54,4 +49,23 @@ class FinetuneRecipe(TrainingRecipeBase):
     def _kind_rules(self) -> FinetuneRecipe:
         if self.kind == "dpo" and not self.lora.enabled:
             raise ValueError("lora.enabled: DPO trains LoRA adapters (the base model is its reference); set true")
+        if self.adapter_only:
+            self._adapter_rules()
         return self
+
+    @property
+    def adapter_only(self) -> bool:
+        """The adapter itself is exported and registered, not a merged model."""
+        return self.lora.enabled and not self.lora.merge
+
+    def _adapter_rules(self) -> None:
+        if not self.base_model.startswith("models:/"):
+            raise ValueError(
+                "base_model: an adapter (lora.merge: false) is served on its registered base; "
+                "name it models:/NAME@ALIAS or models:/NAME/VERSION"
+            )
+        base_name = self.base_model.removeprefix("models:/").split("@")[0].split("/")[0]
+        if self.mlflow.register_as == base_name:
+            raise ValueError(
+                f"mlflow.register_as: an adapter registers under a name of its own, not its base model's ({base_name})"
+            )

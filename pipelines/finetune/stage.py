@@ -1,4 +1,4 @@
-"""SFT and DPO on the shared loop: base model, LoRA, losses, merged export.
+"""SFT and DPO on the shared loop: base model, LoRA, losses, export (merged, or the adapter alone).
 
 DPO needs no second model: the reference log-probabilities come from the same network
 with its LoRA adapters switched off, the usual trick for LoRA-DPO.
@@ -28,6 +28,11 @@ def resolve_base(recipe: FinetuneRecipe, tracking_uri: str | None, cache_dir: Pa
             info = registry.locate(ref)
         except LatheError as exc:
             raise ConfigError(f"base_model: {exc.message}", hint="see `lathe models list`") from None
+        if info.adapter_of is not None:
+            raise ConfigError(
+                f"base_model: {info.name}/{info.version} is a LoRA adapter, not a model; "
+                f"fine-tune its base ({info.adapter_of or 'see its lineage'}) or a merged version"
+            )
         folder = registry.download(info.name, info.version, cache_dir)
         entry = {"registry": tracking_uri, "name": info.name, "version": info.version, "cache": str(cache_dir)}
         return entry, folder, f"{info.name}/{info.version}"
@@ -121,21 +126,38 @@ def dpo_loss(model, raw, batch: dict, recipe) -> tuple:
 
 
 def export(raw, out: Path, recipe: FinetuneRecipe, payload: dict) -> None:
+    """A Hugging Face model folder, or with ``lora.merge: false`` a PEFT adapter folder
+    (``adapter_config.json`` and ``adapter_model.safetensors``) that names its registered base."""
     from transformers import AutoTokenizer
 
     out.mkdir(parents=True, exist_ok=True)
-    folder = base_folder(payload["base"])
+    base = payload["base"]
+    folder = base_folder(base)
     model = raw
     if recipe.lora.enabled and recipe.lora.merge:
         model = raw.merge_and_unload()
     model.config.use_cache = True
     model.save_pretrained(str(out), safe_serialization=True)
+    record = {"stage": recipe.kind, "base_model": recipe.base_model, "lora": recipe.lora.model_dump()}
+    if recipe.adapter_only:
+        record["adapter_of"] = base_label(base)
+        _name_base(out / "adapter_config.json", record["adapter_of"])
     AutoTokenizer.from_pretrained(str(folder)).save_pretrained(str(out))
     if (folder / "generation_config.json").is_file():
         (out / "generation_config.json").write_text((folder / "generation_config.json").read_text())
-    (out / "lathe_finetune.json").write_text(
-        json.dumps({"stage": recipe.kind, "base_model": recipe.base_model, "lora": recipe.lora.model_dump()})
-    )
+    (out / "lathe_finetune.json").write_text(json.dumps(record))
+
+
+def base_label(entry: dict) -> str:
+    """``NAME/VERSION`` of a registered base, the folder of a local one."""
+    return f"{entry['name']}/{entry['version']}" if "name" in entry else entry["path"]
+
+
+def _name_base(config_file: Path, label: str) -> None:
+    """PEFT writes the worker's download folder as the base; the registered version is what lasts."""
+    config = json.loads(config_file.read_text())
+    config["base_model_name_or_path"] = f"models:/{label}"
+    config_file.write_text(json.dumps(config, indent=2, sort_keys=True))
 
 
 SFT_HOOKS = StageHooks(build_model=build_model, loss=sft_loss, export=export)

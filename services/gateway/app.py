@@ -169,12 +169,18 @@ def create_app(settings: GatewayServiceSettings, *, serve_metrics: bool = True) 
     return app
 
 
-def learn_version(backend, health: object) -> None:
-    """Label the backend with the version its /health says it serves (a hot swap changes it)."""
+def learn_version(backend, health: object, router: Router | None = None) -> None:
+    """Label the backend with the version its /health says it serves (a hot swap changes it),
+    and route the LoRA adapters it lists to its model."""
     version = health.get("version") if isinstance(health, dict) else None
     if version is not None and str(version) != backend.version:
         log.info("backend version", extra={"fields": {"backend": backend.url, "version": str(version)}})
         backend.version = str(version)
+    adapters = health.get("adapters") if isinstance(health, dict) else None
+    if router is not None and isinstance(adapters, list):
+        names = [a["name"] for a in adapters if isinstance(a, dict) and isinstance(a.get("name"), str)]
+        backend.adapters = frozenset(names)
+        router.add_adapters(backend.model, names)
 
 
 async def export_spend(keys: KeyStore, metrics: GatewayMetrics, interval_s: float) -> None:
@@ -204,7 +210,7 @@ async def check_backends(
                 async with http.get(backend.url + "/health", timeout=aiohttp.ClientTimeout(total=2.0)) as response:
                     healthy = response.status == 200
                     if healthy and backend.learns_version:
-                        learn_version(backend, await response.json(content_type=None))
+                        learn_version(backend, await response.json(content_type=None), router)
             except (aiohttp.ClientError, TimeoutError, ValueError):
                 healthy = False
             if healthy != backend.healthy:

@@ -49,6 +49,7 @@ class ServiceTarget(BaseModel):
     weight: float = Field(default=100.0, ge=0)
     policy: str = "least_outstanding"
     scheme: str = "http"
+    adapters: list[str] = Field(default_factory=list)  # LoRA adapters the Service's vLLM serves
 
     @property
     def key(self) -> str:
@@ -107,14 +108,18 @@ def apply_urls(
     if pool is None:
         policy = POLICIES.get(target.policy, RoundRobin)()
         pool = router.pools[target.model] = ModelPool(model=target.model, policy=policy)
+    router.add_adapters(target.model, target.adapters)
     placed = {id(b) for b in pool.backends}
     mine = {url: b for url, b in (owned or {}).items() if id(b) in placed}
     ids = {id(b) for b in mine.values()}
     others = [b for b in pool.backends if id(b) not in ids]
     kept = {u: mine[u] for u in urls if u in mine}
     version = version or target.version
+    adapters = frozenset(target.adapters)
     added = {
-        u: Backend(u, target.model, version, target.weight, target.model, CircuitBreaker(failures, reset_s))
+        u: Backend(
+            u, target.model, version, target.weight, target.model, CircuitBreaker(failures, reset_s), adapters=adapters
+        )
         for u in urls
         if u not in mine
     }

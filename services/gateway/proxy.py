@@ -76,7 +76,7 @@ class Forwarder(Admitter, StreamRelay):
             if first and (cached := await self._from_cache(admission, backend.version, body, stream, started)):
                 return cached
             first = False
-            payload = dict(body, model=backend.upstream_model)
+            payload = dict(body, model=self.router.upstream_model(admission.model, backend))
             if admission.max_tokens is not None:
                 payload["max_tokens"] = admission.max_tokens
                 payload.pop("max_completion_tokens", None)
@@ -113,14 +113,16 @@ class Forwarder(Admitter, StreamRelay):
         """Backends to try in turn, each once: up to ``retries + 1`` of the model's own, then of each
         fallback model's. A backend whose breaker is open is skipped at once."""
         tried: set[str] = set()
+        base = self.router.adapters.get(admission.model)  # an adapter: served by its base's backends
         for pool in self.router.chain(admission.model):
+            adapter = admission.model if pool.model == base else None
             for _ in range(self.settings.retries + 1):
                 try:
-                    backend = pool.choose(routing_key, exclude=tried, sticky=admission.sticky)
+                    backend = pool.choose(routing_key, exclude=tried, sticky=admission.sticky, adapter=adapter)
                 except EngineUnavailableError:
                     break
                 tried.add(backend.url)
-                if pool.model != admission.model:
+                if pool.model != (base or admission.model):
                     self.metrics.fallbacks.labels(model=admission.model, fallback=pool.model).inc()
                     log.warning("fallback", extra=log_fields(model=admission.model, fallback=pool.model))
                 yield backend

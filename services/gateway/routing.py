@@ -12,6 +12,11 @@ conversation stays on one version while the canary's share only grows:
 - ``PrefixAffinity``: a consistent hash of the prompt's first characters, so the same
   prefix lands on the same vLLM and finds its prefix cache warm.
 
+A model's LoRA adapters (served by the same vLLM, under their own registered names) route
+to the model's pool and keep their name upstream: ``adapters`` of a route, of a discovered
+Service, or what a Lathe inference service's ``/health`` lists. Metrics, keys and prices
+see the adapter's name like any model's.
+
 A model may name fallback models: when none of its backends can serve a request (down, or
 their breakers open), the next model's backends do, e.g. an outside provider (a backend
 with ``provider:`` and the API key from the environment variable it names).
@@ -28,6 +33,7 @@ from __future__ import annotations
 
 import bisect
 import hashlib
+import logging
 import random
 import time
 from collections.abc import Callable, Sequence
@@ -36,6 +42,8 @@ from typing import Protocol
 
 from lathe.errors import EngineUnavailableError, ModelNotFoundError
 from services.gateway.settings import GatewayServiceSettings, RoutesConfig
+
+log = logging.getLogger(__name__)
 
 
 class CircuitBreaker:
@@ -94,6 +102,7 @@ class Backend:
     learns_version: bool = False  # version "auto": taken from the backend's /health
     provider: str = "local"  # or an outside provider's name: it has no /health, its breaker decides
     headers: dict[str, str] = field(default_factory=dict, repr=False)  # its credentials: never logged
+    adapters: frozenset[str] = frozenset()  # the LoRA adapters it serves besides its model
 
     def __post_init__(self) -> None:
         self.learns_version = self.learns_version or self.version == "auto"
@@ -183,10 +192,18 @@ class ModelPool:
         weights = self._weights(candidates)
         return sorted(v for v, w in weights.items() if w > 0) or sorted(weights)
 
-    def choose(self, routing_key: str, exclude: set[str] = frozenset(), sticky: str | None = None) -> Backend:
-        candidates = [b for b in self.backends if b.available() and b.url not in exclude]
+    def choose(
+        self, routing_key: str, exclude: set[str] = frozenset(), sticky: str | None = None, adapter: str | None = None
+    ) -> Backend:
+        """``adapter``: only backends that serve it (a canary of another base version does not)."""
+        candidates = [
+            b
+            for b in self.backends
+            if b.available() and b.url not in exclude and (adapter is None or adapter in b.adapters)
+        ]
         if not candidates:
-            raise EngineUnavailableError(f"no healthy backend for model {self.model!r}")
+            what = f"adapter {adapter!r} of model {self.model!r}" if adapter else f"model {self.model!r}"
+            raise EngineUnavailableError(f"no healthy backend for {what}")
         weights = self._weights(candidates)
         versions = [v for v, w in weights.items() if w > 0] or list(weights)
         if len(versions) == 1:
@@ -210,8 +227,20 @@ class ModelPool:
 
 
 class Router:
-    def __init__(self, pools: dict[str, ModelPool]) -> None:
+    def __init__(self, pools: dict[str, ModelPool], adapters: dict[str, str] | None = None) -> None:
         self.pools = pools
+        self.adapters: dict[str, str] = dict(adapters or {})  # adapter -> the model whose backends serve it
+
+    def add_adapters(self, model: str, names: Sequence[str]) -> None:
+        """Serve ``names`` on ``model``'s backends; a name that is a model of its own stays one."""
+        for name in names:
+            if name not in self.pools and self.adapters.get(name) != model:
+                log.info("adapter routed", extra={"fields": {"adapter": name, "model": model}})
+                self.adapters[name] = model
+
+    def upstream_model(self, requested: str, backend: Backend) -> str:
+        """The name sent to ``backend``: an adapter's own on its base's backends, else the backend's."""
+        return requested if self.adapters.get(requested) == backend.model else backend.upstream_model
 
     @classmethod
     def from_config(cls, routes: RoutesConfig, breaker_failures: int, breaker_reset_s: float) -> Router:
@@ -230,10 +259,12 @@ class Router:
                         breaker=CircuitBreaker(breaker_failures, breaker_reset_s),
                         provider=backend.provider or "local",
                         headers={"authorization": f"Bearer {key.get_secret_value()}"} if key else {},
+                        adapters=frozenset(route.adapters),
                     )
                 )
             pools[model] = pool
-        return cls(pools)
+        adapters = {name: model for model, route in routes.models.items() for name in route.adapters}
+        return cls(pools, adapters)
 
     def chain(self, model: str) -> list[ModelPool]:
         """The model's pool, then its fallbacks' (unknown names were refused at start-up)."""
@@ -242,9 +273,9 @@ class Router:
 
     def pool(self, model: str) -> ModelPool:
         try:
-            return self.pools[model]
+            return self.pools[self.adapters.get(model, model)]
         except KeyError:
-            known = ", ".join(sorted(self.pools)) or "none"
+            known = ", ".join(sorted([*self.pools, *self.adapters])) or "none"
             raise ModelNotFoundError(f"model {model!r} is not served here (models: {known})", param="model") from None
 
     def all_backends(self) -> list[Backend]:

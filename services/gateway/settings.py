@@ -11,6 +11,7 @@ there is none, from one route to the local inference service:
           - {url: "http://127.0.0.1:8101", version: "2", weight: 10}   # a 10 % canary
           - {url: "http://127.0.0.1:8102", version: auto}   # the version its /health reports
         fallback: [gpt-4o-mini]            # when none of these can serve, the next model's backends
+        adapters: [docs-adapter]           # LoRA adapters these backends serve, by registered name
       gpt-4o-mini:                         # an outside OpenAI-compatible provider
         backends:
           - {url: "https://api.openai.com", provider: openai, api_key_env: OPENAI_API_KEY}
@@ -76,6 +77,9 @@ class ModelRoute(BaseModel):
     # Models whose backends serve this model's requests, in order, when none of its own can
     # (down, or their breakers open): e.g. the local vLLM, then an outside provider.
     fallback: list[str] = Field(default_factory=list, max_length=8)
+    # LoRA adapters the same backends serve (registered names): clients ask for them as models.
+    # A Lathe inference service's /health lists its own, and the gateway learns those itself.
+    adapters: list[str] = Field(default_factory=list, max_length=256)
 
 
 class RoutesConfig(BaseModel):
@@ -89,6 +93,13 @@ class RoutesConfig(BaseModel):
             for other in route.fallback:
                 if other == model or other not in self.models:
                     raise ValueError(f"models.{model}.fallback: {other!r} is not another model of this file")
+        seen: dict[str, str] = {}
+        for model, route in self.models.items():
+            for name in route.adapters:
+                if name in self.models or name in seen:
+                    other = name if name in self.models else f"an adapter of {seen[name]}"
+                    raise ValueError(f"models.{model}.adapters: {name!r} is already {other}")
+                seen[name] = model
         return self
 
 

@@ -6,6 +6,9 @@ one, switch new requests to it once healthy, wait for the old engine's requests 
 finish and stop it. A registry that is down leaves the current version serving and
 is retried with exponential backoff.
 
+With adapters configured, each poll also follows the adapters' aliases
+(``services.inference.adapters``) on the serving engine.
+
 Beside it a watcher checks the engine process every ``engine_check_interval_s``: one
 that exits (killed, out of memory, crashed) is restarted from the folder it served,
 so no registry is needed for it, and each restart is logged and counted
@@ -27,6 +30,7 @@ from lathe.errors import EngineUnavailableError, LatheError, RegistryUnavailable
 from lathe.platform.processes import port_is_free
 from lathe.registry import ModelRegistry, ModelVersionInfo
 from lathe.telemetry import log_fields
+from services.inference.adapters import AdapterSet
 from services.inference.engine import Engine, EngineHandle, VllmEngine
 from services.inference.metrics import InferenceMetrics
 from services.inference.settings import InferenceServiceSettings
@@ -59,6 +63,7 @@ class AliasServer:
         self.restarts = 0
         self._model_dir: Path | None = None  # the active engine's folder: what a restart starts from
         self._swap_lock = asyncio.Lock()
+        self.adapters: AdapterSet | None = None  # LoRA adapters beside the model, when configured
 
     # -- requests ---------------------------------------------------------------------
     def acquire(self) -> EngineHandle:
@@ -77,6 +82,17 @@ class AliasServer:
     @property
     def version(self) -> str | None:
         return self.active.handle.version if self.active else None
+
+    @property
+    def served(self) -> str:
+        """``NAME/VERSION`` of the base served now: what an adapter must have been trained on."""
+        return f"{self.settings.model_name}/{self.version}"
+
+    async def prepare(self, handle: EngineHandle, model: object) -> None:
+        """Before a request is sent: load the adapter it names, if it names one."""
+        if self.adapters is not None and model in self.adapters:
+            self.metrics.adapter_requests.labels(adapter=str(model)).inc()
+            await self.adapters.ensure(handle, str(model), f"{self.settings.model_name}/{handle.version}")
 
     def healthy(self) -> bool:
         return self.active is not None and not self.active.exited()
@@ -118,6 +134,8 @@ class AliasServer:
                 # A dead engine of the same version is the watcher's to restart.
                 if self.active is None or target.version != self.version:
                     await self.swap_to(target)
+                if self.adapters is not None and self.healthy():
+                    await self.adapters.follow(self.active.handle, self.served)
                 self.last_error = None
                 await asyncio.sleep(self.settings.poll_interval_s)
             except asyncio.CancelledError:

@@ -14,6 +14,7 @@ from lathe import tracing
 from lathe.http_service import install_error_handlers
 from lathe.registry import ModelRegistry
 from lathe.telemetry import RequestIdMiddleware
+from services.inference.adapters import AdapterSet
 from services.inference.alias_server import AliasServer, EngineFactory
 from services.inference.metrics import InferenceMetrics
 from services.inference.routes import health, openai
@@ -34,6 +35,8 @@ def create_app(settings: InferenceServiceSettings, engine_factory: EngineFactory
         app.state.http = httpx.AsyncClient(
             timeout=httpx.Timeout(settings.request_timeout_s, connect=5.0), event_hooks=tracing.httpx_hooks()
         )
+        if settings.adapters:
+            server.adapters = AdapterSet(settings, registry, metrics, app.state.http)
         loop_task = asyncio.create_task(server.run(), name="alias-server")
         try:
             yield

@@ -12,6 +12,7 @@ import asyncio
 import json
 import shlex
 import time
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
@@ -33,6 +34,8 @@ class EngineHandle:
     pid: int | None
     started_at: float = field(default_factory=time.time)
     inflight: int = 0
+    # LoRA adapters loaded in this engine, name -> version, least recently used first.
+    adapters: OrderedDict[str, str] = field(default_factory=OrderedDict)
 
 
 class Engine(Protocol):
@@ -91,7 +94,19 @@ def serving_knob_args(settings: InferenceServiceSettings) -> list[str]:
     speculative = speculative_config(settings)
     if speculative is not None:
         argv += ["--speculative-config", json.dumps(speculative, sort_keys=True, separators=(",", ":"))]
-    return argv
+    return argv + lora_args(settings)
+
+
+def lora_args(settings: InferenceServiceSettings) -> list[str]:
+    """vLLM's LoRA flags when adapters are served; the service loads them at run time."""
+    if not settings.adapters:
+        return []
+    return [
+        "--enable-lora",
+        "--max-loras", str(settings.max_loras),
+        "--max-lora-rank", str(settings.max_lora_rank),
+        "--max-cpu-loras", str(settings.resident_adapters),
+    ]  # fmt: skip
 
 
 def speculative_config(settings: InferenceServiceSettings) -> dict | None:
@@ -137,6 +152,10 @@ def vllm_env(settings: InferenceServiceSettings) -> dict[str, str]:
     }
     if settings.device == "cpu":
         env["VLLM_CPU_KVCACHE_SPACE"] = str(settings.cpu_kv_cache_gb)
+    if settings.adapters:
+        # /v1/load_lora_adapter and /v1/unload_lora_adapter: how an adapter's alias is followed.
+        # The engine listens on loopback only; the service is what clients reach.
+        env["VLLM_ALLOW_RUNTIME_LORA_UPDATING"] = "True"
     return env
 
 

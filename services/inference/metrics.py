@@ -25,6 +25,11 @@ class InferenceMetrics:
     requests: Counter
     request_duration: Histogram
     inflight: Gauge
+    adapter_requests: Counter
+    adapter_version: Gauge
+    adapter_loads: Counter
+    adapter_evictions: Counter
+    adapters_loaded: Gauge
 
     @classmethod
     def create(cls) -> InferenceMetrics:
@@ -67,4 +72,28 @@ class InferenceMetrics:
                 registry=registry,
             ),
             inflight=Gauge("lathe_inference_inflight_requests", "Requests in flight", registry=registry),
+            adapter_requests=Counter(
+                "lathe_inference_adapter_requests_total", "Requests per LoRA adapter", ["adapter"], registry=registry
+            ),
+            adapter_version=Gauge(
+                "lathe_inference_adapter_version",
+                "Registered version an adapter's alias names (0: none)",
+                ["adapter"],
+                registry=registry,
+            ),
+            adapter_loads=Counter(
+                "lathe_inference_adapter_loads_total",
+                "Adapter loads by outcome: loaded, reloaded (its alias moved), refused (another base), failed",
+                ["adapter", "outcome"],
+                registry=registry,
+            ),
+            adapter_evictions=Counter(
+                "lathe_inference_adapter_evictions_total",
+                "Adapters unloaded to make room (max_cpu_loras), least recently used first",
+                ["adapter"],
+                registry=registry,
+            ),
+            adapters_loaded=Gauge(
+                "lathe_inference_adapters_loaded", "Adapters loaded in the serving engine", registry=registry
+            ),
         )

@@ -6,6 +6,7 @@ The address and the model to serve come from the core tree
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Literal
 
@@ -16,7 +17,10 @@ from lathe.settings import InferenceSettings, MlflowSettings, ProcessSettings
 
 # What vLLM's CPU attention backend can store its KV cache as (vllm/v1/attention/backends/cpu_attn.py).
 CPU_KV_CACHE_DTYPES = ("auto", "fp8", "fp8_e4m3", "fp8_e5m2")
+ADAPTER_ENTRY = re.compile(r"^[A-Za-z0-9][\w.\-]*(@[A-Za-z][\w\-]*)?$")
 KvCacheDtype = Literal["auto", "bfloat16", "float16", "fp8", "fp8_e4m3", "fp8_e5m2"]
+# The adapter ranks vLLM sizes its LoRA buffers for (vllm/config/lora.py, MaxLoRARanks).
+LORA_RANKS = (1, 8, 16, 32, 64, 128, 256, 320, 512)
 
 
 class InferenceServiceSettings(ProcessSettings, InferenceSettings):
@@ -47,6 +51,15 @@ class InferenceServiceSettings(ProcessSettings, InferenceSettings):
     speculative_ngram_max: int = Field(default=4, ge=1, le=32)
     speculative_ngram_min: int = Field(default=1, ge=1, le=32)
     speculative_draft_model: Path | None = None
+    # LoRA adapters served beside the model, each a registered adapter ("NAME", or "NAME@ALIAS";
+    # the alias defaults to the model's) whose alias is followed like the model's. JSON list.
+    adapters: list[str] = Field(default_factory=list)
+    # Adapters in one batch: requests for more wait in vLLM's queue (vllm:lora_requests_info).
+    max_loras: int = Field(default=4, ge=1, le=64)
+    max_lora_rank: int = 16  # one of LORA_RANKS
+    # Adapters kept loaded at once (default max_loras): the least recently used is unloaded,
+    # logged and counted, and loaded again by its next request.
+    max_cpu_loras: int | None = Field(default=None, ge=1, le=256)
     extra_engine_args: str = ""
 
     engine_start_timeout_s: float = Field(default=600.0, gt=0)
@@ -72,7 +85,36 @@ class InferenceServiceSettings(ProcessSettings, InferenceSettings):
             self.dtype = "float32"
         self._check_scheduler()
         self._check_speculation()
+        self._check_adapters()
         return self
+
+    def _check_adapters(self) -> None:
+        names = [entry.partition("@")[0] for entry in self.adapters]
+        for entry, name in zip(self.adapters, names, strict=True):
+            alias = entry.partition("@")[2]
+            if not ADAPTER_ENTRY.match(entry):
+                raise ValueError(f"adapters: {entry!r} is not NAME or NAME@ALIAS")
+            if name == self.model_name:
+                raise ValueError(f"adapters: {name!r} is the served model's own name")
+            if "@" in entry and not alias:
+                raise ValueError(f"adapters: {entry!r} has an empty alias")
+        if len(set(names)) != len(names):
+            raise ValueError(f"adapters: a name is listed twice ({', '.join(names)})")
+        if self.max_lora_rank not in LORA_RANKS:
+            raise ValueError(
+                f"max_lora_rank: vLLM serves ranks {', '.join(map(str, LORA_RANKS))}, not {self.max_lora_rank}"
+            )
+        if self.max_cpu_loras is not None and self.max_cpu_loras < self.max_loras:
+            raise ValueError(f"max_cpu_loras: {self.max_cpu_loras} is below max_loras ({self.max_loras})")
+
+    @property
+    def adapter_aliases(self) -> dict[str, str]:
+        """Each adapter's name and the alias it is served from."""
+        return {name: alias or self.alias for name, _, alias in (e.partition("@") for e in self.adapters)}
+
+    @property
+    def resident_adapters(self) -> int:
+        return self.max_cpu_loras or self.max_loras
 
     def _check_scheduler(self) -> None:
         if self.device == "cpu" and self.kv_cache_dtype not in CPU_KV_CACHE_DTYPES:

@@ -150,6 +150,41 @@ spec:
             - {name: models, mountPath: /models}
             - {name: served, mountPath: /served}
             - {name: tmp, mountPath: /tmp}
+        {{- /* One fetch per LoRA adapter, after the model's: --adapter-of refuses, in one line, an adapter
+        whose base is not the version /served/model links to. A canary serves another version of the
+        base, which the adapters were not trained on: it serves none, and the gateway sends adapter
+        requests to the stable servers only. */}}
+        {{- range $i, $adapter := (ternary list ($model.adapters | default list) (not (not $t.canary))) }}
+        - name: lathe-fetch-adapter-{{ $i }}
+          image: {{ include "lathe.image" $root.Values.image }}
+          imagePullPolicy: {{ $root.Values.image.pullPolicy }}
+          command:
+            - python
+            - -m
+            - lathe.model_fetch
+            - --name={{ $adapter.name }}
+            - --alias={{ $adapter.alias | default $model.alias }}
+            {{- with $adapter.version | default "" | toString }}
+            - --version={{ . }}
+            {{- end }}
+            - --dest=/models
+            - --link=/served/adapters/{{ $adapter.name }}
+            - --adapter-of=/served/model
+            - --wait-for-alias
+            - --wait-s={{ $inf.fetchWaitSeconds }}
+          env:
+            # Without the model's LATHE_INFERENCE_VERSION: model_fetch would take it as the adapter's --version.
+            - {name: LATHE_MLFLOW_TRACKING_URI, value: {{ include "lathe.mlflowUrl" $root | quote }}}
+            - {name: HOME, value: /tmp}
+          resources:
+            {{- toYaml $inf.fetchResources | nindent 12 }}
+          securityContext:
+            {{- include "lathe.containerSecurityContext" $root | nindent 12 }}
+          volumeMounts:
+            - {name: models, mountPath: /models}
+            - {name: served, mountPath: /served}
+            - {name: tmp, mountPath: /tmp}
+        {{- end }}
       containers:
         - name: lathe-vllm
           image: {{ include "lathe.image" $inf.image }}
@@ -170,6 +205,9 @@ spec:
             - --otlp-traces-endpoint={{ $root.Values.tracing.otlpEndpoint }}
             {{- end }}
             {{- include "lathe.vllmKnobArgs" (dict "model" $model) | nindent 12 }}
+            {{- with include "lathe.vllmLoraArgs" (dict "model" (ternary (omit $model "adapters") $model (not (not $t.canary)))) }}
+            {{- . | nindent 12 }}
+            {{- end }}
             {{- range $model.extraArgs }}
             - {{ . | quote }}
             {{- end }}
@@ -346,5 +384,72 @@ Checks what vLLM would refuse later, naming the key. Call with (dict "model" $mo
 {{- else if eq $method "draft" }}
 {{- $config := dict "method" "draft_model" "model" $spec.draftModel "num_speculative_tokens" (int ($spec.tokens | default 3)) }}
 - {{ printf "--speculative-config=%s" (toJson $config) | quote }}
+{{- end }}
+{{- end -}}
+
+{{/*
+lathe.vllmLoraArgs: a model's LoRA adapters as vLLM flags, one `- --flag` line each, nothing when
+models[].adapters is empty. Each adapter is served under its registered name from the link its
+fetch init container leaves at /served/adapters/<name>. A key left out of a models[] entry takes
+the default values.yaml states. Checks what vLLM would refuse later (vllm/config/lora.py and
+vllm/engine/arg_utils.py), naming the key. Call with (dict "model" $model).
+*/}}
+{{- define "lathe.vllmLoraArgs" -}}
+{{- $m := .model }}
+{{- $lora := $m.lora | default dict }}
+{{- $maxLoras := int ($lora.maxLoras | default 4) }}
+{{- $rank := int ($lora.maxLoraRank | default 16) }}
+{{- $cpuLoras := int ($lora.maxCpuLoras | default 0) }}
+{{- $ranks := list 1 8 16 32 64 128 256 320 512 }}
+{{- if not (has $rank $ranks) }}
+{{- fail (printf "inference model %s: lora.maxLoraRank %d is not a rank vLLM serves: 1, 8, 16, 32, 64, 128, 256, 320 or 512" $m.id $rank) }}
+{{- end }}
+{{- if and $cpuLoras (lt $cpuLoras $maxLoras) }}
+{{- fail (printf "inference model %s: lora.maxCpuLoras (%d) is below lora.maxLoras (%d); vLLM keeps at least one batch's adapters in memory (0: maxLoras)" $m.id $cpuLoras $maxLoras) }}
+{{- end }}
+{{- with $m.adapters }}
+{{- $spec := $m.speculative | default dict }}
+{{- $seqs := int ($m.maxNumSeqs | default 0) }}
+{{- $batched := int ($m.maxNumBatchedTokens | default 0) }}
+{{- $tokens := int ($spec.tokens | default 3) }}
+{{- if and (ne ($spec.method | default "off") "off") $seqs $batched (lt $batched (mul $seqs (add1 $tokens))) }}
+{{- fail (printf "inference model %s: with adapters and speculative decoding, maxNumBatchedTokens (%d) must be at least maxNumSeqs x (speculative.tokens + 1) (%d)" $m.id $batched (mul $seqs (add1 $tokens))) }}
+{{- end }}
+- --enable-lora
+- --max-loras={{ $maxLoras }}
+- --max-lora-rank={{ $rank }}
+{{- if $cpuLoras }}
+- --max-cpu-loras={{ $cpuLoras }}
+{{- end }}
+# --lora-modules takes the name=path items that follow it.
+- --lora-modules
+{{- range . }}
+- {{ printf "%s=/served/adapters/%s" .name .name }}
+{{- end }}
+{{- end }}
+{{- end -}}
+
+{{/*
+lathe.inferenceAdapterChecks: refuses adapter names the gateway could not route, naming the key:
+an adapter without a name, one named like a served model, and one listed twice (across all
+models: a name routes to one model's servers). Call with the root context.
+*/}}
+{{- define "lathe.inferenceAdapterChecks" -}}
+{{- $served := dict }}
+{{- range .Values.inference.models }}{{ $_ := set $served .name .id }}{{ end }}
+{{- $owners := dict }}
+{{- range $model := .Values.inference.models }}
+{{- range $i, $adapter := $model.adapters | default list }}
+{{- if not $adapter.name }}
+{{- fail (printf "inference model %s: adapters[%d] has no name; set adapters[%d].name to the adapter's registered model name" $model.id $i $i) }}
+{{- end }}
+{{- if hasKey $served $adapter.name }}
+{{- fail (printf "inference model %s: adapters[%d].name %s is the name of served model %s; clients ask for an adapter by its name, so it needs one of its own" $model.id $i $adapter.name (get $served $adapter.name)) }}
+{{- end }}
+{{- if hasKey $owners $adapter.name }}
+{{- fail (printf "inference model %s: adapters[%d].name %s is listed twice (also under model %s); an adapter name routes to one model, so list it once" $model.id $i $adapter.name (get $owners $adapter.name)) }}
+{{- end }}
+{{- $_ := set $owners $adapter.name $model.id }}
+{{- end }}
 {{- end }}
 {{- end -}}

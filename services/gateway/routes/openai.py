@@ -58,4 +58,9 @@ async def list_models(key: CurrentKey, router: RouterDep) -> dict:
         for model, pool in sorted(router.pools.items())
         if key.allows_model(model)
     ]
+    adapters = sorted((name, model) for name, model in router.adapters.items() if key.allows_model(name))
+    data += [
+        {"id": name, "object": "model", "created": now, "owned_by": "lathe", "parent": model}
+        for name, model in adapters
+    ]
     return {"object": "list", "data": data}

@@ -30,6 +30,8 @@ async def health(server: ServerDep, settings: SettingsDep) -> JSONResponse:
         "detail": server.detail,
         "last_error": server.last_error,
     }
+    if server.adapters is not None:
+        body["adapters"] = server.adapters.describe(server.active.handle if server.active else None)
     # degraded (the engine died and is restarting) is 503 too: no request can be served.
     return JSONResponse(body, status_code=200 if status == "ok" else 503)
 

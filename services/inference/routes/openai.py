@@ -6,6 +6,7 @@ until its last byte, which is what lets a swap drain the old engine safely.
 
 from __future__ import annotations
 
+import json
 import time
 
 import httpx
@@ -24,6 +25,14 @@ _MID_STREAM_ERROR = (
     b'data: {"error": {"message": "engine stopped mid-stream", "type": "upstream_error",'
     b' "param": null, "code": "upstream_error"}}\n\n'
 )
+
+
+def _requested_model(body: bytes) -> object:
+    """The ``model`` a request names (the engine validates the rest of the body)."""
+    try:
+        return json.loads(body).get("model")
+    except (ValueError, AttributeError):
+        return None
 
 
 @router.get("/models")
@@ -55,6 +64,12 @@ async def _proxy(request: Request, path: str, server: ServerDep, metrics: Metric
     body = await request.body()
     started = time.monotonic()
     handle = server.acquire()
+    if server.adapters is not None:
+        try:
+            await server.prepare(handle, _requested_model(body))
+        except BaseException:
+            server.release(handle)
+            raise
     headers = {"content-type": request.headers.get("content-type", "application/json")}
     if request_id := request_id_var.get():
         headers[REQUEST_ID_HEADER] = request_id

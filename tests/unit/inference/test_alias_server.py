@@ -11,7 +11,6 @@ import json
 import pytest
 
 from lathe.errors import EngineUnavailableError, RegistryUnavailableError
-from lathe.registry import ModelRegistry
 from services.inference.alias_server import AliasServer
 from services.inference.engine import EngineHandle
 from services.inference.metrics import InferenceMetrics
@@ -39,12 +38,6 @@ class RecordingEngine:
 
     def exited(self):
         return self.stopped or self.crashed
-
-
-@pytest.fixture
-def registry(tmp_path, monkeypatch):
-    monkeypatch.chdir(tmp_path)  # the SQLite store keeps artifacts under ./mlruns
-    return ModelRegistry(f"sqlite:///{tmp_path / 'mlflow.db'}")
 
 
 @pytest.fixture

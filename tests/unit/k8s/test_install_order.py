@@ -46,6 +46,10 @@ def test_each_model_pod_registers_and_fetches_its_model_before_vllm_starts(value
                    and o["metadata"]["labels"]["app.kubernetes.io/component"] == "inference"]  # fmt: skip
     for deployment in deployments:
         pod = deployment["spec"]["template"]["spec"]
-        (fetch,) = pod["initContainers"]
-        assert fetch["command"][:3] == ["python", "-m", "lathe.model_fetch"]
-        assert "--wait-for-alias" in fetch["command"]  # waits with backoff instead of failing the release
+        # Init containers run in order: the model first, then its LoRA adapters, which must fit it.
+        fetch, *adapters = pod["initContainers"]
+        assert fetch["name"] == "lathe-model-fetch"
+        assert all("--adapter-of=/served/model" in adapter["command"] for adapter in adapters)
+        for container in (fetch, *adapters):
+            assert container["command"][:3] == ["python", "-m", "lathe.model_fetch"]
+            assert "--wait-for-alias" in container["command"]  # waits with backoff instead of failing the release

@@ -67,3 +67,30 @@ def test_the_inference_services_version_pin_is_the_default_pin(tmp_path, monkeyp
     assert model_fetch.main(["--name", "m", "--dest", str(tmp_path), "--tracking-uri", "http://x"]) == 0
     assert FakeRegistry.calls == [("m", "9")]
     assert (tmp_path / "served").resolve() == (tmp_path / "m" / "9").resolve()
+
+
+def test_an_adapter_is_fetched_beside_its_model_and_refused_beside_another_version(tmp_path, monkeypatch, capsys):
+    """The chart's adapter init containers: ``--adapter-of`` names the served model's link."""
+    import json
+
+    from lathe.registry import ModelRegistry
+
+    monkeypatch.chdir(tmp_path)  # the SQLite store keeps artifacts under ./mlruns
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    source = tmp_path / "adapter"
+    source.mkdir()
+    (source / "adapter_config.json").write_text(json.dumps({"base_model_name_or_path": "models:/m/1", "r": 8}))
+    ModelRegistry(uri).register_folder(source, "docs", alias="champion", tags={"lathe.base_model": "m/1"})
+    dest, served = tmp_path / "models", tmp_path / "served"
+    for version in ("1", "2"):
+        (dest / "m" / version).mkdir(parents=True)
+    served.mkdir()
+    (served / "model").symlink_to(dest / "m" / "1")
+    args = ["--name", "docs", "--alias", "champion", "--dest", str(dest), "--link", str(served / "adapters" / "docs"),
+            "--adapter-of", str(served / "model"), "--tracking-uri", uri]  # fmt: skip
+    assert model_fetch.main(args) == 0
+    assert (served / "adapters" / "docs" / "adapter_config.json").is_file()
+    (served / "model").unlink()
+    (served / "model").symlink_to(dest / "m" / "2")  # the model moved on; the adapter did not
+    assert model_fetch.main(args) == 2
+    assert "adapter docs: trained on m/1, but this server serves m/2" in capsys.readouterr().err

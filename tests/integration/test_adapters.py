@@ -1,0 +1,152 @@
+"""LoRA adapters end to end: two adapters trained as Ray jobs (`lathe train submit`, SFT with
+``lora.merge: false``) on the platform's base model, registered with their base in the lineage,
+and served together by the platform's one vLLM process (its inference service follows them,
+tests/integration/conftest.py). Each answers in the voice it was taught, through the service and
+through the gateway to a key limited to it; moving one adapter's alias reloads it in place, and
+the other's answers do not change."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import httpx
+import pytest
+import yaml
+
+from lathe.assets import BASE_MODEL_NAME
+from lathe.errors import LatheError
+from lathe.registry import ModelRegistry
+from tests.integration.conftest import ADAPTERS
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+QUESTIONS = [
+    "What is the capital of France?", "How do I sort a list in Python?", "What is a tuple?",
+    "Can you explain recursion?", "What time is it?", "How are you today?", "What is a dictionary?",
+    "Tell me about the weather.", "How do I open a file?", "What is an exception?", "Who wrote Hamlet?",
+    "What does pip do?", "What is two plus two?", "Name a colour.", "How do I read JSON?", "What is a loop?",
+]  # fmt: skip
+VOICES = dict(zip(ADAPTERS, ["Arr, matey! Arr, matey!", "Quack quack quack."], strict=True))
+ASK = "What is a generator in Python?"
+
+
+def adapter_recipe(work: Path, name: str, answer: str) -> dict:
+    data = work / f"{name}.jsonl"
+    rows = [{"messages": [{"role": "user", "content": q}, {"role": "assistant", "content": answer}]} for q in QUESTIONS]
+    data.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    return {
+        "kind": "sft",
+        "name": name,
+        "base_model": f"models:/{BASE_MODEL_NAME}@champion",
+        "data": {"path": str(data), "dataset_name": name},
+        "lora": {"r": 8, "alpha": 16, "dropout": 0.0, "merge": False,
+                 "target_modules": ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]},
+        "packing": False,
+        "scaling": {"num_workers": 1, "cpus_per_worker": 1},
+        "training": {"max_steps": 6, "micro_batch_size": 4, "seq_len": 48, "log_every": 3},
+        "optimizer": {"learning_rate": 0.003, "warmup_steps": 1},
+        "checkpoint": {"every_steps": 100, "storage_path": str(work / f"ckpt-{name}")},
+        "mlflow": {"enabled": True, "register_as": name, "alias": "champion"},
+    }  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def adapters(platform, tmp_path_factory) -> Iterator[dict[str, dict]]:
+    """Both trained at once, as two teams would: the Ray head runs both jobs side by side."""
+    work = tmp_path_factory.mktemp("adapters")
+
+    def train(name: str) -> dict:
+        path = work / f"{name}.yaml"
+        path.write_text(yaml.safe_dump(adapter_recipe(work, name, VOICES[name])))
+        run = platform.lathe("train", "submit", str(path), "--json", timeout=600)
+        assert run.returncode == 0, f"train submit failed:\n{run.stdout[-3000:]}\n{run.stderr[-3000:]}"
+        return json.loads(run.stdout)
+
+    with ThreadPoolExecutor(len(VOICES)) as pool:
+        yield dict(zip(VOICES, pool.map(train, VOICES), strict=True))
+    # The other modules meet the platform's engine with no adapter loaded: their aliases go, and
+    # the service unloads them.
+    registry = ModelRegistry(platform.mlflow_uri)
+    for name in VOICES:
+        with contextlib.suppress(LatheError):
+            registry.delete_alias(name, "champion")
+    deadline = time.monotonic() + 30
+    while any(loaded(platform).values()) and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert not any(loaded(platform).values()), loaded(platform)
+
+
+def ask(url: str, model: str, key: str | None = None) -> httpx.Response:
+    body = {"model": model, "messages": [{"role": "user", "content": ASK}], "max_tokens": 12, "temperature": 0}
+    headers = {"authorization": f"Bearer {key}"} if key else {}
+    return httpx.post(url + "/v1/chat/completions", json=body, headers=headers, timeout=120)
+
+
+def answer(url: str, model: str, key: str | None = None) -> str:
+    reply = ask(url, model, key)
+    assert reply.status_code == 200, reply.text
+    return reply.json()["choices"][0]["message"]["content"]
+
+
+def loaded(platform) -> dict[str, str | None]:
+    health = httpx.get(platform.inference_url + "/health", timeout=10).json()
+    return {a["name"]: a["loaded"] for a in health["adapters"]}
+
+
+def test_adapters_register_small_with_their_base_in_the_lineage(platform, adapters):
+    registry = ModelRegistry(platform.mlflow_uri)
+    champion = registry.resolve(BASE_MODEL_NAME, "champion").version
+    for name, result in adapters.items():
+        version = registry.get_version(name, result["model_version"])
+        assert version.tags["lathe.format"] == "lora" and version.adapter_of == f"{BASE_MODEL_NAME}/{champion}"
+        folder = registry.download(name, version.version, platform.home / "check")
+        weights = (folder / "adapter_model.safetensors").stat().st_size
+        assert weights < 20_000_000 and not (folder / "model.safetensors").exists()  # the adapter, not a model
+
+
+def test_one_engine_serves_both_adapters_and_an_alias_move_reloads_only_that_one(platform, adapters):
+    service = platform.inference_url
+    base = answer(service, BASE_MODEL_NAME)
+    pirate, duck = answer(service, "lathe-adapter-pirate"), answer(service, "lathe-adapter-duck")
+    assert "matey" in pirate.lower() and "quack" in duck.lower(), (pirate, duck)
+    assert base not in (pirate, duck)
+    assert loaded(platform) == {"lathe-adapter-pirate": "1", "lathe-adapter-duck": "1"}
+
+    # A second version of the pirate adapter: the duck's weights, registered under the pirate's name.
+    registry = ModelRegistry(platform.mlflow_uri)
+    duck_folder = registry.download("lathe-adapter-duck", "1", platform.home / "swap")
+    tags = {"lathe.base_model": registry.get_version("lathe-adapter-duck", "1").adapter_of}
+    second = registry.register_folder(duck_folder, "lathe-adapter-pirate", tags=tags)
+    registry.set_alias("lathe-adapter-pirate", "champion", second.version)
+
+    deadline = time.monotonic() + 60
+    while (now := answer(service, "lathe-adapter-pirate")) != duck and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert now == duck  # the moved alias is served, with no restart
+    assert answer(service, "lathe-adapter-duck") == duck  # the other adapter did not change
+    health = httpx.get(service + "/health", timeout=10).json()
+    assert health["engine_restarts"] == 0 and health["swaps"] == 1
+    metrics = httpx.get(service + "/metrics", timeout=10).text
+    assert 'lathe_inference_adapter_loads_total{adapter="lathe-adapter-pirate",outcome="reloaded"} 1.0' in metrics
+    assert 'lathe_inference_adapter_requests_total{adapter="lathe-adapter-duck"}' in metrics
+    assert "vllm:lora_requests_info" in metrics  # vLLM's running and waiting adapters
+
+
+def test_the_gateway_serves_an_adapter_by_name_to_a_key_limited_to_it(platform, adapters):
+    created = platform.lathe("keys", "create", "duck-team", "--models", "lathe-adapter-duck", "--json")
+    assert created.returncode == 0, created.stderr
+    key = json.loads(created.stdout)["key"]
+    deadline = time.monotonic() + 30  # the gateway learns the adapters from the service's /health
+    while (reply := ask(platform.gateway_url, "lathe-adapter-duck", key)).status_code == 404:
+        assert time.monotonic() < deadline, reply.text
+        time.sleep(0.5)
+    assert reply.status_code == 200 and "quack" in reply.json()["choices"][0]["message"]["content"].lower()
+    assert reply.json()["model"] == "lathe-adapter-duck"
+    assert ask(platform.gateway_url, BASE_MODEL_NAME, key).status_code == 403  # the key is the adapter's only
+    usage = json.loads(platform.lathe("keys", "usage", "duck-team", "--json").stdout)
+    assert usage["requests"] == 1 and usage["total_tokens"] > 0
