@@ -120,6 +120,11 @@ SERVING: list[Panel] = [
         "[$__rate_interval]))"
         ' / sum by (model_name) (rate(vllm:spec_decode_num_draft_tokens_total{model_name=~"$model"}'
         "[$__rate_interval]))", "{{model_name}}")]),
+    ("LoRA adapters: requests, queued for a batch (max_loras) and evictions per second", "timeseries", "short", [
+        q("sum by (adapter) (rate(lathe_inference_adapter_requests_total[$__rate_interval]))", "{{adapter}}"),
+        q("sum by (adapter) (rate(lathe_inference_adapter_queued_total[$__rate_interval]))", "queued {{adapter}}"),
+        q("sum by (adapter) (rate(lathe_inference_adapter_evictions_total[$__rate_interval]))",
+          "evicted {{adapter}}")]),
     ("Prompt / generation tokens per second", "timeseries", "short", [
         q('sum by (model_name) (rate(vllm:prompt_tokens_total{model_name=~"$model"}[$__rate_interval]))',
           "prompt {{model_name}}"),

@@ -9,6 +9,11 @@ An adapter is loaded into the engine through vLLM's ``/v1/load_lora_adapter``:
 - again, in place from the new version's folder, when its alias moves, with no restart and
   without touching the other adapters.
 
+A request for an adapter while ``max_loras`` other adapters have requests in flight waits in
+vLLM's queue for a batch it may join: it is counted (``lathe_inference_adapter_queued_total``),
+not refused. (vLLM 0.32's own ``vllm:lora_requests_info`` learns of a waiting request only once
+it runs, so it cannot show this.)
+
 When ``max_cpu_loras`` are loaded, loading another unloads the least recently used one,
 which is logged and counted (``lathe_inference_adapter_evictions_total``); its next request
 loads it again. An adapter trained on another version of the base than the served one is
@@ -20,6 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections import Counter
 from dataclasses import dataclass
 
 import httpx
@@ -64,6 +70,22 @@ class AdapterSet:
         self.http = http
         self.targets = {name: AdapterTarget(name, alias) for name, alias in settings.adapter_aliases.items()}
         self._lock = asyncio.Lock()
+        self.inflight: Counter[str] = Counter()  # requests in flight per adapter
+
+    def begin(self, name: str) -> bool:
+        """A request for ``name`` starts; True when it must wait for a batch (``max_loras`` busy)."""
+        busy = sum(1 for other, n in self.inflight.items() if n > 0 and other != name)
+        queued = self.inflight[name] == 0 and busy >= self.settings.max_loras
+        self.inflight[name] += 1
+        self.metrics.adapter_requests.labels(adapter=name).inc()
+        self.metrics.adapter_inflight.labels(adapter=name).set(self.inflight[name])
+        if queued:
+            self.metrics.adapter_queued.labels(adapter=name).inc()
+        return queued
+
+    def end(self, name: str) -> None:
+        self.inflight[name] -= 1
+        self.metrics.adapter_inflight.labels(adapter=name).set(self.inflight[name])
 
     def __contains__(self, name: object) -> bool:
         return name in self.targets
@@ -93,7 +115,9 @@ class AdapterSet:
             elif version is not None and (loaded not in (None, version) or self._room(handle, target, served)):
                 try:
                     await self.ensure(handle, target.name, served)
-                except LatheError as exc:  # logged where it happened; the other adapters go on
+                except LatheError as exc:  # the other adapters go on; this one is tried again next poll
+                    if target.problem != exc.one_line():
+                        log.error("adapter not loaded", extra=log_fields(adapter=target.name, error=exc.one_line()))
                     target.problem = exc.one_line()
 
     def _resolve(self, target: AdapterTarget) -> str | None:

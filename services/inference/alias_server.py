@@ -88,11 +88,23 @@ class AliasServer:
         """``NAME/VERSION`` of the base served now: what an adapter must have been trained on."""
         return f"{self.settings.model_name}/{self.version}"
 
-    async def prepare(self, handle: EngineHandle, model: object) -> None:
-        """Before a request is sent: load the adapter it names, if it names one."""
-        if self.adapters is not None and model in self.adapters:
-            self.metrics.adapter_requests.labels(adapter=str(model)).inc()
-            await self.adapters.ensure(handle, str(model), f"{self.settings.model_name}/{handle.version}")
+    async def prepare(self, handle: EngineHandle, model: object) -> str | None:
+        """Before a request is sent: load the adapter it names, if it names one, and count it in
+        flight until ``finish_adapter``. Returns the adapter's name, or None."""
+        if self.adapters is None or model not in self.adapters:
+            return None
+        name = str(model)
+        self.adapters.begin(name)
+        try:
+            await self.adapters.ensure(handle, name, f"{self.settings.model_name}/{handle.version}")
+        except BaseException:
+            self.adapters.end(name)
+            raise
+        return name
+
+    def finish_adapter(self, name: str | None) -> None:
+        if name is not None and self.adapters is not None:
+            self.adapters.end(name)
 
     def healthy(self) -> bool:
         return self.active is not None and not self.active.exited()

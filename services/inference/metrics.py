@@ -26,6 +26,8 @@ class InferenceMetrics:
     request_duration: Histogram
     inflight: Gauge
     adapter_requests: Counter
+    adapter_inflight: Gauge
+    adapter_queued: Counter
     adapter_version: Gauge
     adapter_loads: Counter
     adapter_evictions: Counter
@@ -74,6 +76,18 @@ class InferenceMetrics:
             inflight=Gauge("lathe_inference_inflight_requests", "Requests in flight", registry=registry),
             adapter_requests=Counter(
                 "lathe_inference_adapter_requests_total", "Requests per LoRA adapter", ["adapter"], registry=registry
+            ),
+            adapter_inflight=Gauge(
+                "lathe_inference_adapter_inflight_requests",
+                "Requests in flight per LoRA adapter",
+                ["adapter"],
+                registry=registry,
+            ),
+            adapter_queued=Counter(
+                "lathe_inference_adapter_queued_total",
+                "Adapter requests that arrived while max_loras other adapters were busy: they wait for a batch",
+                ["adapter"],
+                registry=registry,
             ),
             adapter_version=Gauge(
                 "lathe_inference_adapter_version",

@@ -54,7 +54,7 @@ class InferenceServiceSettings(ProcessSettings, InferenceSettings):
     # LoRA adapters served beside the model, each a registered adapter ("NAME", or "NAME@ALIAS";
     # the alias defaults to the model's) whose alias is followed like the model's. JSON list.
     adapters: list[str] = Field(default_factory=list)
-    # Adapters in one batch: requests for more wait in vLLM's queue (vllm:lora_requests_info).
+    # Adapters in one batch: requests for more wait in vLLM's queue (lathe_inference_adapter_queued_total).
     max_loras: int = Field(default=4, ge=1, le=64)
     max_lora_rank: int = 16  # one of LORA_RANKS
     # Adapters kept loaded at once (default max_loras): the least recently used is unloaded,

@@ -67,7 +67,12 @@ def object_store():
 @pytest.fixture(scope="package")
 def platform(tmp_path_factory, object_store) -> Platform:
     # `lathe up` passes its environment to the Ray head, so Ray Train's workers reach the store.
-    adapters = {"LATHE_INFERENCE_ADAPTERS": json.dumps(ADAPTERS)}
+    # One adapter per batch, both kept loaded: requests for the other wait their turn.
+    adapters = {
+        "LATHE_INFERENCE_ADAPTERS": json.dumps(ADAPTERS),
+        "LATHE_INFERENCE_MAX_LORAS": "1",
+        "LATHE_INFERENCE_MAX_CPU_LORAS": "2",
+    }
     platform = Platform(tmp_path_factory.mktemp("lathe-home"), **adapters, **object_store)
     platform.up()
     yield platform

@@ -17,6 +17,7 @@ from pathlib import Path
 import httpx
 import pytest
 import yaml
+from prometheus_client.parser import text_string_to_metric_families
 
 from lathe.assets import BASE_MODEL_NAME
 from lathe.errors import LatheError
@@ -107,6 +108,26 @@ def test_adapters_register_small_with_their_base_in_the_lineage(platform, adapte
         folder = registry.download(name, version.version, platform.home / "check")
         weights = (folder / "adapter_model.safetensors").stat().st_size
         assert weights < 20_000_000 and not (folder / "model.safetensors").exists()  # the adapter, not a model
+
+
+def test_more_adapters_than_a_batch_holds_queue_and_none_fails(platform, adapters):
+    """The platform serves one adapter per batch (max_loras 1): both at once take turns."""
+    names = ["lathe-adapter-pirate", "lathe-adapter-duck"] * 3
+    with ThreadPoolExecutor(len(names)) as pool:
+        replies = list(pool.map(lambda name: ask(platform.inference_url, name), names))
+    assert [r.status_code for r in replies] == [200] * len(names), [r.text for r in replies]
+    voices = [r.json()["choices"][0]["message"]["content"] for r in replies]
+    assert len(set(voices[0::2])) == 1 and len(set(voices[1::2])) == 1 and voices[0] != voices[1]
+    samples = [
+        sample
+        for family in text_string_to_metric_families(httpx.get(platform.inference_url + "/metrics", timeout=10).text)
+        for sample in family.samples
+    ]
+    # Requests for one adapter arrived while the other held the batch's only adapter slot: they waited.
+    queued = sum(s.value for s in samples if s.name == "lathe_inference_adapter_queued_total")
+    assert queued >= 1, [s for s in samples if "adapter" in s.name]
+    lora_info = [s.labels for s in samples if s.name == "vllm:lora_requests_info"]
+    assert lora_info and all(s["max_lora"] == "1" for s in lora_info)  # vLLM was given max_loras 1
 
 
 def test_one_engine_serves_both_adapters_and_an_alias_move_reloads_only_that_one(platform, adapters):

@@ -64,9 +64,10 @@ async def _proxy(request: Request, path: str, server: ServerDep, metrics: Metric
     body = await request.body()
     started = time.monotonic()
     handle = server.acquire()
+    adapter = None
     if server.adapters is not None:
         try:
-            await server.prepare(handle, _requested_model(body))
+            adapter = await server.prepare(handle, _requested_model(body))
         except BaseException:
             server.release(handle)
             raise
@@ -78,6 +79,7 @@ async def _proxy(request: Request, path: str, server: ServerDep, metrics: Metric
         upstream = await http.send(upstream_request, stream=True)
     except httpx.HTTPError as exc:
         server.release(handle)
+        server.finish_adapter(adapter)
         metrics.requests.labels(route=path, status="502").inc()
         raise UpstreamError(f"engine for version {handle.version} failed: {type(exc).__name__}") from None
 
@@ -92,6 +94,7 @@ async def _proxy(request: Request, path: str, server: ServerDep, metrics: Metric
         finished = True
         await upstream.aclose()
         server.release(handle)
+        server.finish_adapter(adapter)
         metrics.requests.labels(route=path, status=str(upstream.status_code)).inc()
         metrics.request_duration.labels(route=path).observe(time.monotonic() - started)
 

@@ -145,6 +145,18 @@ def test_requests_for_one_adapter_share_its_single_load(registry, tmp_path, monk
     assert routes.loads() == ["a"]
 
 
+def test_a_request_while_max_loras_other_adapters_are_busy_is_counted_as_queued(registry, tmp_path, monkeypatch):
+    adapters, _ = make(registry, tmp_path, monkeypatch, ["a", "b", "c"], max_loras=2)
+    assert [adapters.begin(name) for name in ("a", "a", "b")] == [False, False, False]  # a's second joins a's batch
+    assert adapters.begin("c") is True  # a and b hold both adapter slots of a batch: c waits
+    assert adapters.metrics.adapter_queued.labels(adapter="c")._value.get() == 1
+    for name in ("a", "a", "c"):
+        adapters.end(name)
+    assert adapters.begin("c") is False  # only b is busy now
+    assert adapters.metrics.adapter_inflight.labels(adapter="a")._value.get() == 0
+    assert adapters.metrics.adapter_requests.labels(adapter="a")._value.get() == 2
+
+
 def test_adapters_turn_on_vllms_runtime_lora_and_bad_lists_are_refused(tmp_path, monkeypatch):
     monkeypatch.setenv("LATHE_HOME", str(tmp_path))
     settings = InferenceServiceSettings(model_name="base", adapters=["a", "b@staging"], max_loras=2, max_lora_rank=32)

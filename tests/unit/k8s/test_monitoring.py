@@ -176,10 +176,10 @@ def test_the_serving_dashboard_follows_rollouts_in_a_row_of_its_own():
     assert {"lathe_rollout_weight", "lathe_rollout_step", "lathe_rollout_decisions_total",
             "lathe_gateway_version_errors_total", "lathe_gateway_version_ttft_seconds_bucket",
             "lathe_gateway_version_itl_seconds_bucket", "lathe_gateway_feedback_total"} <= named  # fmt: skip
-    assert board.sections[0].title is None and len(board.sections[0].panels) == 9  # the vLLM panels stay on top
+    assert board.sections[0].title is None and len(board.sections[0].panels) == 10  # the engine's panels stay on top
 
 
-def test_the_serving_dashboard_shows_the_kv_cache_the_prefix_cache_preemptions_and_speculation():
+def test_the_serving_dashboard_shows_the_kv_cache_the_prefix_cache_preemptions_speculation_and_adapters():
     board = load_dashboard(DEPLOY / "grafana" / "lathe-serving.json")
     by_title = {
         panel.title: {name for target in panel.targets for name in metric_names(target.expr)}
@@ -191,6 +191,7 @@ def test_the_serving_dashboard_shows_the_kv_cache_the_prefix_cache_preemptions_a
         "Preemptions per second": {"vllm:num_preemptions_total"},
         "Speculative decoding": {"vllm:spec_decode_num_accepted_tokens_total",
                                  "vllm:spec_decode_num_draft_tokens_total"},
+        "LoRA adapters": {"lathe_inference_adapter_requests_total", "lathe_inference_adapter_evictions_total"},
     }  # fmt: skip
     for start, metrics in wanted.items():
         (names,) = [names for title, names in by_title.items() if title.startswith(start)]
