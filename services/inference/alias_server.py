@@ -83,10 +83,9 @@ class AliasServer:
     def version(self) -> str | None:
         return self.active.handle.version if self.active else None
 
-    @property
-    def served(self) -> str:
-        """``NAME/VERSION`` of the base served now: what an adapter must have been trained on."""
-        return f"{self.settings.model_name}/{self.version}"
+    def served_by(self, handle: EngineHandle) -> str:
+        """``NAME/VERSION`` of the base an engine serves: what its adapters must have been trained on."""
+        return f"{self.settings.model_name}/{handle.version}"
 
     async def prepare(self, handle: EngineHandle, model: object) -> str | None:
         """Before a request is sent: load the adapter it names, if it names one, and count it in
@@ -96,7 +95,7 @@ class AliasServer:
         name = str(model)
         self.adapters.begin(name)
         try:
-            await self.adapters.ensure(handle, name, f"{self.settings.model_name}/{handle.version}")
+            await self.adapters.ensure(handle, name, self.served_by(handle))
         except BaseException:
             self.adapters.end(name)
             raise
@@ -147,7 +146,7 @@ class AliasServer:
                 if self.active is None or target.version != self.version:
                     await self.swap_to(target)
                 if self.adapters is not None and self.healthy():
-                    await self.adapters.follow(self.active.handle, self.served)
+                    await self.adapters.follow(self.active.handle, self.served_by(self.active.handle))
                 self.last_error = None
                 await asyncio.sleep(self.settings.poll_interval_s)
             except asyncio.CancelledError:
