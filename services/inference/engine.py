@@ -67,6 +67,8 @@ def vllm_argv(settings: InferenceServiceSettings, model_dir: Path, port: int) ->
     ]  # fmt: skip
     if settings.enforce_eager:
         argv.append("--enforce-eager")
+    if settings.engine_executor == "uni":
+        argv += ["--distributed-executor-backend", "uni"]
     if settings.device == "cuda":
         argv += [
             "--gpu-memory-utilization", str(settings.gpu_memory_utilization),
@@ -152,6 +154,10 @@ def vllm_env(settings: InferenceServiceSettings) -> dict[str, str]:
     }
     if settings.device == "cpu":
         env["VLLM_CPU_KVCACHE_SPACE"] = str(settings.cpu_kv_cache_gb)
+        if settings.engine_executor == "uni":
+            # vLLM's CPU platform replaces "uni" with "mp" unless its V1 multiprocessing switch is
+            # off; the API server still runs the engine core in a process of its own.
+            env["VLLM_ENABLE_V1_MULTIPROCESSING"] = "0"
     if settings.adapters:
         # /v1/load_lora_adapter and /v1/unload_lora_adapter: how an adapter's alias is followed.
         # The engine listens on loopback only; the service is what clients reach.

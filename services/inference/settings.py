@@ -39,6 +39,10 @@ class InferenceServiceSettings(ProcessSettings, InferenceSettings):
     cpu_kv_cache_gb: int = Field(default=1, ge=1, le=512)
     gpu_memory_utilization: float = Field(default=0.9, gt=0.0, le=1.0)
     tensor_parallel_size: int = Field(default=1, ge=1)
+    # Where vLLM's model worker runs: "uni" inside the engine process, "mp" in a process of its
+    # own (vLLM's CPU default). "auto": uni on CPUs with one worker, where mp's busy-polling
+    # queue takes a core from the model (README "Serving knobs" has the measurement).
+    engine_executor: Literal["auto", "uni", "mp"] = "auto"
     # The scheduler and the KV cache (vLLM's own flags; README "Serving knobs" says when to turn each).
     prefix_caching: bool = True
     chunked_prefill: bool = True
@@ -83,6 +87,13 @@ class InferenceServiceSettings(ProcessSettings, InferenceSettings):
             # capital), and elsewhere bf16 is emulated and slower. LATHE_INFERENCE_DTYPE=bfloat16
             # opts in.
             self.dtype = "float32"
+        if self.engine_executor == "auto":
+            self.engine_executor = "uni" if self.device == "cpu" and self.tensor_parallel_size == 1 else "mp"
+        if self.engine_executor == "uni" and self.tensor_parallel_size > 1:
+            raise ValueError(
+                f"engine_executor: uni runs one worker, and tensor_parallel_size {self.tensor_parallel_size} "
+                "needs one per shard (mp)"
+            )
         self._check_scheduler()
         self._check_speculation()
         self._check_adapters()

@@ -38,6 +38,39 @@ def test_gpu_settings_reach_the_command_line(monkeypatch):
     assert "VLLM_CPU_KVCACHE_SPACE" not in vllm_env(s)
 
 
+def test_one_cpu_worker_runs_inside_the_engine_process(monkeypatch):
+    s = InferenceServiceSettings()
+    assert s.engine_executor == "uni"
+    argv = vllm_argv(s, Path("/m"), 8200)
+    assert argv[argv.index("--distributed-executor-backend") + 1] == "uni"
+    # vLLM's CPU platform turns "uni" back into "mp" unless this switch is off.
+    assert vllm_env(s)["VLLM_ENABLE_V1_MULTIPROCESSING"] == "0"
+
+
+@pytest.mark.parametrize(
+    ("env", "executor"),
+    [({"LATHE_INFERENCE_ENGINE_EXECUTOR": "mp"}, "mp"),
+     ({"LATHE_INFERENCE_TENSOR_PARALLEL_SIZE": "2"}, "mp"),
+     ({"LATHE_INFERENCE_DEVICE": "cuda"}, "mp")],
+)  # fmt: skip
+def test_the_worker_gets_a_process_of_its_own_when_asked_or_sharded(monkeypatch, env, executor):
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    s = InferenceServiceSettings()
+    assert s.engine_executor == executor
+    assert "--distributed-executor-backend" not in vllm_argv(s, Path("/m"), 8200)
+    assert "VLLM_ENABLE_V1_MULTIPROCESSING" not in vllm_env(s)
+
+
+def test_one_worker_cannot_hold_several_shards(monkeypatch):
+    from pydantic import ValidationError
+
+    monkeypatch.setenv("LATHE_INFERENCE_ENGINE_EXECUTOR", "uni")
+    monkeypatch.setenv("LATHE_INFERENCE_TENSOR_PARALLEL_SIZE", "2")
+    with pytest.raises(ValidationError, match="engine_executor: uni runs one worker"):
+        InferenceServiceSettings()
+
+
 def test_bad_engine_setting_is_refused(monkeypatch):
     from pydantic import ValidationError
 
