@@ -70,6 +70,7 @@ class Traffic:
 def rollout(loop: DemoLoop) -> DemoRow:
     version = loop.facts.get("gated")
     if not version:
+        LocalPlatform(loop.s).stop_candidate()  # it served the candidate's evaluation
         row = DemoRow("rollout", "lathe models rollout", status="skipped")
         row.figure = "nothing to roll out: the gate kept the champion"
         return row
@@ -78,8 +79,8 @@ def rollout(loop: DemoLoop) -> DemoRow:
             "--step-seconds", STEP_SECONDS, "--step-requests", STEP_REQUESTS, "--max-ttft-ratio", "4",
             "--max-itl-ratio", "4", "--reason", "passed the evaluation gate", "--wait", "--timeout", "600",
             "--json"]  # fmt: skip
-    # The candidate service starts before the clients do (what the command does first):
-    # on two cores a vLLM engine starting beside a busy one is slow to warm up.
+    # The candidate service serves the version already (its evaluation ran on it); otherwise it
+    # starts before the clients do: on two cores a vLLM starting beside a busy one is slow to warm up.
     log = loop.log_path("rollout")
     log.parent.mkdir(parents=True, exist_ok=True)
     with log.open("a") as out:

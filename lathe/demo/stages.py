@@ -10,6 +10,7 @@ import httpx
 from lathe.demo.monitoring import monitoring
 from lathe.demo.release import rollout
 from lathe.demo.runner import AGENT_QUESTION, CHAT_QUESTION, MODEL, DemoLoop, DemoRow, Stage, StageFailed, sparkline
+from lathe.errors import LatheError
 from lathe.platform.local import LocalPlatform
 
 
@@ -109,7 +110,7 @@ def dpo(loop: DemoLoop) -> DemoRow:
     return result
 
 
-def _evaluate(loop: DemoLoop, name: str, stage: str) -> tuple[DemoRow, dict]:
+def _evaluate(loop: DemoLoop, name: str, stage: str, *sets: str) -> tuple[DemoRow, dict]:
     result, record = loop.pipeline(
         name,
         stage,
@@ -118,6 +119,7 @@ def _evaluate(loop: DemoLoop, name: str, stage: str) -> tuple[DemoRow, dict]:
         f"{stage}.knowledge.max_questions={loop.size.knowledge_questions}",
         f"{stage}.safety.max_items={loop.size.safety_items}",
         f"{stage}.judge.max_prompts={loop.size.judge_prompts}",
+        *sets,
     )
     metrics = (record.get("result") or {}).get("metrics", {})
     names = ("token_f1", "perplexity", "knowledge_accuracy", "safety_pass_rate", "judge_win_rate")
@@ -138,8 +140,21 @@ def evaluate_champion(loop: DemoLoop) -> DemoRow:
 
 
 def evaluate_candidate(loop: DemoLoop) -> DemoRow:
+    """Scored on the platform's candidate service, started here for the version: the rollout
+    that follows a passing gate finds it serving that version and starts no second vLLM."""
     version = loop.facts["candidate"]
-    result, metrics = _evaluate(loop, "candidate eval", "candidate-eval")
+    log = loop.log_path("candidate eval")
+    log.parent.mkdir(parents=True, exist_ok=True)
+    with log.open("a") as out:
+        try:
+            LocalPlatform(loop.s).start_candidate(version, progress=lambda msg: print(msg, file=out, flush=True))
+        except LatheError as exc:
+            raise StageFailed(f"candidate eval: the candidate service for v{version} did not start: "
+                              f"{exc.one_line()}") from exc  # fmt: skip
+    endpoint = f"{loop.s.inference.candidate_base_url}/v1"
+    result, metrics = _evaluate(loop, "candidate eval", "candidate-eval", "candidate-eval.task.endpoint.serve=false",
+                                f"candidate-eval.task.endpoint.base_url={endpoint}")  # fmt: skip
+    result.data["endpoint"] = endpoint
     result.figure = f"v{version}: {_scores(metrics)}"
     return result
 

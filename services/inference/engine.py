@@ -158,6 +158,7 @@ def vllm_env(settings: InferenceServiceSettings) -> dict[str, str]:
             # vLLM's CPU platform replaces "uni" with "mp" unless its V1 multiprocessing switch is
             # off; the API server still runs the engine core in a process of its own.
             env["VLLM_ENABLE_V1_MULTIPROCESSING"] = "0"
+            env["OMP_NUM_THREADS"] = str(settings.worker_threads)
     if settings.adapters:
         # /v1/load_lora_adapter and /v1/unload_lora_adapter: how an adapter's alias is followed.
         # The engine listens on loopback only; the service is what clients reach.

@@ -6,6 +6,7 @@ The address and the model to serve come from the core tree
 
 from __future__ import annotations
 
+import os
 import re
 from pathlib import Path
 from typing import Literal
@@ -43,6 +44,10 @@ class InferenceServiceSettings(ProcessSettings, InferenceSettings):
     # own (vLLM's CPU default). "auto": uni on CPUs with one worker, where mp's busy-polling
     # queue takes a core from the model (README "Serving knobs" has the measurement).
     engine_executor: Literal["auto", "uni", "mp"] = "auto"
+    # Threads the uni worker computes with on CPUs (OMP_NUM_THREADS). None: every core but one,
+    # as vLLM's own binding under mp leaves one to the servers. More threads than cores stall
+    # every engine on the machine (two engines at once during a rollout or a swap).
+    cpu_threads: int | None = Field(default=None, ge=1, le=1024)
     # The scheduler and the KV cache (vLLM's own flags; README "Serving knobs" says when to turn each).
     prefix_caching: bool = True
     chunked_prefill: bool = True
@@ -122,6 +127,11 @@ class InferenceServiceSettings(ProcessSettings, InferenceSettings):
     def adapter_aliases(self) -> dict[str, str]:
         """Each adapter's name and the alias it is served from."""
         return {name: alias or self.alias for name, _, alias in (e.partition("@") for e in self.adapters)}
+
+    @property
+    def worker_threads(self) -> int:
+        """The uni worker's thread count on CPUs: ``cpu_threads``, else every core but one."""
+        return self.cpu_threads or max(1, len(os.sched_getaffinity(0)) - 1)
 
     @property
     def resident_adapters(self) -> int:

@@ -146,6 +146,11 @@ def test_the_rollout_shifted_live_traffic_step_by_step_and_lost_none(demo):
     rollout = stage(demo, "rollout")["data"]
     gate = stage(demo, "gate")["data"]
     assert rollout["state"] in ("promoted", "rolled_back") and rollout["failures"] == []
+    # The candidate was scored on the platform's candidate service, and the rollout used that
+    # same service rather than starting a second vLLM for the version.
+    port = PORTS["LATHE_INFERENCE_CANDIDATE_PORT"]
+    assert stage(demo, "candidate eval")["data"]["endpoint"] == f"http://127.0.0.1:{port}/v1"
+    assert f"candidate: already serves v{gate['candidate_version']}" in Path(stage(demo, "rollout")["log"]).read_text()
     # Both versions answered the demo's clients while the rollout ran.
     assert set(rollout["answers"]) == {gate["champion_version"], gate["candidate_version"]}, rollout["answers"]
     registry = ModelRegistry(f"http://127.0.0.1:{demo['env']['LATHE_MLFLOW_PORT']}")

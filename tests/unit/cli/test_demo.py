@@ -73,3 +73,16 @@ def test_an_unknown_size_is_refused_before_anything_starts(tmp_path):
     assert result.returncode == 2
     assert "--size must be one of full, ci" in result.stderr
     assert not (tmp_path / "demo").exists()
+
+
+def test_the_candidate_eval_fails_in_one_line_when_its_service_cannot_start(loop):
+    """The candidate is scored on the platform's candidate service: with no platform running,
+    the stage names that service and never submits its evaluation."""
+    from lathe.demo.stages import evaluate_candidate
+
+    loop.facts["candidate"] = "3"
+    submitted = []
+    loop.pipeline = lambda *args: submitted.append(args)
+    with pytest.raises(StageFailed, match=r"candidate eval: the candidate service for v3 did not start: .*lathe up"):
+        evaluate_candidate(loop)
+    assert submitted == []

@@ -45,6 +45,13 @@ def test_one_cpu_worker_runs_inside_the_engine_process(monkeypatch):
     assert argv[argv.index("--distributed-executor-backend") + 1] == "uni"
     # vLLM's CPU platform turns "uni" back into "mp" unless this switch is off.
     assert vllm_env(s)["VLLM_ENABLE_V1_MULTIPROCESSING"] == "0"
+    # Every core but one, as vLLM's own binding leaves one: two engines never oversubscribe.
+    monkeypatch.setattr("os.sched_getaffinity", lambda _pid: {0, 1, 2, 3})
+    assert vllm_env(s)["OMP_NUM_THREADS"] == "3"
+    monkeypatch.setattr("os.sched_getaffinity", lambda _pid: {0})
+    assert vllm_env(s)["OMP_NUM_THREADS"] == "1"
+    monkeypatch.setenv("LATHE_INFERENCE_CPU_THREADS", "2")
+    assert vllm_env(InferenceServiceSettings())["OMP_NUM_THREADS"] == "2"
 
 
 @pytest.mark.parametrize(
@@ -59,7 +66,7 @@ def test_the_worker_gets_a_process_of_its_own_when_asked_or_sharded(monkeypatch,
     s = InferenceServiceSettings()
     assert s.engine_executor == executor
     assert "--distributed-executor-backend" not in vllm_argv(s, Path("/m"), 8200)
-    assert "VLLM_ENABLE_V1_MULTIPROCESSING" not in vllm_env(s)
+    assert "VLLM_ENABLE_V1_MULTIPROCESSING" not in vllm_env(s) and "OMP_NUM_THREADS" not in vllm_env(s)
 
 
 def test_one_worker_cannot_hold_several_shards(monkeypatch):
