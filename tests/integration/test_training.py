@@ -130,12 +130,20 @@ def test_a_bad_recipe_fails_before_any_job_naming_the_field(platform, work, toke
     assert not any("bad.yaml" in job["entrypoint"] for job in jobs)
 
 
-def has_checkpoint(storage: str, step: int) -> bool:
-    """Whether a trial under ``storage`` (a folder or an s3:// URI) holds the checkpoint of ``step``."""
+def has_checkpoint(storage: str, step: int, shards: tuple[str, ...] = ()) -> bool:
+    """Whether a trial under ``storage`` (a folder or an s3:// URI) holds the checkpoint of ``step``,
+    with each of ``shards`` in its ``state/`` folder: every worker uploads its own part of a
+    checkpoint, so the folder appears with rank 0's files before the other ranks' are in."""
     from pipelines.flow.storage import Storage
 
     store = Storage(storage)
-    return any(f"checkpoint-{step:08d}" in store.children(store.join(trial)) for trial in store.children(store.root))
+    name = f"checkpoint-{step:08d}"
+    for trial in store.children(store.root):
+        if name in store.children(store.join(trial)):
+            state = store.join(trial, name, "state")
+            if not shards or set(shards) <= set(store.children(state)):
+                return True
+    return False
 
 
 def has_registered_checkpoint(storage: str) -> bool:
@@ -150,7 +158,9 @@ def has_registered_checkpoint(storage: str) -> bool:
     )
 
 
-def kill_a_worker_after_checkpoint(platform, job_id: str, storage: str, step: int, registered: bool = False) -> int:
+def kill_a_worker_after_checkpoint(
+    platform, job_id: str, storage: str, step: int, registered: bool = False, shards: tuple[str, ...] = ()
+) -> int:
     """SIGKILL one of the run's Ray Train workers as soon as its checkpoint at ``step`` is in storage
     (and, with ``registered``, once Ray Train has registered a checkpoint to resume from).
 
@@ -170,7 +180,7 @@ def kill_a_worker_after_checkpoint(platform, job_id: str, storage: str, step: in
         time.sleep(0.5)
     worker = psutil.Process(pids[-1])
     assert "RayTrainWorker" in " ".join(worker.cmdline()), worker.cmdline()
-    while not has_checkpoint(storage, step) or (registered and not has_registered_checkpoint(storage)):
+    while not has_checkpoint(storage, step, shards) or (registered and not has_registered_checkpoint(storage)):
         assert time.monotonic() < deadline, f"no checkpoint at step {step}" + (" registered" if registered else "")
         time.sleep(0.2)
     worker.send_signal(signal.SIGKILL)
@@ -245,7 +255,8 @@ def test_a_crashed_zero2_job_keeps_its_sharded_checkpoints_and_marks_its_run_fai
     assert queued.returncode == 0, queued.stderr
     job_id = json.loads(queued.stdout)["job_id"]
     storage = work / "ckpt-crash"
-    kill_a_worker_after_checkpoint(platform, job_id, str(storage), 10)
+    shards = tuple(f"zero_pp_rank_{rank}_mp_rank_00_optim_states.pt" for rank in (0, 1))
+    kill_a_worker_after_checkpoint(platform, job_id, str(storage), 10, shards=shards)
 
     deadline = time.monotonic() + 300
     while (status := wait_status(platform, job_id)) not in ("SUCCEEDED", "FAILED", "STOPPED"):
