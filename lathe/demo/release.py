@@ -67,6 +67,15 @@ class Traffic:
             thread.join(timeout=150)
 
 
+def start_candidate(loop: DemoLoop, stage: str, version: str) -> None:
+    """The platform's candidate service for ``version`` (kept if it serves it already); its
+    progress lines go to the stage's log."""
+    log = loop.log_path(stage)
+    log.parent.mkdir(parents=True, exist_ok=True)
+    with log.open("a") as out:
+        LocalPlatform(loop.s).start_candidate(version, progress=lambda msg: print(msg, file=out, flush=True))
+
+
 def rollout(loop: DemoLoop) -> DemoRow:
     version = loop.facts.get("gated")
     if not version:
@@ -81,10 +90,7 @@ def rollout(loop: DemoLoop) -> DemoRow:
             "--json"]  # fmt: skip
     # The candidate service serves the version already (its evaluation ran on it); otherwise it
     # starts before the clients do: on two cores a vLLM starting beside a busy one is slow to warm up.
-    log = loop.log_path("rollout")
-    log.parent.mkdir(parents=True, exist_ok=True)
-    with log.open("a") as out:
-        platform.start_candidate(str(version), progress=lambda msg: print(msg, file=out, flush=True))
+    start_candidate(loop, "rollout", str(version))
     key = platform.cli_key_path.read_text().strip()
     with Traffic(loop.s.gateway.base_url, key) as traffic:
         result, done = loop.command("rollout", argv, ok_codes=(0, 1))

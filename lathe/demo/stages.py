@@ -8,7 +8,7 @@ import time
 import httpx
 
 from lathe.demo.monitoring import monitoring
-from lathe.demo.release import rollout
+from lathe.demo.release import rollout, start_candidate
 from lathe.demo.runner import AGENT_QUESTION, CHAT_QUESTION, MODEL, DemoLoop, DemoRow, Stage, StageFailed, sparkline
 from lathe.errors import LatheError
 from lathe.platform.local import LocalPlatform
@@ -143,14 +143,11 @@ def evaluate_candidate(loop: DemoLoop) -> DemoRow:
     """Scored on the platform's candidate service, started here for the version: the rollout
     that follows a passing gate finds it serving that version and starts no second vLLM."""
     version = loop.facts["candidate"]
-    log = loop.log_path("candidate eval")
-    log.parent.mkdir(parents=True, exist_ok=True)
-    with log.open("a") as out:
-        try:
-            LocalPlatform(loop.s).start_candidate(version, progress=lambda msg: print(msg, file=out, flush=True))
-        except LatheError as exc:
-            raise StageFailed(f"candidate eval: the candidate service for v{version} did not start: "
-                              f"{exc.one_line()}") from exc  # fmt: skip
+    try:
+        start_candidate(loop, "candidate eval", version)
+    except LatheError as exc:
+        raise StageFailed(f"candidate eval: the candidate service for v{version} did not start: "
+                          f"{exc.one_line()}") from exc  # fmt: skip
     endpoint = f"{loop.s.inference.candidate_base_url}/v1"
     result, metrics = _evaluate(loop, "candidate eval", "candidate-eval", "candidate-eval.task.endpoint.serve=false",
                                 f"candidate-eval.task.endpoint.base_url={endpoint}")  # fmt: skip
